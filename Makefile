@@ -1,0 +1,49 @@
+# Bridgecast: `make run` serves the demo, `make test` runs every test.
+# Both set up what they need on a fresh machine (a .venv, Chromium for tests).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export BRIDGECAST_DATA_DIR ?= data
+
+.PHONY: run test test-fast bench clean-venv chromium migrate demo
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall only when the dependencies change.
+$(VENV)/.deps-run: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.deps-test: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.deps-run
+
+migrate: $(VENV)/.deps-run
+	$(PY) -m server db upgrade
+
+demo: migrate
+	$(PY) -m server demo
+
+run: demo
+	$(PY) -m server serve
+
+# Debian's Chromium drives the browser tests (never a downloaded browser build).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing Chromium from Debian"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	fi
+
+test: $(VENV)/.deps-test chromium
+	$(PY) -m pytest
+
+test-fast: $(VENV)/.deps-test
+	$(PY) -m pytest -m "not e2e"
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,48 @@
+"""The application factory: everything the server shares is built here, nothing at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from server import keys
+from server.auth.ratelimit import LoginLimiter
+from server.config import Settings, ensure_jwt_secret
+from server.i18n import Catalogues
+from server.storage.db import Database
+from server.views.middleware import MIDDLEWARES
+from server.views.render import create_environment
+from server.views.routes import setup_routes
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+# Large enough for a members CSV file (2 MiB) in a multipart form.
+CLIENT_MAX_SIZE = 3 * 1024 * 1024
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the application for ``settings`` (the database must already be migrated)."""
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=CLIENT_MAX_SIZE)
+    app[keys.SETTINGS] = settings
+    app[keys.JWT_SECRET] = ensure_jwt_secret(settings)
+    app[keys.TEMPLATES] = create_environment()
+    app[keys.CATALOGUES] = Catalogues()
+    app[keys.LOGIN_LIMITER] = LoginLimiter(
+        per_ip=settings.auth.login_attempts_per_ip,
+        per_account=settings.auth.login_attempts_per_account,
+        window=settings.auth.login_window_seconds,
+    )
+    app.cleanup_ctx.append(_database)
+    setup_routes(app, str(STATIC_DIR))
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    database = Database(app[keys.SETTINGS].effective_database_url)
+    app[keys.DATABASE] = database
+    yield
+    await database.close()

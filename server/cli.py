@@ -1,0 +1,208 @@
+"""The ``bridgecast`` command: serve, db upgrade, demo, user add, sessions, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from server.config import ConfigError, Settings, ensure_jwt_secret, load_settings
+from server.errors import AppError, ValidationFailed
+from server.storage import db as storage
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridgecast", description="Live lecture broadcast server.")
+    parser.add_argument("--config", help="a TOML file layered over config/default.toml (or BRIDGECAST_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the web application")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    database = commands.add_parser("db", help="database maintenance")
+    database.add_argument("action", choices=["upgrade"], help="upgrade: apply every migration")
+
+    commands.add_parser("demo", help="load the demo data (idempotent) and print the logins")
+
+    user = commands.add_parser("user", help="manage accounts")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    add = user_commands.add_parser("add", help="create an account")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["admin", "speaker", "operator", "member"])
+    add.add_argument("--full-name", required=True)
+    add.add_argument("--unit", help="the unit's slug")
+    add.add_argument("--point", help="the bridge point's slug (operators)")
+    add.add_argument("--email", default="")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    sessions = commands.add_parser("sessions", help="list sessions")
+    sessions.add_argument("--json", action="store_true", help="print JSON")
+
+    token = commands.add_parser("token", help="print a signed bearer token for a user")
+    token.add_argument("username")
+    token.add_argument("--session", type=int, help="limit the token to one session")
+    token.add_argument("--ttl", type=int, help="lifetime in seconds (default: auth.token_ttl_seconds)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config)
+        handler = COMMANDS[args.command]
+        return handler(settings, args)
+    except ConfigError as exc:
+        print(f"bridgecast: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationFailed as exc:
+        for error in exc.errors:
+            print(f"bridgecast: {error['message']}", file=sys.stderr)
+        return 2
+    except AppError as exc:
+        print(f"bridgecast: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from server.app import create_app
+
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    print(f"Bridgecast serving on http://{host}:{port}", flush=True)
+    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def _db(settings: Settings, args: argparse.Namespace) -> int:
+    storage.upgrade(settings.effective_database_url)
+    print("database is up to date")
+    return 0
+
+
+def _run(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    async def go() -> int:
+        database = storage.Database(settings.effective_database_url)
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    return asyncio.run(go())
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from server.storage.demo import LOGINS_FILE, load_demo
+
+    async def work(database: storage.Database) -> int:
+        async with database.session() as db:
+            result = await load_demo(db, settings.data_dir, settings.zone)
+        url = f"http://{settings.server.host}:{settings.server.port}"
+        print(f"Demo data ready ({result.created_users} accounts added). Session id: {result.session_id}")
+        print(f"  open {url}/  —  session page: {url}/sessions/{result.session_id}")
+        print("  logins (also in " + str(settings.data_dir / LOGINS_FILE) + "):")
+        for username, password in result.logins.items():
+            print(f"    {username:<22} {password}")
+        print("  provinces: hai-phong thai-nguyen tuyen-quang son-la ha-tinh dak-lak binh-dinh can-tho binh-duong")
+        return 0
+
+    return _run(settings, work)
+
+
+def _user(settings: Settings, args: argparse.Namespace) -> int:
+    from server.schemas import USER
+    from server.storage.units import point_by_slug, unit_by_slug
+    from server.storage.users import create_user
+
+    if args.password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            print("bridgecast: the passwords differ", file=sys.stderr)
+            return 2
+
+    async def work(database: storage.Database) -> int:
+        async with database.session() as db:
+            unit = await unit_by_slug(db, args.unit) if args.unit else None
+            point = await point_by_slug(db, args.point) if args.point else None
+            if args.unit and unit is None:
+                raise ValidationFailed.one("unit", "unknown_unit", f"no unit with slug {args.unit!r}")
+            if args.point and point is None:
+                raise ValidationFailed.one("point", "unknown_point", f"no bridge point with slug {args.point!r}")
+            values = USER.parse({
+                "username": args.username, "full_name": args.full_name, "email": args.email, "role": args.role,
+                "unit_id": unit.id if unit else (point.unit_id if point else None),
+                "bridge_point_id": point.id if point else None, "password": password,
+            })
+            user = await create_user(db, values)
+        print(f"created {user.role.value} {user.username} (id {user.id})")
+        return 0
+
+    return _run(settings, work)
+
+
+def _sessions(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from server.storage.models import Session
+
+    async def work(database: storage.Database) -> int:
+        async with database.session() as db:
+            rows = list(await db.scalars(select(Session).order_by(Session.scheduled_start, Session.id)))
+        listing = [{"id": s.id, "title": s.title, "status": s.status.value,
+                    "scheduled_start": s.scheduled_start.isoformat(), "invited_point_ids": s.invited_point_ids}
+                   for s in rows]
+        if args.json:
+            print(json.dumps(listing, ensure_ascii=False, indent=2))
+        else:
+            for item in listing:
+                print(f"{item['id']:>5}  {item['status']:<10} {item['scheduled_start'][:16]}  {item['title']}")
+        return 0
+
+    return _run(settings, work)
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from server.auth.tokens import issue_token
+    from server.storage.sessions import get_session
+    from server.storage.users import user_by_username
+
+    ttl = args.ttl or settings.auth.token_ttl_seconds
+    if not 0 < ttl <= 30 * 86400:
+        print("bridgecast: --ttl must be between 1 second and 30 days", file=sys.stderr)
+        return 2
+
+    async def work(database: storage.Database) -> int:
+        async with database.session() as db:
+            user = await user_by_username(db, args.username)
+            if user is None or not user.active:
+                print(f"bridgecast: no active user {args.username!r}", file=sys.stderr)
+                return 1
+            if args.session is not None:
+                await get_session(db, args.session)
+        print(issue_token(ensure_jwt_secret(settings), user.id, user.token_version, ttl, session_id=args.session))
+        return 0
+
+    return _run(settings, work)
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "serve": _serve,
+    "db": _db,
+    "demo": _demo,
+    "user": _user,
+    "sessions": _sessions,
+    "token": _token,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

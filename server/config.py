@@ -1,0 +1,228 @@
+"""Settings: ``config/default.toml`` < a file named by ``--config`` or
+``BRIDGECAST_CONFIG`` < ``BRIDGECAST_*`` environment variables.
+
+Every key has a type given by the dataclasses below; a value of the wrong type
+or an unknown key is an error at start-up, not a surprise later.  A key's
+environment variable is its path joined by ``_`` in capitals:
+``[server] port`` is ``BRIDGECAST_SERVER_PORT``, ``database_url`` is
+``BRIDGECAST_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "default.toml"
+ENV_PREFIX = "BRIDGECAST_"
+SECRET_FILE = "jwt-secret"
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt_secret: str = field(default="", repr=False)
+    token_ttl_seconds: int = 43200
+    login_window_seconds: int = 300
+    login_attempts_per_ip: int = 30
+    login_attempts_per_account: int = 8
+
+
+@dataclass(frozen=True)
+class I18nSettings:
+    default_locale: str = "vi"
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+
+@dataclass(frozen=True)
+class IceSettings:
+    loopback_only: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    recordings_dir: Path = Path("recordings")
+    server: ServerSettings = field(default_factory=ServerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    i18n: I18nSettings = field(default_factory=I18nSettings)
+    ice: IceSettings = field(default_factory=IceSettings)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'bridgecast.db').resolve()}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.i18n.timezone)
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from the layers, highest last.
+
+    ``overrides`` is a nested mapping applied after the environment (tests and
+    the command line use it).
+    """
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = _read_toml(DEFAULT_CONFIG)
+    named = config_file or environ.get(f"{ENV_PREFIX}CONFIG")
+    if named:
+        _merge(merged, _read_toml(Path(named)))
+    _merge(merged, _from_environment(environ))
+    if overrides:
+        _merge(merged, dict(overrides))
+    settings = _build(Settings, merged, "")
+    _validate(settings)
+    return settings
+
+
+def ensure_jwt_secret(settings: Settings) -> str:
+    """The signing key: configured, or generated once into the data folder.
+
+    There is no default secret.  The generated file is created with mode 0600
+    and never overwritten, so every restart keeps tokens valid.
+    """
+    if settings.auth.jwt_secret:
+        return settings.auth.jwt_secret
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_text(encoding="ascii").strip()
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"{path} holds a key shorter than {MIN_SECRET_LENGTH} characters")
+        return secret
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _env_names(cls: type, prefix: str) -> dict[str, tuple[str, ...]]:
+    """Map every leaf setting's variable name to its path."""
+    names: dict[str, tuple[str, ...]] = {}
+    for name, kind in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(kind):
+            for var, path in _env_names(kind, f"{prefix}{name.upper()}_").items():
+                names[var] = (name, *path)
+        else:
+            names[f"{prefix}{name.upper()}"] = (name,)
+    return names
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, path in _env_names(Settings, ENV_PREFIX).items():
+        if name in environ:
+            node = result
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = environ[name]
+    return result
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{where.rstrip('.')}] must be a table")
+    hints = typing.get_type_hints(cls)
+    unknown = set(data) - set(hints)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(where + k for k in sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name, kind in hints.items():
+        if name not in data:
+            continue
+        raw = data[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, raw, f"{where}{name}.")
+        else:
+            values[name] = _coerce(kind, raw, where + name)
+    return cls(**values)
+
+
+def _coerce(kind: Any, raw: Any, name: str) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if isinstance(raw, str) and raw.strip().lower() in {"0", "false", "no", "off", ""}:
+            return False
+    elif kind is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+            return int(raw)
+    elif kind is str:
+        if isinstance(raw, str):
+            return raw
+    elif kind is Path:
+        if isinstance(raw, (str, Path)) and str(raw):
+            return Path(raw)
+    raise ConfigError(f"{name}: expected {getattr(kind, '__name__', kind)}, got {raw!r}")
+
+
+def _validate(settings: Settings) -> None:
+    if not 0 < settings.server.port < 65536:
+        raise ConfigError(f"server.port out of range: {settings.server.port}")
+    if settings.auth.jwt_secret and len(settings.auth.jwt_secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"auth.jwt_secret must be at least {MIN_SECRET_LENGTH} characters")
+    for name in ("token_ttl_seconds", "login_window_seconds", "login_attempts_per_ip", "login_attempts_per_account"):
+        if getattr(settings.auth, name) <= 0:
+            raise ConfigError(f"auth.{name} must be positive")
+    if settings.i18n.default_locale not in ("vi", "en"):
+        raise ConfigError("i18n.default_locale must be 'vi' or 'en'")
+    try:
+        ZoneInfo(settings.i18n.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"i18n.timezone unknown: {settings.i18n.timezone}") from None
+    url = settings.database_url
+    if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ConfigError("database_url must use sqlite+aiosqlite:// or postgresql+asyncpg://")

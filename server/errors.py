@@ -1,0 +1,78 @@
+"""Domain errors, turned into HTTP responses in one middleware (server/views/middleware.py).
+
+Each carries a stable ``code`` for clients and an English ``message``; pages
+translate the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class TooManyRequests(AppError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ValidationFailed(AppError):
+    """Input failed validation; ``errors`` lists each field's problem."""
+
+    status = 422
+    code = "validation_failed"
+
+    def __init__(self, errors: list[dict[str, str]], message: str = "the input is not valid") -> None:
+        super().__init__(message, details=errors)
+        self.errors = errors
+
+    @classmethod
+    def one(cls, field: str, code: str, message: str) -> ValidationFailed:
+        return cls([{"field": field, "code": code, "message": message}])
+
+    def by_field(self) -> dict[str, str]:
+        return {error["field"]: error["code"] for error in self.errors}

@@ -1,0 +1,22 @@
+"""Every object the application shares, behind a typed key (one place to look)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from server.auth.ratelimit import LoginLimiter
+    from server.config import Settings
+    from server.i18n import Catalogues
+    from server.storage.db import Database
+
+SETTINGS = web.AppKey("settings", "Settings")
+DATABASE = web.AppKey("database", "Database")
+JWT_SECRET = web.AppKey("jwt_secret", str)
+TEMPLATES = web.AppKey("templates", "jinja2.Environment")
+CATALOGUES = web.AppKey("catalogues", "Catalogues")
+LOGIN_LIMITER = web.AppKey("login_limiter", "LoginLimiter")

@@ -1,0 +1,97 @@
+"""The input schemas of the resources, shared by the API, the pages, the CSV import and the CLI."""
+
+from __future__ import annotations
+
+from server.storage.models import Role, UnitLevel
+from server.validation import Field, Schema
+
+SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+USERNAME = r"[a-z0-9][a-z0-9._-]{1,63}"
+
+SESSION = Schema(
+    "SessionInput",
+    (
+        Field("title", max_length=300, description="Shown on every page and in the archive"),
+        Field("description", required=False, max_length=5000, default=""),
+        Field("speaker_id", "integer", required=False, nullable=True, minimum=1,
+              description="A user with the speaker or admin role"),
+        Field("scheduled_start", "datetime", description="ISO 8601 with a UTC offset"),
+        Field("scheduled_end", "datetime", description="After scheduled_start"),
+        Field("invited_point_ids", "integer_list", required=False, max_items=10000, default=[],
+              description="Bridge points invited to the session"),
+    ),
+)
+
+UNIT = Schema(
+    "UnitInput",
+    (
+        Field("name", max_length=200),
+        Field("slug", max_length=80, pattern=SLUG, description="ASCII, lowercase, hyphens"),
+        Field("level", choices=tuple(level.value for level in UnitLevel)),
+        Field("parent_id", "integer", required=False, nullable=True, minimum=1,
+              description="Required for province and commune units"),
+    ),
+)
+
+BRIDGE_POINT = Schema(
+    "BridgePointInput",
+    (
+        Field("name", max_length=200),
+        Field("slug", max_length=80, pattern=SLUG),
+        Field("unit_id", "integer", minimum=1),
+        Field("location", required=False, max_length=300, default=""),
+        Field("is_hub", "boolean", required=False, default=False),
+        Field("active", "boolean", required=False, default=True),
+    ),
+)
+
+USER = Schema(
+    "UserInput",
+    (
+        Field("username", max_length=64, pattern=USERNAME, description="Lowercase letters, digits, . _ -"),
+        Field("full_name", max_length=200),
+        Field("email", required=False, max_length=254, pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+", default=""),
+        Field("role", choices=tuple(role.value for role in Role)),
+        Field("unit_id", "integer", required=False, nullable=True, minimum=1),
+        Field("bridge_point_id", "integer", required=False, nullable=True, minimum=1,
+              description="Required for operators: the hall they run"),
+        Field("password", min_length=8, max_length=256, description="At least 8 characters"),
+        Field("active", "boolean", required=False, default=True),
+    ),
+)
+
+# What an administrator may change of an existing user (the password through
+# its own field, which revokes the user's tokens).
+USER_UPDATE = Schema(
+    "UserUpdate",
+    tuple(f for f in USER.fields if f.name not in ("username", "password"))
+    + (Field("password", required=False, min_length=8, max_length=256),),
+)
+
+# One row of a members CSV file.
+MEMBER_ROW = Schema(
+    "MemberRow",
+    (
+        Field("username", max_length=64, pattern=USERNAME),
+        Field("full_name", max_length=200),
+        Field("email", required=False, max_length=254, pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
+        Field("unit", max_length=80, pattern=SLUG, description="The unit's slug"),
+        Field("password", min_length=8, max_length=256),
+    ),
+)
+
+LOGIN = Schema(
+    "LoginInput",
+    (
+        Field("username", max_length=64),
+        Field("password", max_length=256),
+    ),
+)
+
+PASSWORD_CHANGE = Schema(
+    "PasswordChange",
+    (
+        Field("current_password", max_length=256),
+        Field("new_password", min_length=8, max_length=256),
+    ),
+)

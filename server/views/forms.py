@@ -1,0 +1,45 @@
+"""Reading forms and query strings into the shared schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from server import keys
+from server.validation import Schema
+
+
+async def form_values(request: web.Request, schema: Schema) -> dict[str, Any]:
+    """The posted form as a plain dict; list fields keep every value."""
+    posted = await request.post()
+    values: dict[str, Any] = {}
+    list_fields = {f.name for f in schema.fields if f.kind == "integer_list"}
+    for name in set(posted.keys()):
+        if name in list_fields:
+            values[name] = [v for v in posted.getall(name) if isinstance(v, str)]
+        else:
+            value = posted.get(name)
+            values[name] = value if isinstance(value, str) else ""
+    return values
+
+
+async def parse_form(request: web.Request, schema: Schema) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(raw values for re-display, parsed values); ValidationFailed propagates."""
+    raw = await form_values(request, schema)
+    parsed = schema.parse(raw, forms=True, local_zone=request.app[keys.SETTINGS].zone)
+    return raw, parsed
+
+
+def int_arg(request: web.Request, name: str, default: int, *, minimum: int = 0, maximum: int = 10**9) -> int:
+    raw = request.query.get(name, "")
+    if raw.isdigit():
+        return max(minimum, min(maximum, int(raw)))
+    return default
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    raw = request.match_info.get(name, "")
+    if not raw.isdigit() or len(raw) > 12:
+        raise web.HTTPNotFound()
+    return int(raw)

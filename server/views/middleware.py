@@ -1,0 +1,137 @@
+"""Middlewares: errors to responses, authentication, CSRF, security headers."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from server import keys
+from server.errors import AppError, Forbidden, TooManyRequests, Unauthorized
+from server.views.auth import CSRF_COOKIE, PRINCIPAL, TOKEN_SOURCE, apply_cookies, authenticate, is_api
+
+log = logging.getLogger(__name__)
+
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def error_body(code: str, message: str, details: object = None) -> dict[str, object]:
+    error: dict[str, object] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_failed",
+    429: "too_many_requests",
+}
+
+
+def _error_response(request: web.Request, status: int, code: str, message: str, details: object = None,
+                    headers: dict[str, str] | None = None) -> web.StreamResponse:
+    if is_api(request) or request.path.startswith(("/whip/", "/whep/")):
+        return web.json_response(error_body(code, message, details), status=status, headers=headers)
+    from server.views.render import render
+
+    response = render(request, "error.html", {"status": status, "code": code, "message": message}, status=status)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn domain errors and HTTP errors into one error shape; never leak a traceback."""
+    try:
+        response = await handler(request)
+    except AppError as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        if isinstance(exc, Unauthorized) and is_api(request):
+            headers = {"WWW-Authenticate": 'Bearer realm="bridgecast"'}
+        response = _error_response(request, exc.status, exc.code, exc.message, exc.details, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            # Redirects are raised (returning an exception is deprecated in aiohttp).
+            apply_cookies(request, exc)
+            raise
+        else:
+            code = _HTTP_CODES.get(exc.status, "http_error")
+            message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+            response = _error_response(request, exc.status, code, message, headers=dict(exc.headers) or None)
+            if exc.status == 405 and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        response = _error_response(request, 500, "internal_error", "internal server error")
+    if isinstance(response, web.Response) or not response.prepared:
+        apply_cookies(request, response)
+    return response
+
+
+@web.middleware
+async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/static/"):
+        request[PRINCIPAL] = await authenticate(request)
+    return await handler(request)
+
+
+@web.middleware
+async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse cross-site writes.
+
+    Any unsafe request with an ``Origin`` of another site is refused.  Pages'
+    form posts must carry the CSRF cookie's value in ``csrf_token``; API calls
+    authenticated by the cookie must carry it in ``X-CSRF-Token``.  Bearer-token
+    API calls carry no ambient credential and need neither.
+    """
+    if request.method in UNSAFE:
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and not _same_origin(request, origin):
+            raise Forbidden("cross-site request refused", code="bad_origin")
+        if is_api(request):
+            if request.get(TOKEN_SOURCE) == "cookie":
+                _check_csrf(request, request.headers.get("X-CSRF-Token", ""))
+        elif not request.path.startswith(("/whip/", "/whep/")):
+            form = await request.post()
+            value = form.get("csrf_token", "")
+            _check_csrf(request, value if isinstance(value, str) else "")
+    return await handler(request)
+
+
+def _check_csrf(request: web.Request, supplied: str) -> None:
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    if not expected or not supplied or not hmac.compare_digest(expected.encode(), supplied.encode()):
+        raise Forbidden("the form has expired: reload the page and try again", code="csrf_failed")
+
+
+def _same_origin(request: web.Request, origin: str) -> bool:
+    public = request.app[keys.SETTINGS].server.public_url
+    allowed = {f"{request.scheme}://{request.host}"}
+    if public:
+        parts = urlsplit(public)
+        allowed.add(f"{parts.scheme}://{parts.netloc}")
+    return origin in allowed
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    if response.content_type == "text/html":
+        response.headers.setdefault("Content-Security-Policy", CSP)
+    return response
+
+
+MIDDLEWARES = [security_headers, errors, authentication, csrf]

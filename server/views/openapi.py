@@ -1,0 +1,154 @@
+"""The OpenAPI 3.1 document, generated from the route table and the input schemas.
+
+Response shapes are written once here, next to the serializers they describe
+(server/views/api.py); tests validate real responses against them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from server import __version__
+
+if TYPE_CHECKING:
+    from server.views.routes import Route
+
+_NULLABLE_INT = {"type": ["integer", "null"]}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+RESPONSES: dict[str, dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+        }},
+    },
+    "Session": {
+        "type": "object",
+        "required": ["id", "title", "description", "speaker_id", "status", "scheduled_start", "scheduled_end",
+                     "actual_start", "actual_end", "invited_point_ids"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"}, "title": {"type": "string"}, "description": {"type": "string"},
+            "speaker_id": _NULLABLE_INT,
+            "status": {"type": "string", "enum": ["scheduled", "live", "ended", "cancelled"]},
+            "scheduled_start": {"type": "string", "format": "date-time"},
+            "scheduled_end": {"type": "string", "format": "date-time"},
+            "actual_start": _NULLABLE_TIME, "actual_end": _NULLABLE_TIME,
+            "invited_point_ids": {"type": "array", "items": {"type": "integer"}},
+        },
+    },
+    "Unit": {
+        "type": "object",
+        "required": ["id", "name", "slug", "level", "parent_id"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"}, "slug": {"type": "string"},
+            "level": {"type": "string", "enum": ["central", "province", "commune"]}, "parent_id": _NULLABLE_INT,
+        },
+    },
+    "BridgePoint": {
+        "type": "object",
+        "required": ["id", "name", "slug", "unit_id", "location", "is_hub", "active"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"}, "name": {"type": "string"}, "slug": {"type": "string"},
+            "unit_id": {"type": "integer"}, "location": {"type": "string"}, "is_hub": {"type": "boolean"},
+            "active": {"type": "boolean"},
+        },
+    },
+    "User": {
+        "type": "object",
+        "required": ["id", "username", "full_name", "email", "role", "unit_id", "bridge_point_id", "active"],
+        "properties": {
+            "id": {"type": "integer"}, "username": {"type": "string"}, "full_name": {"type": "string"},
+            "email": {"type": "string"},
+            "role": {"type": "string", "enum": ["admin", "speaker", "operator", "member"]},
+            "unit_id": _NULLABLE_INT, "bridge_point_id": _NULLABLE_INT, "active": {"type": "boolean"},
+            "session_scope": _NULLABLE_INT,
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "token_type", "expires_in", "user"],
+        "properties": {
+            "token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"},
+            "user": {"$ref": "#/components/schemas/User"},
+        },
+    },
+    "ImportResult": {
+        "type": "object",
+        "required": ["created"],
+        "properties": {"created": {"type": "array", "items": {"type": "string"}}},
+    },
+}
+
+
+def _list(name: str, key: str) -> dict[str, Any]:
+    return {"type": "object", "required": [key],
+            "properties": {key: {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}}}}
+
+
+RESPONSES["SessionList"] = _list("Session", "sessions")
+RESPONSES["UnitList"] = _list("Unit", "units")
+RESPONSES["BridgePointList"] = _list("BridgePoint", "bridge_points")
+RESPONSES["UserList"] = {**_list("User", "users"), "required": ["users", "total"]}
+RESPONSES["UserList"]["properties"]["total"] = {"type": "integer"}
+
+_ERRORS = {
+    "400": "Malformed request", "401": "Not signed in or token refused", "403": "The caller's role forbids it",
+    "404": "Not found", "409": "Conflicts with the current state", "413": "Body too large",
+    "415": "Wrong content type", "422": "Validation failed", "429": "Too many attempts",
+}
+
+
+def openapi_document(routes: list[Route]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = dict(RESPONSES)
+    for route in routes:
+        path = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.path)
+        operation: dict[str, Any] = {
+            "summary": route.summary,
+            "operationId": route.handler.__name__,
+            "responses": {},
+        }
+        if "{id}" in path:
+            operation["parameters"] = [{"name": "id", "in": "path", "required": True,
+                                        "schema": {"type": "integer", "minimum": 1}}]
+        if route.public:
+            operation["security"] = []
+        if route.body is not None:
+            body = route.body.partial() if route.body_partial else route.body
+            schemas[body.name] = body.openapi()
+            operation["requestBody"] = {"required": True, "content": {
+                route.body_type: {"schema": {"$ref": f"#/components/schemas/{body.name}"}}}}
+        elif route.body_type == "text/csv":
+            operation["requestBody"] = {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
+        success: dict[str, Any] = {"description": "Success"}
+        if route.response:
+            success["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{route.response}"}}}
+        operation["responses"][str(route.status)] = success
+        for status, text in _ERRORS.items():
+            operation["responses"][status] = {"description": text, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        paths.setdefault(path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Bridgecast API", "version": __version__,
+                 "description": "Errors always have the body {\"error\": {\"code\", \"message\"}}."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "bc_token",
+                           "description": "Browser sessions; writes also need the X-CSRF-Token header"},
+            },
+        },
+        "security": [{"bearer": []}, {"cookie": []}],
+    }

@@ -1,0 +1,118 @@
+"""Every route in one table; the OpenAPI document is generated from the API rows."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from server import schemas
+from server.validation import Schema
+from server.views import account_pages, admin_pages, api, health, session_pages
+from server.views.openapi import openapi_document
+
+ID = r"{id:\d{1,12}}"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    summary: str = ""
+    body: Schema | None = None
+    body_partial: bool = False
+    body_type: str = "application/json"
+    status: int = 200
+    response: str | None = None
+    public: bool = False
+
+    @property
+    def is_api(self) -> bool:
+        return self.path.startswith("/api/")
+
+
+PAGES = [
+    Route("GET", "/healthz", health.healthz, public=True),
+    Route("GET", "/login", account_pages.login_page, public=True),
+    Route("POST", "/login", account_pages.login_submit, public=True),
+    Route("POST", "/logout", account_pages.logout, public=True),
+    Route("POST", "/lang", account_pages.switch_language, public=True),
+    Route("GET", "/account/password", account_pages.password_page),
+    Route("POST", "/account/password", account_pages.password_submit),
+    Route("GET", "/", session_pages.dashboard),
+    Route("GET", "/sessions", session_pages.session_list),
+    Route("GET", "/sessions/new", session_pages.session_new),
+    Route("POST", "/sessions/new", session_pages.session_create),
+    Route("GET", f"/sessions/{ID}", session_pages.session_detail),
+    Route("GET", f"/sessions/{ID}/edit", session_pages.session_edit),
+    Route("POST", f"/sessions/{ID}/edit", session_pages.session_update),
+    Route("POST", f"/sessions/{ID}/cancel", session_pages.session_cancel),
+    Route("GET", "/units", admin_pages.units_page),
+    Route("POST", "/units", admin_pages.unit_create),
+    Route("GET", f"/units/{ID}/edit", admin_pages.unit_edit),
+    Route("POST", f"/units/{ID}/edit", admin_pages.unit_update),
+    Route("POST", f"/units/{ID}/delete", admin_pages.unit_delete),
+    Route("GET", "/bridge-points", admin_pages.points_page),
+    Route("POST", "/bridge-points", admin_pages.point_create),
+    Route("GET", f"/bridge-points/{ID}/edit", admin_pages.point_edit),
+    Route("POST", f"/bridge-points/{ID}/edit", admin_pages.point_update),
+    Route("POST", f"/bridge-points/{ID}/delete", admin_pages.point_delete),
+    Route("GET", "/users", admin_pages.users_page),
+    Route("POST", "/users", admin_pages.user_create),
+    Route("GET", f"/users/{ID}/edit", admin_pages.user_edit),
+    Route("POST", f"/users/{ID}/edit", admin_pages.user_update),
+    Route("GET", "/users/import", admin_pages.import_page),
+    Route("POST", "/users/import", admin_pages.import_submit),
+]
+
+V1 = "/api/v1"
+API = [
+    Route("POST", f"{V1}/auth/token", api.create_token, "Exchange a username and password for a bearer token",
+          body=schemas.LOGIN, status=201, response="Token", public=True),
+    Route("GET", f"{V1}/me", api.me, "The caller's account", response="User"),
+    Route("GET", f"{V1}/sessions", api.list_sessions, "Sessions the caller may see (query: status, limit, offset)",
+          response="SessionList"),
+    Route("POST", f"{V1}/sessions", api.create_session, "Schedule a session", body=schemas.SESSION, status=201,
+          response="Session"),
+    Route("GET", f"{V1}/sessions/{ID}", api.get_session, "One session", response="Session"),
+    Route("PATCH", f"{V1}/sessions/{ID}", api.update_session, "Change a session", body=schemas.SESSION,
+          body_partial=True, response="Session"),
+    Route("POST", f"{V1}/sessions/{ID}/cancel", api.cancel_session, "Cancel a scheduled session",
+          response="Session"),
+    Route("GET", f"{V1}/units", api.list_units, "All units", response="UnitList"),
+    Route("POST", f"{V1}/units", api.create_unit, "Create a unit", body=schemas.UNIT, status=201, response="Unit"),
+    Route("GET", f"{V1}/units/{ID}", api.get_unit, "One unit", response="Unit"),
+    Route("PATCH", f"{V1}/units/{ID}", api.update_unit, "Change a unit", body=schemas.UNIT, body_partial=True,
+          response="Unit"),
+    Route("DELETE", f"{V1}/units/{ID}", api.delete_unit, "Delete an unused unit", status=204),
+    Route("GET", f"{V1}/bridge-points", api.list_points, "All bridge points", response="BridgePointList"),
+    Route("POST", f"{V1}/bridge-points", api.create_point, "Create a bridge point", body=schemas.BRIDGE_POINT,
+          status=201, response="BridgePoint"),
+    Route("GET", f"{V1}/bridge-points/{ID}", api.get_point, "One bridge point", response="BridgePoint"),
+    Route("PATCH", f"{V1}/bridge-points/{ID}", api.update_point, "Change a bridge point",
+          body=schemas.BRIDGE_POINT, body_partial=True, response="BridgePoint"),
+    Route("DELETE", f"{V1}/bridge-points/{ID}", api.delete_point, "Delete an unused bridge point", status=204),
+    Route("GET", f"{V1}/users", api.list_users, "Users (query: role, q, limit, offset)", response="UserList"),
+    Route("POST", f"{V1}/users", api.create_user, "Create a user", body=schemas.USER, status=201, response="User"),
+    Route("GET", f"{V1}/users/{ID}", api.get_user, "One user", response="User"),
+    Route("PATCH", f"{V1}/users/{ID}", api.update_user, "Change a user (a new password revokes their tokens)",
+          body=schemas.USER_UPDATE, body_partial=True, response="User"),
+    Route("POST", f"{V1}/users/import", api.import_users,
+          "Create members from CSV (username, full_name, email, unit, password), all or nothing",
+          body_type="text/csv", status=201, response="ImportResult"),
+]
+
+ROUTES = PAGES + API
+
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
+    return web.json_response(openapi_document(API))
+
+
+def setup_routes(app: web.Application, static_dir: str) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+    app.router.add_get(f"{V1}/openapi.json", _openapi)
+    app.router.add_static("/static", static_dir, follow_symlinks=False, append_version=True)

@@ -1,0 +1,208 @@
+"""Shared fixtures: settings in a temporary folder, migrated databases, seeded data, app clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from server import keys
+from server.app import create_app
+from server.auth.passwords import hash_password
+from server.auth.tokens import issue_token
+from server.config import Settings, load_settings
+from server.storage.db import Database, upgrade
+from server.storage.models import BridgePoint, Role, Unit, UnitLevel, User
+
+TEST_PASSWORD = "correct horse 42"
+TEST_SECRET = "test-secret-" + "x" * 40
+PG_URL = os.environ.get("BRIDGECAST_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    # One Argon2 hash for every seeded account: hashing costs ~0.1 s each.
+    return hash_password(TEST_PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once; each test gets its own copy."""
+    path = tmp_path_factory.mktemp("template") / "bridgecast.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    return load_settings(environ={}, overrides={
+        "data_dir": str(data_dir),
+        "recordings_dir": str(data_dir / "recordings"),
+        "auth": {"jwt_secret": TEST_SECRET},
+        **overrides,
+    })
+
+
+@pytest.fixture
+def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copy(migrated_sqlite, data_dir / "bridgecast.db")
+    return make_settings(data_dir)
+
+
+# PostgreSQL --------------------------------------------------------------------
+
+def _pg_required() -> bool:
+    return os.environ.get("BRIDGECAST_TEST_REQUIRE_PG") == "1" or os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated once, dropped at the end."""
+    asyncpg = pytest.importorskip("asyncpg")
+    server = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+    name = f"bc_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(server, timeout=5)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        if _pg_required():
+            pytest.fail(f"PostgreSQL is required in CI but did not answer at {PG_URL}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({exc}); storage tests ran on SQLite only")
+    url = re.sub(r"/[^/]*$", f"/{name}", PG_URL)
+    upgrade(url)
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Database]:
+    """A migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        url = settings.effective_database_url
+    else:
+        url = request.getfixturevalue("pg_database")
+    database = Database(url)
+    yield database
+    if request.param == "postgresql":
+        async with database.session() as db:
+            from sqlalchemy import text
+
+            await db.execute(text("TRUNCATE session_invites, sessions, users, bridge_points, units "
+                                  "RESTART IDENTITY CASCADE"))
+    await database.close()
+
+
+@pytest.fixture
+async def sqlite_database(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings.effective_database_url)
+    yield database
+    await database.close()
+
+
+# Seeded data ---------------------------------------------------------------------
+
+@dataclass
+class Seed:
+    central: Unit
+    province_a: Unit
+    province_b: Unit
+    hub: BridgePoint
+    point_a: BridgePoint
+    point_b: BridgePoint
+    admin: User
+    speaker: User
+    operator: User
+    member: User
+    member_b: User
+
+    def user(self, role: str) -> User:
+        return {"admin": self.admin, "speaker": self.speaker, "operator": self.operator,
+                "member": self.member}[role]
+
+
+async def seed_database(database: Database, password_hash: str) -> Seed:
+    async with database.session() as db:
+        central = Unit(name="Trung ương", slug="trung-uong", level=UnitLevel.CENTRAL)
+        db.add(central)
+        await db.flush()
+        province_a = Unit(name="Tỉnh A", slug="tinh-a", level=UnitLevel.PROVINCE, parent_id=central.id)
+        province_b = Unit(name="Tỉnh B", slug="tinh-b", level=UnitLevel.PROVINCE, parent_id=central.id)
+        db.add_all([province_a, province_b])
+        await db.flush()
+        hub = BridgePoint(name="Điểm cầu Trung ương", slug="trung-uong", unit_id=central.id, is_hub=True)
+        point_a = BridgePoint(name="Điểm cầu A", slug="diem-a", unit_id=province_a.id)
+        point_b = BridgePoint(name="Điểm cầu B", slug="diem-b", unit_id=province_b.id)
+        db.add_all([hub, point_a, point_b])
+        await db.flush()
+
+        def user(username: str, role: Role, unit: Unit, point: BridgePoint | None = None) -> User:
+            return User(username=username, full_name=username.title(), role=role, unit_id=unit.id,
+                        bridge_point_id=point.id if point else None, password_hash=password_hash)
+
+        admin = user("admin", Role.ADMIN, central)
+        speaker = user("speaker", Role.SPEAKER, central)
+        operator = user("op-a", Role.OPERATOR, province_a, point_a)
+        member = user("member-a", Role.MEMBER, province_a)
+        member_b = user("member-b", Role.MEMBER, province_b)
+        db.add_all([admin, speaker, operator, member, member_b])
+        await db.flush()
+        return Seed(central, province_a, province_b, hub, point_a, point_b, admin, speaker, operator, member,
+                    member_b)
+
+
+@pytest.fixture
+async def seed(sqlite_database: Database, password_hash: str) -> Seed:
+    return await seed_database(sqlite_database, password_hash)
+
+
+# The application -------------------------------------------------------------------
+
+@pytest.fixture
+def app(settings: Settings) -> web.Application:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, app: web.Application, seed: Seed) -> TestClient:
+    return await aiohttp_client(app)
+
+
+def bearer(app: web.Application, user: User, **kwargs: Any) -> dict[str, str]:
+    token = issue_token(app[keys.JWT_SECRET], user.id, user.token_version, 3600, **kwargs)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def csrf_of(client: TestClient) -> str:
+    """Load the login page so the browser-like client holds a CSRF cookie; return it."""
+    response = await client.get("/login")
+    assert response.status == 200
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/")).get("bc_csrf")
+    assert cookie is not None
+    return cookie.value
+
+
+async def login(client: TestClient, username: str, password: str = TEST_PASSWORD) -> str:
+    """Sign in through the login form like a browser; return the CSRF token."""
+    token = await csrf_of(client)
+    response = await client.post("/login", data={"username": username, "password": password, "csrf_token": token,
+                                                 "next": "/"}, allow_redirects=False)
+    assert response.status == 303, await response.text()
+    return token

@@ -1,0 +1,87 @@
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from server.config import ConfigError, ensure_jwt_secret, load_settings
+
+
+def test_defaults_come_from_the_default_file() -> None:
+    settings = load_settings(environ={})
+    assert settings.server.port == 8080
+    assert settings.server.host == "127.0.0.1"
+    assert settings.i18n.default_locale == "vi"
+    assert settings.ice.loopback_only is False
+    assert settings.auth.jwt_secret == ""
+    assert settings.recordings_dir == Path("recordings")
+
+
+def test_layers_file_then_environment_then_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text('database_url = "postgresql+asyncpg://u@h/db"\n[server]\nport = 9000\nhost = "0.0.0.0"\n')
+    environ = {"BRIDGECAST_CONFIG": str(config), "BRIDGECAST_SERVER_PORT": "9100", "BRIDGECAST_ICE_LOOPBACK_ONLY": "1"}
+    settings = load_settings(environ=environ)
+    assert settings.database_url == "postgresql+asyncpg://u@h/db"
+    assert settings.server.host == "0.0.0.0"  # from the file
+    assert settings.server.port == 9100  # the environment wins over the file
+    assert settings.ice.loopback_only is True
+    assert load_settings(environ=environ, overrides={"server": {"port": 9200}}).server.port == 9200
+
+
+def test_explicit_config_argument_beats_the_environment_variable(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    first.write_text("[server]\nport = 1111\n")
+    second.write_text("[server]\nport = 2222\n")
+    assert load_settings(second, environ={"BRIDGECAST_CONFIG": str(first)}).server.port == 2222
+
+
+def test_sqlite_in_the_data_folder_by_default(tmp_path: Path) -> None:
+    settings = load_settings(environ={"BRIDGECAST_DATA_DIR": str(tmp_path)})
+    assert settings.effective_database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/bridgecast.db"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"BRIDGECAST_SERVER_PORT": "http"}, "server.port"),
+        ({"BRIDGECAST_SERVER_PORT": "70000"}, "out of range"),
+        ({"BRIDGECAST_ICE_LOOPBACK_ONLY": "maybe"}, "ice.loopback_only"),
+        ({"BRIDGECAST_AUTH_JWT_SECRET": "short"}, "at least 32"),
+        ({"BRIDGECAST_DATABASE_URL": "mysql://x"}, "database_url"),
+        ({"BRIDGECAST_I18N_TIMEZONE": "Mars/Olympus"}, "timezone"),
+        ({"BRIDGECAST_I18N_DEFAULT_LOCALE": "fr"}, "default_locale"),
+    ],
+)
+def test_bad_values_are_refused_at_start(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ=environ)
+
+
+def test_unknown_keys_in_a_file_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "typo.toml"
+    config.write_text("[server]\nprot = 80\n")
+    with pytest.raises(ConfigError, match="server.prot"):
+        load_settings(config, environ={})
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_no_default_secret_one_is_generated_privately_and_kept(tmp_path: Path) -> None:
+    settings = load_settings(environ={"BRIDGECAST_DATA_DIR": str(tmp_path / "data")})
+    secret = ensure_jwt_secret(settings)
+    path = tmp_path / "data" / "jwt-secret"
+    assert len(secret) >= 32
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert ensure_jwt_secret(settings) == secret  # a restart keeps tokens valid
+    other = load_settings(environ={"BRIDGECAST_DATA_DIR": str(tmp_path / "other")})
+    assert ensure_jwt_secret(other) != secret
+
+
+def test_a_configured_secret_is_used_and_nothing_is_written(tmp_path: Path) -> None:
+    settings = load_settings(environ={"BRIDGECAST_DATA_DIR": str(tmp_path), "BRIDGECAST_AUTH_JWT_SECRET": "s" * 40})
+    assert ensure_jwt_secret(settings) == "s" * 40
+    assert not (tmp_path / "jwt-secret").exists()
