@@ -20,3 +20,11 @@ JWT_SECRET = web.AppKey("jwt_secret", str)
 TEMPLATES = web.AppKey("templates", "jinja2.Environment")
 CATALOGUES = web.AppKey("catalogues", "Catalogues")
 LOGIN_LIMITER = web.AppKey("login_limiter", "LoginLimiter")
+
+# Per-request values, set by the middlewares and the auth helpers.
+PRINCIPAL = web.RequestKey("principal", object)  # Principal | None
+TOKEN_SOURCE = web.RequestKey("token_source", str)  # "bearer" | "cookie"
+CLEAR_TOKEN_COOKIE = web.RequestKey("clear_token_cookie", bool)
+CSRF_TOKEN = web.RequestKey("csrf_token", str)
+NEW_CSRF_TOKEN = web.RequestKey("new_csrf_token", str)
+TRANSLATOR = web.RequestKey("translator", object)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import shutil
@@ -62,6 +63,13 @@ def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
 
 # PostgreSQL --------------------------------------------------------------------
 
+def _in_thread(function: Any, *args: Any) -> Any:
+    """Run blocking set-up that starts its own event loop (asyncio.run, Alembic)
+    off the test's running loop: this fixture may be first asked for inside it."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
+
+
 def _pg_required() -> bool:
     return os.environ.get("BRIDGECAST_TEST_REQUIRE_PG") == "1" or os.environ.get("CI") == "true"
 
@@ -81,15 +89,15 @@ def pg_database() -> Iterator[str]:
             await connection.close()
 
     try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+        _in_thread(asyncio.run, admin(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as exc:
         if _pg_required():
             pytest.fail(f"PostgreSQL is required in CI but did not answer at {PG_URL}: {exc}")
         pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({exc}); storage tests ran on SQLite only")
     url = re.sub(r"/[^/]*$", f"/{name}", PG_URL)
-    upgrade(url)
+    _in_thread(upgrade, url)
     yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _in_thread(asyncio.run, admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

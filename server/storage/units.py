@@ -65,7 +65,7 @@ async def _check_slug(db: AsyncSession, model: type[Unit] | type[BridgePoint], s
 async def create_unit(db: AsyncSession, data: dict[str, Any]) -> Unit:
     await _check_unit(db, data, None)
     await _check_slug(db, Unit, data["slug"], None)
-    unit = Unit(**data)
+    unit = Unit(**{**data, "level": UnitLevel(data["level"])})
     db.add(unit)
     await db.flush()
     return unit
@@ -80,7 +80,7 @@ async def update_unit(db: AsyncSession, unit_id: int, data: dict[str, Any]) -> U
         if children:
             raise Conflict("a unit with child units cannot change level", code="unit_has_children")
     for key, value in data.items():
-        setattr(unit, key, value)
+        setattr(unit, key, UnitLevel(value) if key == "level" else value)
     await db.flush()
     return unit
 

@@ -67,7 +67,7 @@ async def _check_refs(db: AsyncSession, role: Role, unit_id: int | None, point_i
 async def create_user(db: AsyncSession, data: dict[str, Any]) -> User:
     values = dict(data)
     values["username"] = values["username"].lower()
-    role = Role(values["role"])
+    role = values["role"] = Role(values["role"])
     if role is not Role.OPERATOR:
         values["bridge_point_id"] = None
     await _check_refs(db, role, values.get("unit_id"), values.get("bridge_point_id"))
@@ -85,6 +85,8 @@ async def update_user(db: AsyncSession, user_id: int, data: dict[str, Any]) -> U
     user = await get_user(db, user_id)
     values = dict(data)
     role = Role(values.get("role", user.role))
+    if "role" in values:
+        values["role"] = role
     if role is not Role.OPERATOR:
         values["bridge_point_id"] = None
     await _check_refs(
@@ -97,7 +99,7 @@ async def update_user(db: AsyncSession, user_id: int, data: dict[str, Any]) -> U
         revoke = True
     if values.get("active") is False and user.active:
         revoke = True
-    if "role" in values and Role(values["role"]) is not user.role:
+    if "role" in values and values["role"] is not user.role:
         # A token states no role, but a role change should still end old sessions.
         revoke = True
     for key, value in values.items():
@@ -183,6 +185,8 @@ async def import_members(db: AsyncSession, raw: bytes) -> ImportReport:
     seen: dict[str, int] = {}
     accepted: list[dict[str, Any]] = []
     for line, row in rows:
+        # Spreadsheets capitalise freely; usernames are lowercase.
+        row["username"] = row.get("username", "").strip().lower()
         try:
             values = MEMBER_ROW.parse(row, forms=True)
         except ValidationFailed as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +27,8 @@ MAX_JSON_BYTES = 256 * 1024
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    # Always UTC on the wire, whatever offset the client sent.
+    return value.astimezone(UTC).isoformat() if value else None
 
 
 def session_json(session: Session) -> dict[str, Any]:

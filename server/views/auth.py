@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -24,8 +24,6 @@ from server.storage.models import Role, User
 TOKEN_COOKIE = "bc_token"
 CSRF_COOKIE = "bc_csrf"
 LANG_COOKIE = "bc_lang"
-PRINCIPAL = "principal"
-TOKEN_SOURCE = "token_source"
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[web.StreamResponse]])
 
@@ -71,23 +69,24 @@ async def authenticate(request: web.Request) -> Principal | None:
     """
     token = bearer_token(request)
     if token is not None:
-        request[TOKEN_SOURCE] = "bearer"
+        request[keys.TOKEN_SOURCE] = "bearer"
         try:
             return await principal_from_token(request.app, token)
         except TokenError as exc:
             raise Unauthorized(str(exc), code=exc.code) from None
     token = request.cookies.get(TOKEN_COOKIE)
     if token:
-        request[TOKEN_SOURCE] = "cookie"
+        request[keys.TOKEN_SOURCE] = "cookie"
         try:
             return await principal_from_token(request.app, token)
         except TokenError:
-            request["clear_token_cookie"] = True
+            request[keys.CLEAR_TOKEN_COOKIE] = True
     return None
 
 
 def current(request: web.Request) -> Principal | None:
-    return request.get(PRINCIPAL)
+    principal = request.get(keys.PRINCIPAL)
+    return principal if isinstance(principal, Principal) else None
 
 
 def require(*roles: Role, scoped: bool = False) -> Callable[[Handler], Handler]:
@@ -160,19 +159,19 @@ def clear_login_cookie(response: web.StreamResponse) -> None:
 
 def csrf_token(request: web.Request) -> str:
     """This browser's CSRF token (double-submit: cookie and form field must agree)."""
-    token = request.get("csrf_token") or request.cookies.get(CSRF_COOKIE)
+    token = request.get(keys.CSRF_TOKEN) or request.cookies.get(CSRF_COOKIE)
     if not token or len(token) != 43:
         token = secrets.token_urlsafe(32)
-        request["new_csrf_token"] = token
-    request["csrf_token"] = token
+        request[keys.NEW_CSRF_TOKEN] = token
+    request[keys.CSRF_TOKEN] = token
     return token
 
 
 def apply_cookies(request: web.Request, response: web.StreamResponse) -> None:
     """Cookies decided while handling the request, set on whatever response goes out."""
-    new_csrf: Any = request.get("new_csrf_token")
+    new_csrf = request.get(keys.NEW_CSRF_TOKEN)
     if new_csrf:
         response.set_cookie(CSRF_COOKIE, new_csrf, httponly=False, samesite="Strict", secure=is_secure(request),
                             path="/", max_age=60 * 60 * 24 * 30)
-    if request.get("clear_token_cookie"):
+    if request.get(keys.CLEAR_TOKEN_COOKIE):
         clear_login_cookie(response)

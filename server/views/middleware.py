@@ -11,7 +11,7 @@ from aiohttp.typedefs import Handler
 
 from server import keys
 from server.errors import AppError, Forbidden, TooManyRequests, Unauthorized
-from server.views.auth import CSRF_COOKIE, PRINCIPAL, TOKEN_SOURCE, apply_cookies, authenticate, is_api
+from server.views.auth import CSRF_COOKIE, apply_cookies, authenticate, is_api
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         else:
             code = _HTTP_CODES.get(exc.status, "http_error")
             message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
-            response = _error_response(request, exc.status, code, message, headers=dict(exc.headers) or None)
-            if exc.status == 405 and "Allow" in exc.headers:
-                response.headers["Allow"] = exc.headers["Allow"]
+            kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
+            response = _error_response(request, exc.status, code, message, headers=kept or None)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = _error_response(request, 500, "internal_error", "internal server error")
@@ -81,7 +80,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/static/"):
-        request[PRINCIPAL] = await authenticate(request)
+        request[keys.PRINCIPAL] = await authenticate(request)
     return await handler(request)
 
 
@@ -99,7 +98,7 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
         if origin and origin != "null" and not _same_origin(request, origin):
             raise Forbidden("cross-site request refused", code="bad_origin")
         if is_api(request):
-            if request.get(TOKEN_SOURCE) == "cookie":
+            if request.get(keys.TOKEN_SOURCE) == "cookie":
                 _check_csrf(request, request.headers.get("X-CSRF-Token", ""))
         elif not request.path.startswith(("/whip/", "/whep/")):
             form = await request.post()

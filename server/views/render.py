@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -12,7 +13,7 @@ from server import keys
 from server.i18n import LOCALE_NAMES, LOCALES, Translator, pick_locale
 from server.views.auth import LANG_COOKIE, csrf_token, current
 
-TEMPLATE_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent.parent / "web" / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "web" / "templates"
 
 
 def create_environment() -> jinja2.Environment:
@@ -32,9 +33,11 @@ def locale_of(request: web.Request) -> str:
 
 
 def translator(request: web.Request) -> Translator:
-    if "translator" not in request:
-        request["translator"] = request.app[keys.CATALOGUES].translator(locale_of(request))
-    return request["translator"]
+    found = request.get(keys.TRANSLATOR)
+    if not isinstance(found, Translator):
+        found = request.app[keys.CATALOGUES].translator(locale_of(request))
+        request[keys.TRANSLATOR] = found
+    return found
 
 
 def format_datetime(request: web.Request, value: datetime | None, with_date: bool = True) -> str:
