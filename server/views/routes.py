@@ -12,7 +12,7 @@ from server.validation import Schema
 from server.views import account_pages, admin_pages, api, health, session_pages
 from server.views.openapi import openapi_document
 
-ID = r"{id:\d{1,12}}"
+ID = r"{id:\d+}"
 
 
 @dataclass(frozen=True)
