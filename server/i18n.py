@@ -60,6 +60,13 @@ CODE_MESSAGES = {
     "empty": "The file has no rows.",
     "not_boolean": "Choose yes or no.",
     "invalid_characters": "This value contains characters that are not allowed.",
+    "too_small": "This number is too small.",
+    "too_large": "This number is too large.",
+    "too_many": "Too many items were chosen.",
+    "not_list": "Choose from the list.",
+    "not_string": "Enter text.",
+    "null": "This field is required.",
+    "not_an_object": "The input is not valid.",
 }
 
 

@@ -95,7 +95,7 @@ def pg_database() -> Iterator[str]:
             pytest.fail(f"PostgreSQL is required in CI but did not answer at {PG_URL}: {exc}")
         pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({exc}); storage tests ran on SQLite only")
     url = re.sub(r"/[^/]*$", f"/{name}", PG_URL)
-    _in_thread(upgrade, url)
+    upgrade(url)
     yield url
     _in_thread(asyncio.run, admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -65,5 +67,15 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` (blocking: call from a thread in async code)."""
-    command.upgrade(alembic_config(url), revision)
+    """Migrate the database at ``url``; blocks until done.
+
+    The migration environment runs its own event loop, so when called from a
+    thread that already runs one it works from a helper thread instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(alembic_config(url), revision)
+        return
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(command.upgrade, alembic_config(url), revision).result()

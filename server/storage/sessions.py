@@ -116,14 +116,8 @@ async def update_session(db: AsyncSession, session_id: int, data: dict[str, Any]
         transition(session.status, SessionAction.EDIT)
     except TransitionError as exc:
         raise Conflict(str(exc), code=exc.code) from None
-    schedule_fields = {"scheduled_start", "scheduled_end", "speaker_id", "invited_point_ids"}
-    if session.status is not SessionStatus.SCHEDULED and schedule_fields & data.keys():
-        changed = [
-            key for key in schedule_fields & data.keys()
-            if (session.invited_point_ids if key == "invited_point_ids" else getattr(session, key)) != data[key]
-        ]
-        if changed:
-            raise Conflict("a live session keeps its schedule, speaker and invitations", code="session_live")
+    if session.status is not SessionStatus.SCHEDULED and _schedule_changes(session, data):
+        raise Conflict("a live session keeps its schedule, speaker and invitations", code="session_live")
     await _check(db, data, session)
     values = dict(data)
     point_ids = values.pop("invited_point_ids", None)
@@ -135,6 +129,24 @@ async def update_session(db: AsyncSession, session_id: int, data: dict[str, Any]
     session.updated_at = utcnow()
     await db.flush()
     return session
+
+
+def _schedule_changes(session: Session, data: dict[str, Any]) -> list[str]:
+    """The schedule fields ``data`` really changes (a form re-sends them all).
+
+    Invitations compare as sets, times to the minute (forms have no seconds).
+    """
+    changed = []
+    if "invited_point_ids" in data and set(data["invited_point_ids"]) != set(session.invited_point_ids):
+        changed.append("invited_point_ids")
+    if "speaker_id" in data and data["speaker_id"] != session.speaker_id:
+        changed.append("speaker_id")
+    for key in ("scheduled_start", "scheduled_end"):
+        if key in data:
+            new, old = data[key].replace(second=0, microsecond=0), getattr(session, key).replace(second=0, microsecond=0)
+            if new != old:
+                changed.append(key)
+    return changed
 
 
 async def apply_action(db: AsyncSession, session_id: int, action: SessionAction, now: datetime | None = None) -> Session:

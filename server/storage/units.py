@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.errors import Conflict, NotFound, ValidationFailed
@@ -12,7 +12,9 @@ from server.storage.models import PARENT_LEVEL, BridgePoint, SessionInvite, Unit
 
 
 async def list_units(db: AsyncSession) -> list[Unit]:
-    result = await db.scalars(select(Unit).order_by(Unit.level, Unit.name))
+    # Central first, then provinces, then communes (not alphabetical by level).
+    rank = case({level.value: index for index, level in enumerate(UnitLevel)}, value=Unit.level, else_=99)
+    result = await db.scalars(select(Unit).order_by(rank, Unit.name))
     return list(result)
 
 

@@ -54,6 +54,11 @@ def input_datetime(request: web.Request, value: datetime | None) -> str:
     return value.astimezone(request.app[keys.SETTINGS].zone).strftime("%Y-%m-%dT%H:%M")
 
 
+def static_url(request: web.Request, path: str) -> str:
+    """A static file's URL with a content hash, so browsers drop stale copies after an upgrade."""
+    return str(request.app.router["static"].url_for(filename=path, append_version=True))
+
+
 def render(request: web.Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200) -> web.Response:
     env = request.app[keys.TEMPLATES]
     _ = translator(request)
@@ -68,6 +73,7 @@ def render(request: web.Request, template: str, context: dict[str, Any] | None =
         "fmt": lambda value, with_date=True: format_datetime(request, value, with_date),
         "input_dt": lambda value: input_datetime(request, value),
         "timezone": request.app[keys.SETTINGS].i18n.timezone,
+        "static": lambda path: static_url(request, path),
         "errors": {},
         "form": {},
     }

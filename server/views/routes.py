@@ -115,4 +115,4 @@ def setup_routes(app: web.Application, static_dir: str) -> None:
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get(f"{V1}/openapi.json", _openapi)
-    app.router.add_static("/static", static_dir, follow_symlinks=False, append_version=True)
+    app.router.add_static("/static", static_dir, follow_symlinks=False, name="static")

@@ -1,0 +1,198 @@
+"""The program's audio: every active publisher decoded once, mixed, encoded once per variant.
+
+Mix-minus: a publisher never hears itself back.  Each viewer names the
+publisher it belongs to (its participant key); viewers whose key is among the
+current inputs get the mix without that input, everyone else gets the full mix.
+A variant is encoded once per 20 ms tick however many viewers share it, and
+every variant's packets carry the same running pts, so a viewer moving from
+one variant to another (a hall given the floor) keeps a monotonic timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from fractions import Fraction
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.media.fanout import ForwardTrack
+
+log = logging.getLogger(__name__)
+
+RATE = 48_000
+CHANNELS = 2
+TICK_SAMPLES = 960  # 20 ms at 48 kHz
+TICK = TICK_SAMPLES / RATE
+TIME_BASE = Fraction(1, RATE)
+# An input buffers at most this much; older audio is dropped to bound latency.
+MAX_BUFFERED_TICKS = 10
+# An input starts contributing once this much has arrived (absorbs jitter).
+PREFILL_TICKS = 2
+
+
+class AudioInput:
+    """A publisher's decoded audio, resampled to 48 kHz stereo s16 and buffered per tick."""
+
+    def __init__(self, key: str, track: MediaStreamTrack) -> None:
+        self.key = key
+        self._track = track
+        self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=RATE)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._ticks: deque[np.ndarray] = deque()
+        self._started = False
+        self.frames = 0
+        self.underruns = 0
+        self._task = asyncio.create_task(self._consume(), name=f"audio-input-{key}")
+
+    async def _consume(self) -> None:
+        while True:
+            try:
+                frame = await self._track.recv()
+            except MediaStreamError:
+                return
+            self.frames += 1
+            for resampled in self._resampler.resample(frame):
+                samples = resampled.to_ndarray().reshape(-1)
+                self._pending = np.concatenate([self._pending, samples])
+            per_tick = TICK_SAMPLES * CHANNELS
+            while len(self._pending) >= per_tick:
+                self._ticks.append(self._pending[:per_tick])
+                self._pending = self._pending[per_tick:]
+            while len(self._ticks) > MAX_BUFFERED_TICKS:
+                self._ticks.popleft()
+
+    def take(self) -> np.ndarray | None:
+        """The next 20 ms (interleaved stereo int16), or None while buffering or underrun."""
+        if not self._started:
+            if len(self._ticks) < PREFILL_TICKS:
+                return None
+            self._started = True
+        if not self._ticks:
+            self.underruns += 1
+            self._started = False
+            return None
+        return self._ticks.popleft()
+
+    async def close(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+
+class _Variant:
+    """One mix (all inputs, or all but one) and its Opus encoder."""
+
+    def __init__(self) -> None:
+        codec = av.CodecContext.create("libopus", "w")
+        codec.sample_rate = RATE
+        codec.layout = "stereo"
+        codec.format = "s16"
+        codec.bit_rate = 64_000
+        codec.time_base = TIME_BASE
+        codec.options = {"frame_duration": "20", "application": "audio"}
+        self.codec = codec
+        self.tracks: set[ForwardTrack] = set()
+
+    def encode(self, samples: np.ndarray, pts: int) -> list[av.Packet]:
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = RATE
+        frame.pts = pts
+        frame.time_base = TIME_BASE
+        packets = self.codec.encode(frame)
+        for packet in packets:
+            # The encoder's own pts lags by its lookahead; the tick's pts keeps
+            # every variant on one timeline.
+            packet.pts = pts
+            packet.time_base = TIME_BASE
+        return packets
+
+
+class ProgramAudio:
+    """Mixes the active publishers every 20 ms and feeds each viewer its mix-minus variant."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[str, AudioInput] = {}
+        self.viewers: dict[ForwardTrack, str | None] = {}
+        self._variants: dict[str | None, _Variant] = {}
+        self._pts = 0
+        self.ticks = 0
+        self.encodes = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="program-audio")
+
+    def add_input(self, source: AudioInput) -> None:
+        self.inputs[source.key] = source
+
+    def remove_input(self, key: str) -> AudioInput | None:
+        return self.inputs.pop(key, None)
+
+    def viewer_track(self, owner_key: str | None, on_first_packet: object = None) -> ForwardTrack:
+        track = ForwardTrack("audio")
+        self.viewers[track] = owner_key
+        return track
+
+    def discard(self, track: ForwardTrack) -> None:
+        self.viewers.pop(track, None)
+
+    async def _run(self) -> None:
+        started = time.monotonic()
+        while True:
+            self.ticks += 1
+            try:
+                self.tick()
+            except Exception:
+                log.exception("audio mix tick failed")
+            # Schedule against the start time so the 20 ms cadence does not drift.
+            delay = started + self.ticks * TICK - time.monotonic()
+            await asyncio.sleep(max(0.0, delay))
+
+    def tick(self) -> None:
+        """Mix and send one 20 ms step."""
+        chunks = {key: source.take() for key, source in self.inputs.items()}
+        chunks = {key: chunk for key, chunk in chunks.items() if chunk is not None}
+        groups: dict[str | None, list[ForwardTrack]] = {}
+        for track, owner in list(self.viewers.items()):
+            if track.readyState != "live":
+                del self.viewers[track]
+                continue
+            variant = owner if owner in self.inputs else None
+            groups.setdefault(variant, []).append(track)
+        for variant_key in list(self._variants):
+            if variant_key not in groups:
+                del self._variants[variant_key]
+        for variant_key, tracks in groups.items():
+            mix = np.zeros(TICK_SAMPLES * CHANNELS, dtype=np.int32)
+            for key, chunk in chunks.items():
+                if key != variant_key:
+                    mix += chunk
+            samples = np.clip(mix, -32768, 32767).astype(np.int16)
+            variant = self._variants.get(variant_key)
+            if variant is None:
+                variant = self._variants[variant_key] = _Variant()
+            packets = variant.encode(samples, self._pts)
+            self.encodes += 1
+            for packet in packets:
+                for track in tracks:
+                    track.push(packet)
+        self._pts += TICK_SAMPLES
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for source in list(self.inputs.values()):
+            await source.close()
+        self.inputs.clear()

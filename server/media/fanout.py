@@ -1,0 +1,107 @@
+"""Forwarding encoded packets to many viewers: one shared packet, one small queue per viewer.
+
+A viewer's :class:`ForwardTrack` is what its ``RTCRtpSender`` pulls from; the
+sender packs the shared ``av.Packet`` (packetization and SRTP only, no
+encoder).  A viewer that cannot keep up never holds back the others and never
+grows a queue without bound: when its queue is full it drops what it holds
+and waits for the next keyframe (video), or drops the oldest packet (audio).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+# About 1.5 s of video at 30 fps, 1 s of audio at 20 ms: a viewer further
+# behind than that is skipped forward rather than shown stale pictures.
+VIDEO_QUEUE = 45
+AUDIO_QUEUE = 50
+
+
+class ForwardTrack(MediaStreamTrack):
+    """A viewer's outgoing track: yields shared encoded packets pushed by the program feed."""
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        on_keyframe_needed: Callable[[], None] = lambda: None,
+        on_first_packet: Callable[[], None] = lambda: None,
+        max_queue: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        self._queue: deque[av.Packet] = deque()
+        self._ready = asyncio.Event()
+        self._max = max_queue or (VIDEO_QUEUE if kind == "video" else AUDIO_QUEUE)
+        self._on_keyframe_needed = on_keyframe_needed
+        self._on_first_packet = on_first_packet
+        # A new video viewer starts at a keyframe: a decoder cannot start elsewhere.
+        self.waiting_for_keyframe = kind == "video"
+        self.sent = 0
+        self.skips = 0
+        self.dropped = 0
+
+    def push(self, packet: av.Packet) -> None:
+        """Offer one packet (called by the program feed, on the event loop)."""
+        if self.readyState != "live":
+            return
+        if self.waiting_for_keyframe:
+            if not packet.is_keyframe:
+                self.dropped += 1
+                return
+            self.waiting_for_keyframe = False
+        if len(self._queue) >= self._max:
+            if self.kind == "video":
+                # Behind: skip to the next keyframe instead of queueing more.
+                self.dropped += len(self._queue)
+                self._queue.clear()
+                self.skips += 1
+                if not packet.is_keyframe:
+                    self.dropped += 1
+                    self.waiting_for_keyframe = True
+                    self._on_keyframe_needed()
+                    return
+            else:
+                self._queue.popleft()
+                self.dropped += 1
+        self._queue.append(packet)
+        self._ready.set()
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        packet = self._queue.popleft()
+        if self.sent == 0:
+            self._on_first_packet()
+        self.sent += 1
+        return packet
+
+    def stop(self) -> None:
+        super().stop()
+        self._queue.clear()
+        self._ready.set()
+
+
+class Fanout:
+    """A set of viewer tracks that receive the same packets."""
+
+    def __init__(self) -> None:
+        self.tracks: set[ForwardTrack] = set()
+
+    def add(self, track: ForwardTrack) -> None:
+        self.tracks.add(track)
+
+    def discard(self, track: ForwardTrack) -> None:
+        self.tracks.discard(track)
+
+    def push(self, packet: av.Packet) -> None:
+        for track in self.tracks:
+            track.push(packet)

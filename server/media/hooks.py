@@ -1,0 +1,177 @@
+"""Every use of aiortc's and aioice's private internals, in one place.
+
+aiortc==1.16.0 and aioice==0.13.0 are pinned exactly in pyproject.toml;
+tests/media/test_hooks.py fails loudly when an upgrade moves any name used
+here.  What each hook is for:
+
+* :func:`receive_encoded` — a receiver that hands the depacketized encoded
+  frames to its track as ``av.Packet`` instead of decoding them (aiortc's
+  receiver always decodes).
+* :func:`on_keyframe_request` — in pack mode an ``RTCRtpSender`` only sets a
+  flag its own encoder would read when a viewer sends PLI/FIR; we need the
+  request forwarded to the source.
+* :func:`send_pli` — ask a publisher for a keyframe.
+* :func:`restrict_to_loopback` — gather only 127.0.0.1 and ignore remote
+  candidates that are not loopback (tests and benchmarks; see "Networks in
+  tests").
+* :func:`answer_as_dtls_server` — answer ``a=setup:passive`` to an ``actpass``
+  offer, so publishers whose DTLS certificate is RSA (GStreamer) connect.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import queue
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import aioice.ice
+import av
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.sdp import SessionDescription
+
+log = logging.getLogger(__name__)
+
+# VP8 payload descriptor stripped: bit 0 of the first byte of the frame is the
+# inverse key frame flag (RFC 6386 section 9.1).
+def is_vp8_keyframe(data: bytes) -> bool:
+    return len(data) > 0 and (data[0] & 1) == 0
+
+
+class _EncodedFrameQueue:
+    """Stands in for a receiver's decoder queue.
+
+    The receiver puts ``(codec, JitterFrame)`` here from the event loop; we
+    wrap the frame in an ``av.Packet`` and hand it straight to the receiver's
+    track.  The receiver's decoder thread still runs, but only ever takes the
+    stop marker from this queue, so it never creates a decoder and still ends
+    the track when the receiver stops.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self._receiver = receiver
+        self._stop: queue.Queue[None] = queue.Queue()
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self._stop.put(None)
+            return
+        codec, frame = item
+        packet = av.Packet(frame.data)
+        packet.pts = frame.timestamp
+        packet.time_base = Fraction(1, codec.clockRate)
+        if codec.name == "VP8":
+            packet.is_keyframe = is_vp8_keyframe(frame.data)
+        self._receiver._track._queue.put_nowait(packet)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> None:
+        return self._stop.get(block, timeout)
+
+
+def receive_encoded(receiver: RTCRtpReceiver) -> None:
+    """Make ``receiver``'s track yield encoded ``av.Packet``s (pts in RTP clock units).
+
+    Call it from the peer connection's ``track`` event, before the connection
+    starts receiving.
+    """
+    if receiver._RTCRtpReceiver__decoder_thread is not None:
+        raise RuntimeError("receive_encoded() must be installed before the receiver starts")
+    receiver._RTCRtpReceiver__decoder_queue = _EncodedFrameQueue(receiver)
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the remote viewer asks ``sender`` for a keyframe (PLI or FIR)."""
+    sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Send a Picture Loss Indication to the publisher behind ``receiver``."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+def remote_media_ssrc(pc: RTCPeerConnection, kind: str) -> int | None:
+    """The SSRC the remote side sends for ``kind`` (its first ``a=ssrc``; a second is RTX)."""
+    if pc.remoteDescription is None:
+        return None
+    description = SessionDescription.parse(pc.remoteDescription.sdp)
+    for media in description.media:
+        if media.kind == kind and media.ssrc:
+            return media.ssrc[0].ssrc
+    return None
+
+
+def prefer_vp8_opus(transceiver: RTCRtpTransceiver) -> None:
+    """Negotiate only VP8 (with RTX) or Opus: forwarded packets are VP8 and Opus.
+
+    On the answering side this must run before ``setRemoteDescription``.
+    """
+    wanted = ("video/vp8", "video/rtx") if transceiver.kind == "video" else ("audio/opus",)
+    codecs = RTCRtpSender.getCapabilities(transceiver.kind).codecs
+    transceiver.setCodecPreferences([codec for codec in codecs if codec.mimeType.lower() in wanted])
+
+
+def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
+    """After ``setRemoteDescription(offer)``: answer ``a=setup:passive`` when the offer allows it.
+
+    aiortc answers ``active`` (DTLS client) by default and then offers only
+    ECDSA suites, which RSA-certificate publishers such as GStreamer's
+    webrtcbin refuse ("no shared cipher").
+    """
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if transport is not None and transport._role == "auto":
+            transport._set_role("server")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        # A hostname (an mDNS ".local" name): never resolve it, never use it.
+        return False
+
+
+_restricted = False
+
+
+def restrict_to_loopback() -> None:
+    """Process-wide: gather only 127.0.0.1 and never send to a non-loopback address.
+
+    For tests and benchmarks (``ice.loopback_only``): aioice skips 127.0.0.1
+    when gathering, and would otherwise try every remote candidate it is given,
+    including other addresses of this machine.  Idempotent.
+    """
+    global _restricted
+    if _restricted:
+        return
+    _restricted = True
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
+
+    add_remote = RTCIceTransport.addRemoteCandidate
+
+    async def add_remote_loopback_only(self: RTCIceTransport, candidate: Any) -> None:
+        if candidate is not None and not _is_loopback(candidate.ip):
+            log.debug("ignoring non-loopback remote candidate %s", candidate.ip)
+            return
+        await add_remote(self, candidate)
+
+    RTCIceTransport.addRemoteCandidate = add_remote_loopback_only  # type: ignore[method-assign]
+
+    # A backstop for peer-reflexive candidates learned from incoming checks.
+    send_stun = aioice.ice.StunProtocol.send_stun
+    send_data = aioice.ice.StunProtocol.send_data
+
+    def guarded_send_stun(self: Any, message: Any, addr: tuple[str, int]) -> None:
+        if _is_loopback(addr[0]):
+            send_stun(self, message, addr)
+
+    async def guarded_send_data(self: Any, data: bytes, addr: tuple[str, int]) -> None:
+        if _is_loopback(addr[0]):
+            await send_data(self, data, addr)
+
+    aioice.ice.StunProtocol.send_stun = guarded_send_stun  # type: ignore[method-assign]
+    aioice.ice.StunProtocol.send_data = guarded_send_data  # type: ignore[method-assign]

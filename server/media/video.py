@@ -1,0 +1,151 @@
+"""The program's video: one publisher's encoded frames on air at a time.
+
+Switching sources follows the recipe in ARCHITECTURE.md ("Source switching"):
+ask the new source for a keyframe, keep the old source on air until that
+keyframe arrives, switch on it, and rewrite timestamps once, on the shared
+packet, so the output stays monotonic for every viewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import av
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.media import hooks
+from server.media.fanout import Fanout, ForwardTrack
+
+log = logging.getLogger(__name__)
+
+# Viewers' keyframe requests are coalesced: a source is asked at most this often.
+KEYFRAME_REQUEST_INTERVAL = 0.5
+DEFAULT_FRAME_INTERVAL = 3000  # 1/30 s at the 90 kHz video clock
+
+
+class EncodedVideoSource:
+    """A publisher's video as encoded packets, consumed from the moment it arrives.
+
+    Consuming at once matters: aiortc's receiver queue has no bound, so a
+    source nobody reads would pile frames up in memory.
+    """
+
+    def __init__(self, key: str, track: MediaStreamTrack, receiver: RTCRtpReceiver, pc: RTCPeerConnection,
+                 on_packet: Callable[[EncodedVideoSource, av.Packet], None]) -> None:
+        self.key = key
+        self._track = track
+        self._receiver = receiver
+        self._pc = pc
+        self._on_packet = on_packet
+        self._last_request = -1e9
+        self.frames = 0
+        self.keyframes = 0
+        self.keyframe_requests = 0
+        self._task = asyncio.create_task(self._consume(), name=f"video-source-{key}")
+
+    async def _consume(self) -> None:
+        while True:
+            try:
+                packet = await self._track.recv()
+            except MediaStreamError:
+                return
+            self.frames += 1
+            if packet.is_keyframe:
+                self.keyframes += 1
+            self._on_packet(self, packet)
+
+    def request_keyframe(self, *, force: bool = False) -> bool:
+        """Send a PLI upstream, at most every KEYFRAME_REQUEST_INTERVAL unless forced."""
+        now = time.monotonic()
+        if not force and now - self._last_request < KEYFRAME_REQUEST_INTERVAL:
+            return False
+        ssrc = hooks.remote_media_ssrc(self._pc, "video")
+        if ssrc is None:
+            return False
+        self._last_request = now
+        self.keyframe_requests += 1
+        asyncio.ensure_future(self._send_pli(ssrc))
+        return True
+
+    async def _send_pli(self, ssrc: int) -> None:
+        try:
+            await hooks.send_pli(self._receiver, ssrc)
+        except Exception:  # a closing transport: the next request will do
+            log.debug("PLI to %s failed", self.key, exc_info=True)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+
+class ProgramVideo:
+    """Chooses the source on air and fans its packets out to every viewer."""
+
+    def __init__(self) -> None:
+        self.fanout = Fanout()
+        self.source: EncodedVideoSource | None = None
+        self.pending: EncodedVideoSource | None = None
+        self._offset = 0
+        self._last_pts: int | None = None
+        self._interval = DEFAULT_FRAME_INTERVAL
+        self.switches = 0
+        self.frames_out = 0
+
+    @property
+    def on_air(self) -> str | None:
+        return self.source.key if self.source else None
+
+    def show(self, source: EncodedVideoSource | None) -> None:
+        """Put ``source`` on air at its next keyframe (None: keep what is on air)."""
+        if source is None or source is self.source:
+            self.pending = None
+            return
+        self.pending = source
+        source.request_keyframe(force=True)
+
+    def forget(self, source: EncodedVideoSource) -> None:
+        """The source is gone (its publisher left)."""
+        if self.pending is source:
+            self.pending = None
+        if self.source is source:
+            self.source = None
+
+    def on_packet(self, source: EncodedVideoSource, packet: av.Packet) -> None:
+        if source is self.pending and packet.is_keyframe:
+            # Switch here: the new source's timeline continues one frame after the last output.
+            next_pts = 0 if self._last_pts is None else self._last_pts + self._interval
+            self._offset = next_pts - packet.pts
+            self.source, self.pending = source, None
+            self.switches += 1
+        if source is not self.source:
+            return
+        pts = packet.pts + self._offset
+        if self._last_pts is not None:
+            if pts <= self._last_pts:
+                # Never go backwards (a source that restarted its clock).
+                self._offset += self._last_pts + self._interval - pts
+                pts = self._last_pts + self._interval
+            elif pts - self._last_pts < 90_000:
+                self._interval = pts - self._last_pts
+        packet.pts = pts
+        self._last_pts = pts
+        self.frames_out += 1
+        self.fanout.push(packet)
+
+    def request_keyframe(self) -> None:
+        """A viewer needs a keyframe (joined, lost packets, or skipped forward)."""
+        if self.source is not None:
+            self.source.request_keyframe()
+
+    def viewer_track(self, on_first_packet: Callable[[], None] = lambda: None) -> ForwardTrack:
+        track = ForwardTrack("video", on_keyframe_needed=self.request_keyframe, on_first_packet=on_first_packet)
+        self.fanout.add(track)
+        self.request_keyframe()
+        return track

@@ -1,0 +1,1 @@
+"""The websocket protocol of a live session: typed messages, one dispatch (docs/protocol.md)."""

@@ -1,0 +1,107 @@
+"""A real server process and headless Chromium (Debian's, driven by Playwright)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    logins: dict[str, str]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "server", *args], env=env, check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`bridgecast serve` with the demo data, on loopback, stopped at the end."""
+    data_dir = tmp_path_factory.mktemp("e2e") / "data"
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("BRIDGECAST_")}
+    env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_SERVER_PORT": str(port),
+                "BRIDGECAST_ICE_LOOPBACK_ONLY": "1"})
+    _run(env, "db", "upgrade")
+    _run(env, "demo")
+    process = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read() if process.stdout else ""
+                pytest.fail(f"the server did not start: {output}")
+            time.sleep(0.1)
+    logins = json.loads((data_dir / "demo-logins.json").read_text())
+    yield Server(url, data_dir, logins)
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Chromium per test, on the test's own event loop (Playwright's async API:
+    its sync API would leave a loop running under every later asyncio test)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def page(browser: Any) -> AsyncIterator[Any]:
+    context = await browser.new_context(viewport={"width": 1366, "height": 900}, locale="vi-VN")
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    await context.close()

@@ -1,0 +1,194 @@
+"""Real aiortc peers for media tests: publishers with a known picture and tone, viewers that decode and measure.
+
+Everything runs over loopback only (``restrict_to_loopback``), as the network rule requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+
+from server.media import hooks
+
+hooks.restrict_to_loopback()
+
+Answerer = Callable[[str], Awaitable[str]]
+
+
+class ColourTrack(VideoStreamTrack):
+    """320x240 frames of one solid colour (RGB), 30 fps."""
+
+    def __init__(self, rgb: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.rgb = rgb
+        self.sent = 0
+        self._image = np.zeros((240, 320, 3), dtype=np.uint8)
+        self._image[:, :] = rgb
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame.from_ndarray(self._image, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        self.sent += 1
+        return frame
+
+
+class ToneTrack(AudioStreamTrack):
+    """A sine tone at ``frequency`` Hz, 48 kHz mono, 20 ms frames, real-time paced."""
+
+    def __init__(self, frequency: float, amplitude: float = 0.3) -> None:
+        super().__init__()
+        self.frequency = frequency
+        self.amplitude = amplitude
+        self._sample = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        samples = 960
+        if self._start is None:
+            self._start = time.monotonic()
+        wait = self._start + self._sample / 48000 - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        t = (np.arange(samples) + self._sample) / 48000
+        data = (self.amplitude * 32767 * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 48000
+        frame.pts = self._sample
+        frame.time_base = fractions.Fraction(1, 48000)
+        self._sample += samples
+        return frame
+
+
+def new_client() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+@dataclass
+class Publisher:
+    pc: RTCPeerConnection
+    video: ColourTrack
+    audio: ToneTrack
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+async def publish(answer: Answerer, rgb: tuple[int, int, int], frequency: float) -> Publisher:
+    pc = new_client()
+    video, audio = ColourTrack(rgb), ToneTrack(frequency)
+    pc.addTransceiver(video, direction="sendonly")
+    pc.addTransceiver(audio, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    answer_sdp = await answer(pc.localDescription.sdp)
+    await pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+    return Publisher(pc, video, audio)
+
+
+@dataclass
+class Viewer:
+    """Receives the program, decodes it, and keeps what the assertions need."""
+
+    pc: RTCPeerConnection
+    colours: list[tuple[int, int, int]] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    audio: list[np.ndarray] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    first_frame_at: float | None = None
+
+    @property
+    def frames(self) -> int:
+        return len(self.colours)
+
+    def recent_colours(self, count: int = 10) -> list[tuple[int, int, int]]:
+        return self.colours[-count:]
+
+    def tone_energy(self, frequency: float, seconds: float = 1.0) -> float:
+        """Share of the recent audio's energy within ±20 Hz of ``frequency`` (0..1)."""
+        if not self.audio:
+            return 0.0
+        samples = np.concatenate(self.audio)[-int(48000 * seconds):].astype(np.float64)
+        if not samples.any():
+            return 0.0
+        spectrum = np.abs(np.fft.rfft(samples)) ** 2
+        freqs = np.fft.rfftfreq(len(samples), 1 / 48000)
+        band = (freqs > frequency - 20) & (freqs < frequency + 20)
+        return float(spectrum[band].sum() / spectrum.sum())
+
+    def loudness(self, seconds: float = 0.5) -> float:
+        if not self.audio:
+            return 0.0
+        samples = np.concatenate(self.audio)[-int(48000 * seconds):].astype(np.float64)
+        return float(np.sqrt(np.mean(samples ** 2))) if len(samples) else 0.0
+
+    def clear(self) -> None:
+        self.colours.clear()
+        self.audio.clear()
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await self.pc.close()
+
+
+async def view(answer: Answerer) -> Viewer:
+    pc = new_client()
+    viewer = Viewer(pc)
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+
+    async def consume_video(track: VideoStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if viewer.first_frame_at is None:
+                viewer.first_frame_at = time.monotonic()
+            image = frame.to_ndarray(format="rgb24")
+            centre = image[image.shape[0] // 4: 3 * image.shape[0] // 4, image.shape[1] // 4: 3 * image.shape[1] // 4]
+            viewer.colours.append(tuple(int(v) for v in centre.reshape(-1, 3).mean(axis=0)))
+            viewer.sizes.append((frame.width, frame.height))
+
+    async def consume_audio(track: AudioStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            data = frame.to_ndarray().reshape(-1)
+            if len(frame.layout.channels) == 2:
+                data = data[::2]  # left channel of interleaved stereo
+            viewer.audio.append(data.astype(np.int16))
+            del viewer.audio[:-200]
+
+    @pc.on("track")
+    def on_track(track: object) -> None:
+        consume = consume_video if getattr(track, "kind", "") == "video" else consume_audio
+        viewer.tasks.append(asyncio.ensure_future(consume(track)))  # type: ignore[arg-type]
+
+    await pc.setLocalDescription(await pc.createOffer())
+    answer_sdp = await answer(pc.localDescription.sdp)
+    await pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+    return viewer
+
+
+def close_to(colour: tuple[int, int, int], expected: tuple[int, int, int], tolerance: int = 40) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(colour, expected, strict=True))
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(step)
