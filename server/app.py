@@ -7,12 +7,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from aiortc import RTCIceServer
 
 from server import keys
 from server.auth.ratelimit import LoginLimiter
 from server.config import Settings, ensure_jwt_secret
 from server.i18n import Catalogues
 from server.storage.db import Database
+from server.media.room import IceConfig
+from server.signaling.registry import LiveRegistry
+from server.storage.live import DatabaseLiveStore, load_info
+from server.views import live
 from server.views.middleware import MIDDLEWARES
 from server.views.render import create_environment
 from server.views.routes import setup_routes
@@ -36,9 +41,27 @@ def create_app(settings: Settings) -> web.Application:
         per_account=settings.auth.login_attempts_per_account,
         window=settings.auth.login_window_seconds,
     )
+    app[keys.SOCKETS] = set()
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_live)
+    live.setup(app)
     setup_routes(app, str(STATIC_DIR))
     return app
+
+
+async def _live(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    database = app[keys.DATABASE]
+    ice = IceConfig(servers=[RTCIceServer(urls=url) for url in _urls(settings.ice.stun_urls)],
+                    loopback_only=settings.ice.loopback_only)
+    registry = LiveRegistry(lambda session_id: load_info(database, session_id), DatabaseLiveStore(database), ice)
+    app[keys.LIVE] = registry
+    yield
+    await registry.close()
+
+
+def _urls(value: str) -> list[str]:
+    return [url.strip() for url in value.split(",") if url.strip()]
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

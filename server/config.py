@@ -57,6 +57,10 @@ class I18nSettings:
 @dataclass(frozen=True)
 class IceSettings:
     loopback_only: bool = False
+    stun_urls: str = ""
+    turn_urls: str = ""
+    turn_secret: str = field(default="", repr=False)
+    turn_ttl_seconds: int = 86400
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,9 @@ class ProgramAudio:
         self.ticks = 0
         self.encodes = 0
         self._task: asyncio.Task[None] | None = None
+        # Off before the session starts; muted inputs are left out of every mix.
+        self.enabled = True
+        self.muted: set[str] = set()
 
     def start(self) -> None:
         if self._task is None:
@@ -136,7 +139,7 @@ class ProgramAudio:
     def remove_input(self, key: str) -> AudioInput | None:
         return self.inputs.pop(key, None)
 
-    def viewer_track(self, owner_key: str | None, on_first_packet: object = None) -> ForwardTrack:
+    def viewer_track(self, owner_key: str | None) -> ForwardTrack:
         track = ForwardTrack("audio")
         self.viewers[track] = owner_key
         return track
@@ -159,7 +162,10 @@ class ProgramAudio:
     def tick(self) -> None:
         """Mix and send one 20 ms step."""
         chunks = {key: source.take() for key, source in self.inputs.items()}
-        chunks = {key: chunk for key, chunk in chunks.items() if chunk is not None}
+        chunks = {key: chunk for key, chunk in chunks.items() if chunk is not None and key not in self.muted}
+        if not self.enabled:
+            self._pts += TICK_SAMPLES
+            return
         groups: dict[str | None, list[ForwardTrack]] = {}
         for track, owner in list(self.viewers.items()):
             if track.readyState != "live":

@@ -68,7 +68,8 @@ class MediaRoom:
         self.video = ProgramVideo()
         self.audio = ProgramAudio()
         self.endpoints: dict[str, Endpoint] = {}
-        self._on_state = on_state
+        # Called when an endpoint connects, starts receiving or closes (the roll call shows it).
+        self.on_state = on_state
         self._closed = False
         # Whose picture should be on air, even before their video arrives.
         self._wants_on_air: str | None = None
@@ -110,6 +111,13 @@ class MediaRoom:
         source = self.publisher_video(key) if key else None
         self.video.show(source)
 
+    def set_live(self, live: bool) -> None:
+        """Before the session starts (and after it ends) nothing goes on air."""
+        self.video.enabled = live
+        self.audio.enabled = live
+        if live:
+            self.video.request_keyframe()
+
     def publisher_video(self, key: str) -> EncodedVideoSource | None:
         for endpoint in self.endpoints.values():
             if endpoint.kind == "publish" and endpoint.key == key and endpoint.video is not None:
@@ -130,7 +138,7 @@ class MediaRoom:
 
         def first_packet() -> None:
             endpoint.receiving = True
-            self._on_state(endpoint)
+            self.on_state(endpoint)
 
         video_track = self.video.viewer_track(on_first_packet=first_packet)
         audio_track = self.audio.viewer_track(key)
@@ -177,7 +185,7 @@ class MediaRoom:
             state = endpoint.pc.connectionState
             if state in ("failed", "closed"):
                 await self.close_endpoint(endpoint.id)
-            self._on_state(endpoint)
+            self.on_state(endpoint)
 
     async def add_candidate(self, endpoint_id: str, candidate: str, sdp_mid: str | None,
                             sdp_mline_index: int | None) -> None:
@@ -214,7 +222,7 @@ class MediaRoom:
             track.stop()
         endpoint.receiving = False
         await endpoint.pc.close()
-        self._on_state(endpoint)
+        self.on_state(endpoint)
 
     async def close_key(self, key: str, kind: str | None = None) -> None:
         for endpoint in [e for e in self.endpoints.values() if e.key == key and kind in (None, e.kind)]:

@@ -97,6 +97,8 @@ class ProgramVideo:
         self._interval = DEFAULT_FRAME_INTERVAL
         self.switches = 0
         self.frames_out = 0
+        # Off before the session starts: sources are consumed, nothing goes out.
+        self.enabled = True
 
     @property
     def on_air(self) -> str | None:
@@ -136,8 +138,9 @@ class ProgramVideo:
                 self._interval = pts - self._last_pts
         packet.pts = pts
         self._last_pts = pts
-        self.frames_out += 1
-        self.fanout.push(packet)
+        if self.enabled:
+            self.frames_out += 1
+            self.fanout.push(packet)
 
     def request_keyframe(self) -> None:
         """A viewer needs a keyframe (joined, lost packets, or skipped forward)."""

@@ -200,3 +200,18 @@ class Session(Base):
     @property
     def invited_point_ids(self) -> list[int]:
         return [invite.bridge_point_id for invite in self.invites]
+
+
+class FloorGrant(Base):
+    """A period during which a bridge point held the floor: talk time per hall, chapters later."""
+
+    __tablename__ = "floor_grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    bridge_point_id: Mapped[int] = mapped_column(ForeignKey("bridge_points.id", ondelete="RESTRICT"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    limit_seconds: Mapped[int | None] = mapped_column(Integer)
+    # revoked | expired | left | removed; empty while the grant is open.
+    end_reason: Mapped[str] = mapped_column(String(16), default="")

@@ -118,7 +118,8 @@ def require(*roles: Role, scoped: bool = False) -> Callable[[Handler], Handler]:
 
 
 def is_api(request: web.BaseRequest) -> bool:
-    return request.path.startswith("/api/")
+    """Machine endpoints: errors as JSON, 401 instead of the login page."""
+    return request.path.startswith(("/api/", "/whip/", "/whep/", "/ws/"))
 
 
 def _quote(path: str) -> str:

@@ -39,7 +39,7 @@ _HTTP_CODES = {
 
 def _error_response(request: web.Request, status: int, code: str, message: str, details: object = None,
                     headers: dict[str, str] | None = None) -> web.StreamResponse:
-    if is_api(request) or request.path.startswith(("/whip/", "/whep/")):
+    if is_api(request):
         return web.json_response(error_body(code, message, details), status=status, headers=headers)
     from server.views.render import render
 
@@ -95,7 +95,7 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
     """
     if request.method in UNSAFE:
         origin = request.headers.get("Origin")
-        if origin and origin != "null" and not _same_origin(request, origin):
+        if origin and origin != "null" and not same_origin(request, origin):
             raise Forbidden("cross-site request refused", code="bad_origin")
         if is_api(request):
             if request.get(keys.TOKEN_SOURCE) == "cookie":
@@ -113,7 +113,7 @@ def _check_csrf(request: web.Request, supplied: str) -> None:
         raise Forbidden("the form has expired: reload the page and try again", code="csrf_failed")
 
 
-def _same_origin(request: web.Request, origin: str) -> bool:
+def same_origin(request: web.Request, origin: str) -> bool:
     public = request.app[keys.SETTINGS].server.public_url
     allowed = {f"{request.scheme}://{request.host}"}
     if public:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from server import schemas
 from server.validation import Schema
-from server.views import account_pages, admin_pages, api, health, session_pages
+from server.views import account_pages, admin_pages, api, health, live, session_pages
 from server.views.openapi import openapi_document
 
 ID = r"{id:\d+}"
@@ -30,7 +30,8 @@ class Route:
 
     @property
     def is_api(self) -> bool:
-        return self.path.startswith("/api/")
+        """A machine endpoint: JSON errors, 401 rather than the login page."""
+        return self.path.startswith(("/api/", "/whip/", "/whep/", "/ws/"))
 
 
 PAGES = [
@@ -49,6 +50,8 @@ PAGES = [
     Route("GET", f"/sessions/{ID}/edit", session_pages.session_edit),
     Route("POST", f"/sessions/{ID}/edit", session_pages.session_update),
     Route("POST", f"/sessions/{ID}/cancel", session_pages.session_cancel),
+    Route("GET", f"/sessions/{ID}/live", live.live_page),
+    Route("GET", f"/ws/sessions/{ID}", live.session_socket),
     Route("GET", "/units", admin_pages.units_page),
     Route("POST", "/units", admin_pages.unit_create),
     Route("GET", f"/units/{ID}/edit", admin_pages.unit_edit),
@@ -81,6 +84,10 @@ API = [
           body_partial=True, response="Session"),
     Route("POST", f"{V1}/sessions/{ID}/cancel", api.cancel_session, "Cancel a scheduled session",
           response="Session"),
+    Route("POST", f"{V1}/sessions/{ID}/start", live.start_session,
+          "Go live (the session's speaker or an admin): status live, actual start time", response="Session"),
+    Route("POST", f"{V1}/sessions/{ID}/end", live.end_session,
+          "End the session: every endpoint told, media closed, status ended", response="Session"),
     Route("GET", f"{V1}/units", api.list_units, "All units", response="UnitList"),
     Route("POST", f"{V1}/units", api.create_unit, "Create a unit", body=schemas.UNIT, status=201, response="Unit"),
     Route("GET", f"{V1}/units/{ID}", api.get_unit, "One unit", response="Unit"),
@@ -104,7 +111,19 @@ API = [
           body_type="text/csv", status=201, response="ImportResult"),
 ]
 
-ROUTES = PAGES + API
+RESOURCE = r"{resource:[0-9a-f]{32}}"
+MEDIA = [
+    Route("POST", f"/whip/sessions/{ID}", live.whip_publish, "WHIP ingest (RFC 9725): the speaker's feed"),
+    Route("OPTIONS", f"/whip/sessions/{ID}", live.resource_options, public=True),
+    Route("DELETE", f"/whip/sessions/{ID}/{RESOURCE}", live.resource_delete),
+    Route("PATCH", f"/whip/sessions/{ID}/{RESOURCE}", live.resource_patch),
+    Route("POST", f"/whep/sessions/{ID}", live.whep_view, "WHEP egress: the program feed"),
+    Route("OPTIONS", f"/whep/sessions/{ID}", live.resource_options, public=True),
+    Route("DELETE", f"/whep/sessions/{ID}/{RESOURCE}", live.resource_delete),
+    Route("PATCH", f"/whep/sessions/{ID}/{RESOURCE}", live.resource_patch),
+]
+
+ROUTES = PAGES + API + MEDIA
 
 
 async def _openapi(request: web.Request) -> web.StreamResponse:

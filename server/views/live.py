@@ -1,0 +1,270 @@
+"""Live sessions over HTTP: the websocket, WHIP/WHEP resources, start/end, and the live pages.
+
+Handlers authenticate, check the session, then hand over to the session's
+:class:`~server.signaling.room.LiveRoom`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from server import keys
+from server.auth.principal import Principal
+from server.errors import AppError, Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
+from server.live.lifecycle import SessionStatus
+from server.live.permissions import PermissionDenied
+from server.media.ice import browser_ice_servers
+from server.media.room import MediaError
+from server.signaling.messages import MAX_MESSAGE_BYTES, ProtocolError, error
+from server.signaling.room import Identity, LiveRoom
+from server.storage import sessions as session_store
+from server.storage.models import Role, Session, User
+from server.views.auth import current, require
+from server.views.forms import path_id
+from server.views.middleware import same_origin
+from server.views.render import render
+
+log = logging.getLogger(__name__)
+
+MAX_SDP_BYTES = 200_000
+
+
+class WebSocketConnection:
+    """aiohttp's websocket as the room's Connection."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.id = uuid.uuid4().hex
+        self.ws = ws
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            await self.ws.send_json(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        if not self.ws.closed:
+            await self.ws.close(code=code, message=reason.encode())
+
+
+async def _identity(request: web.Request, principal: Principal) -> Identity:
+    return Identity(user_id=principal.user_id, full_name=principal.full_name, account_role=principal.role.value,
+                    bridge_point_id=principal.bridge_point_id)
+
+
+async def _visible(request: web.Request, principal: Principal, session_id: int) -> Session:
+    if principal.session_scope not in (None, session_id):
+        raise Forbidden("this token is for another session")
+    async with request.app[keys.DATABASE].session() as db:
+        return await session_store.visible_session(db, principal, session_id)
+
+
+async def _room(request: web.Request, session_id: int) -> LiveRoom:
+    try:
+        return await request.app[keys.LIVE].room(session_id)
+    except ProtocolError as exc:
+        raise Conflict(exc.message, code=exc.code) from None
+
+
+@require(scoped=True)
+async def session_socket(request: web.Request) -> web.StreamResponse:
+    """``/ws/sessions/{id}``: one websocket per endpoint (docs/protocol.md)."""
+    principal = current(request)
+    assert principal is not None
+    origin = request.headers.get("Origin")
+    if origin is not None and not same_origin(request, origin):
+        raise Forbidden("cross-origin websocket refused", code="bad_origin")
+    session_id = path_id(request)
+    await _visible(request, principal, session_id)
+    room = await _room(request, session_id)
+    identity = await _identity(request, principal)
+
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20, autoping=True)
+    await ws.prepare(request)
+    connection = WebSocketConnection(ws)
+    sockets = request.app[keys.SOCKETS]
+    sockets.add(ws)
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                await room.handle(connection, identity, message.data)
+            elif message.type == WSMsgType.BINARY:
+                await connection.send(error("binary_not_supported", "send JSON text messages"))
+            elif message.type == WSMsgType.ERROR:
+                break
+    finally:
+        sockets.discard(ws)
+        await room.disconnect(connection)
+    return ws
+
+
+# Start and end from the API ------------------------------------------------------------
+
+async def _host_room(request: web.Request) -> LiveRoom:
+    principal = current(request)
+    assert principal is not None
+    session_id = path_id(request)
+    session = await _visible(request, principal, session_id)
+    if not (principal.is_admin or session.speaker_id == principal.user_id):
+        raise Forbidden("only the session's speaker or an administrator starts and ends it")
+    return await _room(request, session_id)
+
+
+@require(Role.ADMIN, Role.SPEAKER, scoped=True)
+async def start_session(request: web.Request) -> web.StreamResponse:
+    room = await _host_room(request)
+    try:
+        await room.start()
+    except ProtocolError as exc:
+        raise Conflict(exc.message, code=exc.code) from None
+    return await _session_json(request, room.info.id)
+
+
+@require(Role.ADMIN, Role.SPEAKER, scoped=True)
+async def end_session(request: web.Request) -> web.StreamResponse:
+    room = await _host_room(request)
+    try:
+        await room.end()
+    except ProtocolError as exc:
+        raise Conflict(exc.message, code=exc.code) from None
+    return await _session_json(request, room.info.id)
+
+
+async def _session_json(request: web.Request, session_id: int) -> web.StreamResponse:
+    from server.views.api import session_json
+
+    async with request.app[keys.DATABASE].session() as db:
+        session = await session_store.get_session(db, session_id)
+    return web.json_response(session_json(session))
+
+
+# WHIP (RFC 9725) and WHEP ------------------------------------------------------------------
+
+async def _read_sdp(request: web.Request) -> str:
+    if request.content_type != "application/sdp":
+        raise UnsupportedMediaType("send the offer as application/sdp")
+    raw = await request.content.read(MAX_SDP_BYTES + 1)
+    if len(raw) > MAX_SDP_BYTES:
+        raise PayloadTooLarge("the offer is too large")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AppError("the offer is not UTF-8 text", code="bad_sdp") from None
+
+
+async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.StreamResponse:
+    principal = current(request)
+    assert principal is not None
+    session_id = path_id(request)
+    await _visible(request, principal, session_id)
+    sdp = await _read_sdp(request)
+    room = await _room(request, session_id)
+    try:
+        endpoint = await room.open_resource(await _identity(request, principal), pc, sdp)
+    except PermissionDenied as exc:
+        raise Forbidden(exc.message) from None
+    except (ProtocolError, MediaError) as exc:
+        raise AppError(exc.message, code=exc.code) from None
+    location = f"/{prefix}/sessions/{session_id}/{endpoint.id}"
+    headers = {"Location": location, "ETag": f'"{endpoint.id}"'}
+    for server in browser_ice_servers(request.app[keys.SETTINGS].ice, principal.user_id):
+        for url in server["urls"]:
+            link = f'<{url}>; rel="ice-server"'
+            if "username" in server:
+                link += f'; username="{server["username"]}"; credential="{server["credential"]}"'
+            headers.setdefault("Link", "")
+            headers["Link"] = f"{headers['Link']}, {link}" if headers["Link"] else link
+    return web.Response(status=201, text=endpoint.pc.localDescription.sdp, content_type="application/sdp",
+                        headers=headers)
+
+
+async def _delete_resource(request: web.Request) -> web.StreamResponse:
+    principal = current(request)
+    assert principal is not None
+    room = request.app[keys.LIVE].existing(path_id(request))
+    resource = request.match_info["resource"]
+    owner = room.resource_owner(resource) if room else None
+    if room is None or owner is None:
+        raise NotFound("no such resource")
+    if owner != principal.user_id and not principal.is_admin:
+        raise Forbidden("this resource belongs to someone else")
+    await room.close_resource(resource)
+    return web.Response(status=200)
+
+
+async def _no_trickle(request: web.Request) -> web.StreamResponse:
+    # RFC 9725 section 4.3.1: a server without trickle ICE answers 405.
+    raise web.HTTPMethodNotAllowed("PATCH", ["DELETE"])
+
+
+@require(scoped=True)
+async def whip_publish(request: web.Request) -> web.StreamResponse:
+    return await _open_resource(request, "publish", "whip")
+
+
+@require(scoped=True)
+async def whep_view(request: web.Request) -> web.StreamResponse:
+    return await _open_resource(request, "view", "whep")
+
+
+@require(scoped=True)
+async def resource_delete(request: web.Request) -> web.StreamResponse:
+    return await _delete_resource(request)
+
+
+@require(scoped=True)
+async def resource_patch(request: web.Request) -> web.StreamResponse:
+    return await _no_trickle(request)
+
+
+async def resource_options(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204, headers={"Allow": "POST, OPTIONS", "Accept-Post": "application/sdp"})
+
+
+# Pages ------------------------------------------------------------------------------------------
+
+@require()
+async def live_page(request: web.Request) -> web.StreamResponse:
+    """The speaker console, the hall's big screen, or the member's player, by who asks."""
+    principal = current(request)
+    assert principal is not None
+    session_id = path_id(request)
+    session = await _visible(request, principal, session_id)
+    if session.status in (SessionStatus.ENDED, SessionStatus.CANCELLED):
+        raise web.HTTPSeeOther(f"/sessions/{session_id}")
+    async with request.app[keys.DATABASE].session() as db:
+        points = await session_store.points_by_id(db, session.invited_point_ids)
+        speaker = await db.get(User, session.speaker_id) if session.speaker_id else None
+    if principal.is_admin or principal.user_id == session.speaker_id:
+        template, role = "live_console.html", "host"
+    elif principal.role is Role.OPERATOR and principal.bridge_point_id in points:
+        template, role = "live_hall.html", "hall"
+    else:
+        template, role = "live_member.html", "member"
+    settings = request.app[keys.SETTINGS]
+    config = {
+        "sessionId": session.id,
+        "role": role,
+        "ws": f"/ws/sessions/{session.id}",
+        "iceServers": browser_ice_servers(settings.ice, principal.user_id),
+        "pointId": principal.bridge_point_id if role == "hall" else None,
+    }
+    own_point = points.get(principal.bridge_point_id) if role == "hall" and principal.bridge_point_id else None
+    return render(request, template, {
+        "session": session, "speaker": speaker, "own_point": own_point,
+        "invited": sorted(points.values(), key=lambda p: p.name),
+        "live_config": json.dumps(config),
+    })
+
+
+def setup(app: web.Application) -> None:
+    """Close every live room and socket on shutdown (GOING_AWAY)."""
+
+    async def close_sockets(app: web.Application) -> None:
+        for ws in list(app[keys.SOCKETS]):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+    app.on_shutdown.append(close_sockets)
