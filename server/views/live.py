@@ -256,7 +256,9 @@ async def live_page(request: web.Request) -> web.StreamResponse:
     return render(request, template, {
         "session": session, "speaker": speaker, "own_point": own_point,
         "invited": sorted(points.values(), key=lambda p: p.name),
-        "live_config": json.dumps(config),
+        # Embedded in a <script type="application/json">: "<" escaped so no
+        # value can close the element.
+        "live_config": json.dumps(config).replace("<", "\\u003c"),
     })
 
 

@@ -1,0 +1,78 @@
+"""WHIP ingest and WHEP playback with aiortc clients over HTTP, as OBS or a player would."""
+
+from aiohttp.test_utils import TestClient
+
+from server import keys
+from tests.conftest import Seed, bearer
+from tests.media.clients import close_to, publish, view, wait_until
+from tests.signaling.helpers import add_session, connect
+
+BLUE = (30, 60, 220)
+
+
+def http_answerer(client: TestClient, path: str, headers: dict[str, str], resources: list[str]):
+    async def answer(offer: str) -> str:
+        response = await client.post(path, data=offer, headers={**headers, "Content-Type": "application/sdp"})
+        assert response.status == 201, await response.text()
+        assert response.headers["Content-Type"].startswith("application/sdp")
+        resources.append(response.headers["Location"])
+        return await response.text()
+
+    return answer
+
+
+async def test_whip_publish_and_whep_play(client: TestClient, seed: Seed) -> None:
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    speaker_token = bearer(client.app, seed.speaker, session_id=session_id)
+    operator_token = bearer(client.app, seed.operator, session_id=session_id)
+    console = await connect(client, session_id, seed.admin)
+    await console.send("start")
+    await console.expect("session", status="live")
+
+    ingest: list[str] = []
+    studio = await publish(http_answerer(client, f"/whip/sessions/{session_id}", speaker_token, ingest), BLUE, 440)
+    playback: list[str] = []
+    player = await view(http_answerer(client, f"/whep/sessions/{session_id}", operator_token, playback))
+    try:
+        assert ingest[0].startswith(f"/whip/sessions/{session_id}/")
+        await wait_until(lambda: player.frames >= 20, timeout=20)
+        assert all(close_to(colour, BLUE) for colour in player.recent_colours())
+        await wait_until(lambda: player.tone_energy(440) > 0.5, timeout=10)
+        # A hall operator's WHEP endpoint is the hall's: the roll call shows it receiving.
+        await wait_until(lambda: any(p["state"] == "receiving" for p in (console.last("roll_call") or {}).get(
+            "points", [])), timeout=5)
+
+        # Trickle by PATCH is not offered; another user's resource cannot be deleted.
+        patched = await client.patch(ingest[0], headers=speaker_token)
+        assert patched.status == 405
+        stolen = await client.delete(ingest[0], headers=operator_token)
+        assert stolen.status == 403
+        deleted = await client.delete(playback[0], headers=operator_token)
+        assert deleted.status == 200
+        await wait_until(lambda: [p["state"] for p in console.last("roll_call")["points"]] == ["not_connected"])
+        assert (await client.delete(playback[0], headers=operator_token)).status == 404
+        assert (await client.delete(ingest[0], headers=speaker_token)).status == 200
+    finally:
+        await studio.close()
+        await player.close()
+        await console.close()
+
+
+async def test_whip_refuses_what_it_must(client: TestClient, seed: Seed) -> None:
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+    path = f"/whip/sessions/{session_id}"
+    sdp = {"Content-Type": "application/sdp"}
+    assert (await client.post(path, data=offer, headers=sdp)).status == 401
+    member = await client.post(path, data=offer, headers={**bearer(client.app, seed.member), **sdp})
+    assert member.status == 403  # only the speaker's token publishes
+    wrong_type = await client.post(path, data=offer, headers={**bearer(client.app, seed.speaker),
+                                                              "Content-Type": "text/plain"})
+    assert wrong_type.status == 415
+    garbage = await client.post(path, data="hello", headers={**bearer(client.app, seed.speaker), **sdp})
+    assert garbage.status == 400
+    assert (await garbage.json())["error"]["code"] == "bad_sdp"
+    other_session = bearer(client.app, seed.speaker, session_id=session_id + 1)
+    assert (await client.post(path, data=offer, headers={**other_session, **sdp})).status == 403
+    options = await client.options(path)
+    assert options.status == 204 and "application/sdp" in options.headers["Accept-Post"]
