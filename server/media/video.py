@@ -42,6 +42,7 @@ class EncodedVideoSource:
         self._pc = pc
         self._on_packet = on_packet
         self._last_request = -1e9
+        self._deferred: asyncio.TimerHandle | None = None
         self.frames = 0
         self.keyframes = 0
         self.keyframe_requests = 0
@@ -59,9 +60,17 @@ class EncodedVideoSource:
             self._on_packet(self, packet)
 
     def request_keyframe(self, *, force: bool = False) -> bool:
-        """Send a PLI upstream, at most every KEYFRAME_REQUEST_INTERVAL unless forced."""
+        """Send a PLI upstream, at most every KEYFRAME_REQUEST_INTERVAL unless forced.
+
+        A request inside the interval is not dropped but deferred to its end
+        (and coalesced with any others), so a viewer joining just after
+        another still gets its keyframe within the interval.
+        """
         now = time.monotonic()
-        if not force and now - self._last_request < KEYFRAME_REQUEST_INTERVAL:
+        wait = self._last_request + KEYFRAME_REQUEST_INTERVAL - now
+        if not force and wait > 0:
+            if self._deferred is None:
+                self._deferred = asyncio.get_running_loop().call_later(wait, self._send_deferred)
             return False
         ssrc = hooks.remote_media_ssrc(self._pc, "video")
         if ssrc is None:
@@ -71,6 +80,10 @@ class EncodedVideoSource:
         asyncio.ensure_future(self._send_pli(ssrc))
         return True
 
+    def _send_deferred(self) -> None:
+        self._deferred = None
+        self.request_keyframe(force=True)
+
     async def _send_pli(self, ssrc: int) -> None:
         try:
             await hooks.send_pli(self._receiver, ssrc)
@@ -78,6 +91,8 @@ class EncodedVideoSource:
             log.debug("PLI to %s failed", self.key, exc_info=True)
 
     async def close(self) -> None:
+        if self._deferred is not None:
+            self._deferred.cancel()
         self._task.cancel()
         try:
             await self._task

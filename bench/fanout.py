@@ -1,0 +1,193 @@
+"""Fan-out benchmark: what the program feed costs the server per viewer.
+
+    python -m bench.fanout --viewers 0,1,10 --seconds 20
+
+For each N it starts a fresh ``bridgecast serve`` (demo data, loopback-only
+ICE) pinned to core 0, and a load process (bench/load.py) pinned to core 1
+with one WHIP publisher (synthetic video + Opus) and N WHEP viewers that count
+frames without decoding.  Server CPU comes from the process's own accounting
+(/proc/<pid>/stat utime+stime: every thread), sampled over the measurement
+window only.  Results go to bench/results/ as JSON and to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from server.auth.tokens import issue_token
+from server.config import ensure_jwt_secret, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime, all threads
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bridgecast(env: dict[str, str], *args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "server", *args], env=env, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def prepare(data_dir: Path, viewers: int) -> tuple[dict[str, str], int, dict[str, object]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGECAST_")}
+    env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_ICE_LOOPBACK_ONLY": "1"})
+    bridgecast(env, "db", "upgrade")
+    output = bridgecast(env, "demo")
+    session_id = int(re.search(r"Session id: (\d+)", output).group(1))  # type: ignore[union-attr]
+    secret = ensure_jwt_secret(load_settings(environ=env))
+    db = sqlite3.connect(data_dir / "bridgecast.db")
+    users = dict(db.execute("SELECT username, id FROM users"))
+    members = [uid for name, uid in sorted(users.items()) if re.fullmatch(r"[a-z-]+-\d\d", name)]
+    db.close()
+    token = lambda uid: issue_token(secret, uid, 1, 3600, session_id=session_id)  # noqa: E731
+    tokens = {"speaker": token(users["speaker"]),
+              "viewers": [token(members[i % len(members)]) for i in range(max(viewers, 1))]}
+    return env, session_id, tokens
+
+
+def run_one(viewers: int, seconds: float, size: str) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="bc-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        env, session_id, tokens = prepare(data_dir, viewers)
+        tokens_file = Path(tmp) / "tokens.json"
+        tokens_file.write_text(json.dumps(tokens))
+        port = free_port()
+        env["BRIDGECAST_SERVER_PORT"] = str(port)
+        server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "server", "serve"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise RuntimeError("the server did not start")
+                    time.sleep(0.1)
+            url = f"http://127.0.0.1:{port}"
+            import urllib.request
+
+            request = urllib.request.Request(f"{url}/api/v1/sessions/{session_id}/start", method="POST",
+                                             headers={"Authorization": f"Bearer {tokens['speaker']}"})
+            urllib.request.urlopen(request).read()
+            load = subprocess.Popen(
+                ["taskset", "-c", "1", sys.executable, "-m", "bench.load", "--url", url, "--session",
+                 str(session_id), "--tokens", str(tokens_file), "--viewers", str(viewers), "--seconds",
+                 str(seconds), "--size", size],
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+            assert load.stdout is not None
+            result: dict[str, object] = {}
+            cpu_start = wall_start = 0.0
+            for line in load.stdout:
+                event = json.loads(line)
+                if event["event"] == "measure":
+                    cpu_start, wall_start = cpu_seconds(server.pid), time.monotonic()
+                elif event["event"] == "result":
+                    result = event
+            cpu = (cpu_seconds(server.pid) - cpu_start) / (time.monotonic() - wall_start) * 100
+            load.wait(timeout=60)
+            result.update({"viewers": viewers, "server_cpu_percent": round(cpu, 1),
+                           "server_rss_mib": round(rss_mib(server.pid), 1)})
+            return result
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, Linux {platform.release()}"
+
+
+def write_doc(results: list[dict[str, object]], seconds: float, size: str) -> None:
+    baseline = next((r for r in results if r["viewers"] == 0), None)
+    rows = []
+    for r in results:
+        n = int(r["viewers"])  # type: ignore[arg-type]
+        per = ((float(r["server_cpu_percent"]) - float(baseline["server_cpu_percent"])) / n  # type: ignore[index,arg-type]
+               if baseline and n else None)
+        delivered = (f"{r['received_min']} / {r['received_mean']:.0f} of {r['sent']}"
+                     if n and r.get("received_mean") is not None else "—")
+        joins = sorted(r.get("join_first_frame_s") or [])  # type: ignore[type-var]
+        p50 = (f"{joins[len(joins) // 2] * 1000:.0f} / {joins[min(len(joins) - 1, int(len(joins) * 0.95))] * 1000:.0f} ms"
+               if joins else "—")
+        rows.append(f"| {n} | {r['server_cpu_percent']} % | {per:.2f} % |" if per is not None
+                    else f"| {n} | {r['server_cpu_percent']} % | — |")
+        rows[-1] += f" {delivered} | {p50} | {r['server_rss_mib']} MiB |"
+    table = "\n".join([
+        "| viewers | server CPU (% of one core) | per viewer (above 0 viewers) | frames min / mean of sent "
+        "| join → first frame p50 / p95 | server RSS |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ])
+    section = (
+        "<!-- fanout:start -->\n"
+        f"Measured {datetime.date.today().isoformat()} on {machine()}: `python -m bench.fanout "
+        f"--viewers {','.join(str(r['viewers']) for r in results)} --seconds {seconds:g} --size {size}`. "
+        "Server on core 0, load (publisher + viewers that count frames without decoding) on core 1, "
+        f"{size}@30 VP8 + Opus, loopback only.\n\n{table}\n<!-- fanout:end -->"
+    )
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if "<!-- fanout:start -->" in text:
+        text = re.sub(r"<!-- fanout:start -->.*<!-- fanout:end -->", lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n## Program feed fan-out\n\n" + section + "\n"
+    DOC.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--viewers", default="0,1,10", help="comma-separated viewer counts")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    results = []
+    for count in (int(v) for v in args.viewers.split(",")):
+        result = run_one(count, args.seconds, args.size)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"fanout-{stamp}.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+    if not args.no_doc:
+        write_doc(results, args.seconds, args.size)
+
+
+if __name__ == "__main__":
+    main()

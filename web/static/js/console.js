@@ -1,0 +1,375 @@
+/* The speaker's console: camera and screen, go live / end, roll call, hands, floor, program, questions. */
+(function () {
+  "use strict";
+
+  var B = window.Bridgecast;
+  if (!B) return;
+  var config = B.readJSON("live-config");
+  if (!config) return;
+  var t = B.Strings("live-strings");
+  var $ = function (id) { return document.getElementById(id); };
+  var lang = document.documentElement.lang || "vi";
+
+  var client = new B.LiveClient(config);
+  var el = {
+    status: $("session-status"), clock: $("live-clock"), conn: $("conn-state"),
+    goLive: $("go-live"), end: $("end-session"), endDialog: $("end-dialog"),
+    alert: $("console-alert"),
+    preview: $("local-preview"), sourceLabel: $("source-label"), cameraError: $("camera-error"),
+    publishState: $("publish-state"), mic: $("toggle-mic"), screen: $("toggle-screen"),
+    program: $("program-preview"), programEmpty: $("program-empty"), onAir: $("on-air"),
+    rollcall: $("rollcall"), summary: $("rollcall-summary"),
+    floorPanel: $("floor-panel"), floorNone: $("floor-none"), floorCurrent: $("floor-current"),
+    floorName: $("floor-name"), floorRemaining: $("floor-remaining"), revoke: $("revoke-floor"),
+    queue: $("hand-queue"), queueEmpty: $("queue-empty"), queueCount: $("queue-count"), limit: $("grant-limit"),
+    questions: $("questions"), questionsEmpty: $("questions-empty"), questionCount: $("question-count"),
+    ended: $("ended-screen"), endedReason: $("ended-reason"),
+  };
+
+  var state = {
+    status: null, actualStart: null, floor: null, floorAt: 0, points: {}, rollcallAt: 0,
+    camera: null, cameraTrack: null, screenTrack: null, publish: null, view: null, micOn: true,
+    questions: {}, questionTotal: 0, you: null,
+  };
+
+  // Status and buttons ---------------------------------------------------------------------------
+
+  function setStatus(session) {
+    if (!session) return;
+    state.status = session.status;
+    state.actualStart = session.actual_start ? Date.parse(session.actual_start) : null;
+    el.status.className = "badge badge-" + session.status;
+    var text = el.status.querySelector(".badge-text");
+    text.textContent = t("status_" + session.status);
+    var dot = el.status.querySelector(".live-dot");
+    if (session.status === "live" && !dot) {
+      dot = document.createElement("span");
+      dot.className = "live-dot";
+      dot.setAttribute("aria-hidden", "true");
+      el.status.insertBefore(dot, text);
+    } else if (session.status !== "live" && dot) {
+      dot.remove();
+    }
+    el.goLive.hidden = session.status !== "scheduled";
+    el.goLive.disabled = false;
+    el.end.hidden = session.status !== "live";
+    document.body.setAttribute("data-status", session.status);
+    tickClock();
+    if (session.status === "ended" || session.status === "cancelled") showEnded("");
+  }
+
+  function tickClock() {
+    if (state.status === "live" && state.actualStart) {
+      el.clock.hidden = false;
+      el.clock.textContent = t("live_for", { time: B.formatDuration((Date.now() - state.actualStart) / 1000) });
+    } else {
+      el.clock.hidden = true;
+    }
+  }
+
+  function showEnded(reason) {
+    el.endedReason.textContent = reason || "";
+    el.ended.hidden = false;
+    stopMedia();
+  }
+
+  function showAlert(text) {
+    el.alert.textContent = text;
+    el.alert.hidden = false;
+    clearTimeout(showAlert.timer);
+    showAlert.timer = setTimeout(function () { el.alert.hidden = true; }, 7000);
+  }
+
+  client.on("status", function (s) {
+    el.conn.setAttribute("data-state", s.state);
+    el.conn.textContent = t("conn_" + (s.state === "online" ? "online" : s.state));
+    document.body.setAttribute("data-connection", s.state);
+    if (s.state === "closed" && s.reason === "removed") showEnded(t("ended_removed"));
+  });
+  client.on("welcome", function (w) { state.you = w.you; });
+  client.on("session", setStatus);
+  client.on("error", function (e) {
+    var key = "err_" + e.code;
+    showAlert(t.table[key] ? t(key) : t("error", { message: e.message || e.code }));
+    if (e.request === "start") el.goLive.disabled = false;
+  });
+
+  el.goLive.addEventListener("click", function () {
+    if (client.send("start")) el.goLive.disabled = true;
+  });
+  el.end.addEventListener("click", function () {
+    if (el.endDialog.showModal) el.endDialog.showModal();
+  });
+  el.endDialog.addEventListener("close", function () {
+    if (el.endDialog.returnValue === "end") client.send("end");
+  });
+
+  // Camera, microphone, screen -------------------------------------------------------------------
+
+  function setPublishState(s) {
+    el.publishState.setAttribute("data-state", s);
+    el.publishState.textContent = t.table["pc_" + s] ? t("pc_" + s) : s;
+  }
+
+  function startCamera() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      cameraFailed({ message: "getUserMedia" });
+      return;
+    }
+    navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    }).then(function (stream) {
+      state.camera = stream;
+      state.cameraTrack = stream.getVideoTracks()[0] || null;
+      el.preview.srcObject = stream;
+      el.cameraError.hidden = true;
+      publish();
+    }, cameraFailed);
+  }
+
+  function cameraFailed(error) {
+    el.cameraError.textContent = t("camera_error", { message: (error && (error.message || error.name)) || "" });
+    el.cameraError.hidden = false;
+    setPublishState("closed");
+  }
+
+  function publish() {
+    if (!state.camera) return;
+    var tracks = state.camera.getAudioTracks().slice();
+    var video = state.screenTrack || state.cameraTrack;
+    if (video) tracks.unshift(video);
+    state.publish = client.openPublish(new MediaStream(tracks), { onState: setPublishState });
+  }
+
+  el.mic.addEventListener("click", function () {
+    if (!state.camera) return;
+    state.micOn = !state.micOn;
+    state.camera.getAudioTracks().forEach(function (track) { track.enabled = state.micOn; });
+    el.mic.setAttribute("aria-pressed", state.micOn ? "false" : "true");
+    el.mic.textContent = state.micOn ? t("mic_off") : t("mic_on");
+  });
+
+  function useVideo(track, label) {
+    el.preview.srcObject = new MediaStream([track].concat(state.camera ? state.camera.getAudioTracks() : []));
+    el.preview.classList.toggle("is-screen", track === state.screenTrack);
+    el.sourceLabel.textContent = label;
+    if (state.publish) state.publish.replaceVideo(track).catch(function (e) { console.error(e); });
+  }
+
+  function stopScreen() {
+    if (!state.screenTrack) return;
+    var track = state.screenTrack;
+    state.screenTrack = null;
+    track.onended = null;
+    track.stop();
+    if (state.cameraTrack) useVideo(state.cameraTrack, el.sourceLabel.getAttribute("data-camera"));
+    el.screen.setAttribute("aria-pressed", "false");
+    el.screen.textContent = t("screen_on");
+  }
+
+  el.sourceLabel.setAttribute("data-camera", el.sourceLabel.textContent);
+  el.screen.addEventListener("click", function () {
+    if (state.screenTrack) { stopScreen(); return; }
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) { showAlert(t("screen_error")); return; }
+    navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false }).then(function (stream) {
+      var track = stream.getVideoTracks()[0];
+      if (!track) return;
+      if ("contentHint" in track) track.contentHint = "detail";
+      state.screenTrack = track;
+      track.onended = stopScreen;
+      useVideo(track, t("screen_on"));
+      el.screen.setAttribute("aria-pressed", "true");
+      el.screen.textContent = t("screen_off");
+    }, function () { showAlert(t("screen_error")); });
+  });
+
+  function stopMedia() {
+    client.close();
+    if (state.screenTrack) state.screenTrack.stop();
+    if (state.camera) state.camera.getTracks().forEach(function (track) { track.stop(); });
+  }
+
+  // Program preview ------------------------------------------------------------------------------
+
+  state.view = client.openView({ video: el.program });
+  el.program.muted = true;
+  function programShown() { el.programEmpty.hidden = el.program.videoWidth > 0; }
+  el.program.addEventListener("resize", programShown);
+  el.program.addEventListener("playing", programShown);
+  el.program.addEventListener("emptied", programShown);
+
+  document.querySelectorAll("[data-source]").forEach(function (button) {
+    button.addEventListener("click", function () { client.send("show", { source: button.getAttribute("data-source") }); });
+  });
+
+  // Floor and hand queue -----------------------------------------------------------------------
+
+  function pointName(id) {
+    var row = rowOf(id);
+    return row ? row.querySelector(".rc-point").textContent : "";
+  }
+
+  function onAirText(key) {
+    if (!key) return t("on_air_none");
+    var match = /^point:(\d+)$/.exec(key);
+    if (match) return t("on_air_point", { name: pointName(Number(match[1])) || key });
+    return t("on_air_speaker");
+  }
+
+  client.on("floor", function (floor) {
+    state.floor = floor;
+    state.floorAt = Date.now();
+    var holder = floor.holder;
+    el.floorPanel.setAttribute("data-holder", holder ? String(holder.point_id) : "");
+    el.floorNone.hidden = !!holder;
+    el.floorCurrent.hidden = !holder;
+    if (holder) el.floorName.textContent = holder.name || pointName(holder.point_id);
+    tickFloor();
+
+    el.onAir.textContent = onAirText(floor.on_air);
+    el.onAir.setAttribute("data-on-air", floor.on_air || "");
+    document.querySelectorAll("[data-source]").forEach(function (button) {
+      button.setAttribute("aria-pressed", button.getAttribute("data-source") === floor.program ? "true" : "false");
+    });
+
+    var queue = floor.queue || [];
+    var template = $("queue-item");
+    el.queue.textContent = "";
+    queue.forEach(function (entry, index) {
+      var item = template.content.firstElementChild.cloneNode(true);
+      item.setAttribute("data-point-id", String(entry.point_id));
+      item.querySelector(".queue-pos").textContent = String(index + 1);
+      item.querySelector(".queue-name").textContent = entry.name || pointName(entry.point_id);
+      item.querySelector("[data-grant]").setAttribute("data-grant", String(entry.point_id));
+      item.querySelector("[data-dismiss]").setAttribute("data-dismiss", String(entry.point_id));
+      el.queue.appendChild(item);
+    });
+    el.queueEmpty.hidden = queue.length > 0;
+    el.queueCount.textContent = String(queue.length);
+    updateGrantButtons();
+  });
+
+  function tickFloor() {
+    var holder = state.floor && state.floor.holder;
+    if (!holder) return;
+    if (typeof holder.remaining === "number") {
+      var left = holder.remaining - (Date.now() - state.floorAt) / 1000;
+      el.floorRemaining.textContent = t("remaining", { time: B.formatDuration(Math.max(0, left)) });
+      el.floorRemaining.classList.toggle("is-short", left < 30);
+    } else {
+      var point = state.points[holder.point_id];
+      var talked = point ? point.talk_seconds + (Date.now() - state.rollcallAt) / 1000 : 0;
+      el.floorRemaining.textContent = t("no_limit") + " · " + t("speaking_for", { time: B.formatDuration(talked) });
+      el.floorRemaining.classList.remove("is-short");
+    }
+  }
+
+  el.revoke.addEventListener("click", function () { client.send("revoke_floor"); });
+
+  // Roll call ------------------------------------------------------------------------------------
+
+  function rowOf(id) { return el.rollcall.querySelector('tr[data-point-id="' + id + '"]'); }
+
+  client.on("roll_call", function (message) {
+    state.rollcallAt = Date.now();
+    var connected = 0, receiving = 0, total = 0;
+    state.points = {};
+    (message.points || []).forEach(function (p) {
+      total += 1;
+      state.points[p.point_id] = p;
+      if (p.state !== "not_connected") connected += 1;
+      if (p.state === "receiving" || p.state === "floor") receiving += 1;
+      var row = rowOf(p.point_id);
+      if (!row) {
+        row = el.rollcall.querySelector("tr[data-point-id]").cloneNode(true);
+        row.setAttribute("data-point-id", String(p.point_id));
+        row.querySelector("[data-mute]").setAttribute("data-mute", String(p.point_id));
+        row.querySelector("[data-grant]").setAttribute("data-grant", String(p.point_id));
+        el.rollcall.appendChild(row);
+      }
+      row.querySelector(".rc-point").textContent = p.name;
+      row.setAttribute("data-state", p.state);
+      row.querySelector(".state-dot").setAttribute("data-state", p.state);
+      row.querySelector(".rc-state").textContent = t("state_" + p.state);
+      row.querySelector(".hand-badge").hidden = !p.hand;
+      row.classList.toggle("has-hand", !!p.hand);
+      row.querySelector(".mute-badge").hidden = !p.muted;
+      row.querySelector(".rc-talk").textContent = B.formatDuration(p.talk_seconds || 0);
+      var mute = row.querySelector("[data-mute]");
+      mute.setAttribute("aria-pressed", p.muted ? "true" : "false");
+      mute.textContent = p.muted ? t("unmute") : t("mute");
+      mute.disabled = p.state === "not_connected" && !p.muted;
+    });
+    el.summary.textContent = t("summary", { connected: connected, total: total, receiving: receiving });
+    updateGrantButtons();
+  });
+
+  function updateGrantButtons() {
+    var holder = state.floor && state.floor.holder ? state.floor.holder.point_id : null;
+    document.querySelectorAll("[data-grant]").forEach(function (button) {
+      var id = Number(button.getAttribute("data-grant"));
+      var point = state.points[id];
+      button.disabled = !id || id === holder || (point ? point.state === "not_connected" : !button.closest(".hand-queue"));
+    });
+    el.rollcall.querySelectorAll("tr[data-point-id]").forEach(function (row) {
+      row.classList.toggle("is-holder", Number(row.getAttribute("data-point-id")) === holder);
+    });
+  }
+
+  function tickTalk() {
+    var holder = state.floor && state.floor.holder ? state.floor.holder.point_id : null;
+    if (!holder || !state.points[holder]) return;
+    var row = rowOf(holder);
+    if (row) {
+      var talked = state.points[holder].talk_seconds + (Date.now() - state.rollcallAt) / 1000;
+      row.querySelector(".rc-talk").textContent = B.formatDuration(talked);
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest("[data-grant], [data-dismiss], [data-mute]");
+    if (!target || target.disabled) return;
+    if (target.hasAttribute("data-grant")) {
+      var fields = { point_id: Number(target.getAttribute("data-grant")) };
+      if (el.limit.value) fields.limit_seconds = Number(el.limit.value);
+      client.send("grant_floor", fields);
+    } else if (target.hasAttribute("data-dismiss")) {
+      client.send("lower_hand", { point_id: Number(target.getAttribute("data-dismiss")) });
+    } else {
+      var id = Number(target.getAttribute("data-mute"));
+      client.send("mute", { point_id: id, muted: target.getAttribute("aria-pressed") !== "true" });
+    }
+  });
+
+  // Questions ------------------------------------------------------------------------------------
+
+  client.on("question", function (q) {
+    if (!q.id || state.questions[q.id]) return;
+    state.questions[q.id] = q;
+    state.questionTotal += 1;
+    var item = $("question-item").content.firstElementChild.cloneNode(true);
+    var from = q.from || "";
+    var point = q.point_id ? pointName(q.point_id) : "";
+    item.querySelector(".question-from").textContent = point && point !== from ? t("from_point", { name: from, point: point }) : from;
+    var at = item.querySelector(".question-at");
+    if (q.at) {
+      at.setAttribute("datetime", q.at);
+      at.textContent = new Date(q.at).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+    }
+    item.querySelector(".question-text").textContent = q.text;
+    item.classList.add("is-new");
+    el.questions.insertBefore(item, el.questions.firstChild);
+    setTimeout(function () { item.classList.remove("is-new"); }, 4000);
+    el.questionsEmpty.hidden = true;
+    el.questionCount.textContent = String(state.questionTotal);
+  });
+
+  // Clocks ---------------------------------------------------------------------------------------
+
+  setInterval(function () { tickClock(); tickFloor(); tickTalk(); }, 1000);
+
+  startCamera();
+  client.connect();
+  B.console = { client: client, state: state };
+})();

@@ -1,0 +1,402 @@
+/* A hall's big screen: the program full screen, the waiting screen with a connection test,
+ * raise hand, the floor (camera on air), questions. */
+(function () {
+  "use strict";
+
+  var B = window.Bridgecast;
+  if (!B) return;
+  var config = B.readJSON("live-config");
+  if (!config) return;
+  var t = B.Strings("live-strings");
+  var $ = function (id) { return document.getElementById(id); };
+
+  var client = new B.LiveClient(config);
+  var el = {
+    stage: $("stage"), program: $("program"), waiting: $("waiting"), waitingText: $("waiting-text"),
+    selfPreview: $("self-preview"), selfError: $("self-error"), micLevel: $("mic-level"),
+    checkWs: $("check-ws"), checkView: $("check-view"), checkRtt: $("check-rtt"), checkVideo: $("check-video"),
+    checkCamera: $("check-camera"),
+    floorFrame: $("floor-frame"), floorLeft: $("floor-left"), floorPreview: $("floor-preview"),
+    floorSelfState: $("floor-self-state"),
+    enableSound: $("enable-sound"), reconnecting: $("reconnecting"), notice: $("notice"), muteFlag: $("mute-flag"),
+    questionForm: $("question-form"), questionText: $("question-text"), questionCancel: $("question-cancel"),
+    bar: $("bar"), barStatus: $("bar-status"), barFloor: $("bar-floor"), hand: $("raise-hand"),
+    toggleQuestion: $("toggle-question"), toggleSound: $("toggle-sound"), fullscreen: $("fullscreen"),
+    barConn: $("bar-conn"), ended: $("ended"), endedReason: $("ended-reason"),
+  };
+
+  var state = {
+    status: el.stage.getAttribute("data-status"), floor: null, floorAt: 0, holding: false,
+    hand: false, selfStream: null, audioContext: null, publishStream: null, publish: null,
+    view: null, stats: null, picture: false, wantSound: true, muted: false, ended: false,
+  };
+
+  // Small UI helpers -----------------------------------------------------------------------------
+
+  function check(row, ok, text) {
+    row.setAttribute("data-ok", ok);
+    row.querySelector("dd").textContent = text;
+  }
+
+  function notice(text, sticky) {
+    el.notice.textContent = text;
+    el.notice.hidden = false;
+    clearTimeout(notice.timer);
+    if (!sticky) notice.timer = setTimeout(function () { el.notice.hidden = true; }, 6000);
+  }
+
+  function errorText(e) { return (e && (e.message || e.name)) || ""; }
+
+  // Connection ----------------------------------------------------------------------------------------
+
+  client.on("status", function (s) {
+    el.barConn.setAttribute("data-state", s.state);
+    if (s.state === "online") check(el.checkWs, "yes", t("ok_connected"));
+    else check(el.checkWs, s.state === "closed" ? "no" : "pending", t("ws_" + s.state));
+    el.reconnecting.hidden = !(s.state === "reconnecting" && client.everJoined);
+    if (s.state === "closed") {
+      el.barConn.querySelector(".bar-conn-text").textContent = t("ws_closed");
+      if (s.reason === "removed") showEnded(t("ended_removed"));
+    }
+  });
+
+  client.on("rtt", function (r) {
+    var text = t("rtt", { ms: Math.round(r.ms) });
+    check(el.checkRtt, r.ms < 150 ? "yes" : r.ms < 400 ? "warn" : "no", text);
+    el.barConn.querySelector(".bar-conn-text").textContent = text;
+    el.barConn.setAttribute("data-quality", r.ms < 150 ? "good" : r.ms < 400 ? "fair" : "poor");
+  });
+
+  client.on("error", function (e) {
+    if (e.code === "rate_limited") notice(t("err_rate_limited"));
+    else if (e.request !== "offer") notice(t("error", { message: e.message || e.code }));
+  });
+
+  client.on("removed", function () { showEnded(t("ended_removed")); });
+
+  // Session status and the waiting screen -------------------------------------------------------
+
+  client.on("session", function (session) {
+    state.status = session.status;
+    el.stage.setAttribute("data-status", session.status);
+    el.barStatus.className = "badge badge-" + session.status;
+    el.barStatus.textContent = t("status_" + session.status);
+    if (session.status === "live") {
+      el.waitingText.textContent = t("connecting_program");
+      check(el.checkVideo, "pending", t("video_none"));
+      stopSelfPreview();
+      play();
+    } else if (session.status === "ended" || session.status === "cancelled") {
+      showEnded(t("ended_default"));
+    } else {
+      el.waitingText.textContent = t("waiting");
+      startSelfPreview();
+    }
+    updateWaiting();
+  });
+
+  function updateWaiting() {
+    var live = state.status === "live";
+    el.stage.setAttribute("data-picture", state.picture ? "yes" : "no");
+    el.waiting.hidden = live && state.picture;
+    el.waiting.classList.toggle("is-connecting", live);
+  }
+
+  function showEnded(reason) {
+    if (state.ended) return;
+    state.ended = true;
+    el.endedReason.textContent = reason;
+    el.ended.hidden = false;
+    el.stage.setAttribute("data-status", "ended");
+    stopPublishing();
+    stopSelfPreview();
+    client.close();
+    el.program.srcObject = null;
+  }
+
+  // The hall's own camera before the session (camera check, microphone level) ------------------
+
+  function startSelfPreview() {
+    if (state.selfStream || state.ended || !navigator.mediaDevices) return;
+    state.selfStream = "pending";
+    navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 } }, audio: true })
+      .then(function (stream) {
+        if (state.selfStream !== "pending" || state.status === "live") {
+          stream.getTracks().forEach(function (track) { track.stop(); });
+          if (state.selfStream === "pending") state.selfStream = null;
+          return;
+        }
+        state.selfStream = stream;
+        el.selfPreview.srcObject = stream;
+        el.selfError.hidden = true;
+        check(el.checkCamera, "yes", t("camera_ok"));
+        meter(stream);
+      }, function (error) {
+        state.selfStream = null;
+        el.selfError.textContent = t("camera_error", { message: errorText(error) });
+        el.selfError.hidden = false;
+        check(el.checkCamera, "no", t("camera_error", { message: errorText(error) }));
+      });
+  }
+
+  function meter(stream) {
+    var Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context || !stream.getAudioTracks().length) return;
+    try {
+      var context = new Context();
+      state.audioContext = context;
+      var analyser = context.createAnalyser();
+      analyser.fftSize = 512;
+      context.createMediaStreamSource(stream).connect(analyser);
+      var data = new Uint8Array(analyser.fftSize);
+      var loop = function () {
+        if (state.audioContext !== context) return;
+        analyser.getByteTimeDomainData(data);
+        var peak = 0;
+        for (var i = 0; i < data.length; i++) peak = Math.max(peak, Math.abs(data[i] - 128) / 128);
+        el.micLevel.value = Math.max(peak, el.micLevel.value * 0.85);
+        requestAnimationFrame(loop);
+      };
+      loop();
+      var resume = function () { context.resume(); };
+      document.addEventListener("click", resume, { once: true });
+    } catch (e) { /* no meter */ }
+  }
+
+  function stopSelfPreview() {
+    if (state.selfStream && state.selfStream !== "pending") {
+      state.selfStream.getTracks().forEach(function (track) { track.stop(); });
+    }
+    state.selfStream = null;
+    el.selfPreview.srcObject = null;
+    if (state.audioContext) { state.audioContext.close(); state.audioContext = null; }
+  }
+
+  // The program -----------------------------------------------------------------------------------
+
+  state.view = client.openView({
+    video: el.program,
+    onState: function (s) {
+      var ok = s === "connected" ? "yes" : s === "failed" || s === "refused" ? "no" : "pending";
+      check(el.checkView, ok, t.table["pc_" + s] ? t("pc_" + s) : s);
+    },
+    onTrack: function () { if (state.status === "live") play(); },
+  });
+
+  function play() {
+    if (!el.program.srcObject) return;
+    B.playWithSound(el.program, state.wantSound).then(showSound);
+  }
+
+  function showSound(result) {
+    var muted = el.program.muted;
+    el.enableSound.hidden = !(muted && state.wantSound && state.status === "live");
+    el.toggleSound.setAttribute("aria-pressed", muted ? "true" : "false");
+    el.toggleSound.textContent = muted ? t("sound_off") : t("sound_on");
+    el.toggleSound.classList.toggle("is-off", muted);
+    return result;
+  }
+
+  function pictureChanged() {
+    var has = el.program.videoWidth > 0;
+    if (has !== state.picture) {
+      state.picture = has;
+      updateWaiting();
+    }
+  }
+  el.program.addEventListener("resize", pictureChanged);
+  el.program.addEventListener("playing", pictureChanged);
+  el.program.addEventListener("loadeddata", pictureChanged);
+  el.program.addEventListener("volumechange", showSound);
+
+  el.enableSound.addEventListener("click", function () {
+    state.wantSound = true;
+    el.program.muted = false;
+    el.program.play().then(showSound, showSound);
+  });
+  el.toggleSound.addEventListener("click", function () {
+    el.program.muted = !el.program.muted;
+    state.wantSound = !el.program.muted;
+    if (!el.program.muted) el.program.play().catch(function () { /* stays as is */ });
+    showSound();
+  });
+
+  setInterval(function () {
+    pictureChanged();
+    if (!state.view || state.status !== "live") return;
+    state.view.inboundStats(state.stats).then(function (sample) {
+      if (!sample) return;
+      if (sample.bitrate != null) {
+        var fps = sample.fps != null ? Math.round(sample.fps) : 0;
+        var ok = sample.bitrate > 100000 && fps >= 10 ? "yes" : sample.bitrate > 0 ? "warn" : "no";
+        check(el.checkVideo, ok, t("video_stats", {
+          bitrate: B.formatBitrate(sample.bitrate), fps: fps,
+          width: sample.width || 0, height: sample.height || 0,
+        }));
+      }
+      state.stats = sample;
+    });
+  }, 2000);
+
+  // Floor ------------------------------------------------------------------------------------------
+
+  function own(pointId) { return pointId != null && pointId === config.pointId; }
+
+  client.on("floor", function (floor) {
+    state.floor = floor;
+    state.floorAt = Date.now();
+    var holder = floor.holder;
+    var holding = !!holder && own(holder.point_id);
+    var queued = (floor.queue || []).some(function (q) { return own(q.point_id); });
+    state.hand = queued;
+    el.barFloor.textContent = holding ? t("floor_self") : holder ? t("floor_point", { name: holder.name }) : t("floor_speaker");
+    el.barFloor.classList.toggle("is-hall", !!holder);
+    setHand(holding ? "floor" : queued ? "up" : "down");
+    if (holding && !state.holding) startPublishing();
+    if (!holding && state.holding) stopPublishing();
+    tickFloor();
+  });
+
+  function setHand(mode) {
+    el.hand.setAttribute("data-hand", mode);
+    el.hand.setAttribute("aria-pressed", mode === "up" ? "true" : "false");
+    el.hand.disabled = mode === "floor";
+    el.hand.querySelector(".hand-label").textContent = mode === "floor" ? t("have_floor") : mode === "up" ? t("lower") : t("raise");
+    el.stage.setAttribute("data-hand", mode);
+  }
+
+  el.hand.addEventListener("click", function () {
+    var mode = el.hand.getAttribute("data-hand");
+    if (mode === "down" && client.send("raise_hand")) {
+      setHand("up");
+      notice(t("notice_hand"));
+    } else if (mode === "up" && client.send("lower_hand")) {
+      setHand("down");
+      notice(t("notice_hand_lowered"));
+    }
+  });
+
+  client.on("floor_granted", function () {
+    notice(t("notice_granted"));
+    if (!state.holding) startPublishing();
+  });
+
+  client.on("floor_revoked", function (message) {
+    var key = "revoked_" + (message.reason || "revoked");
+    notice(t.table[key] ? t(key) : t("revoked_revoked"));
+    stopPublishing();
+  });
+
+  function startPublishing() {
+    state.holding = true;
+    el.stage.setAttribute("data-floor", "self");
+    el.floorFrame.hidden = false;
+    stopSelfPreview();
+    if (state.publishStream) return;
+    state.publishStream = "pending";
+    navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    }).then(function (stream) {
+      if (!state.holding) { stream.getTracks().forEach(function (track) { track.stop(); }); return; }
+      state.publishStream = stream;
+      el.floorPreview.srcObject = stream;
+      state.publish = client.openPublish(stream, {
+        // After a reconnect the hall publishes again only if it still holds the floor.
+        shouldResume: function (welcome) {
+          return !!(welcome.floor && welcome.floor.holder && own(welcome.floor.holder.point_id));
+        },
+        onState: function (s) {
+          el.floorFrame.setAttribute("data-pc", s);
+          el.floorSelfState.textContent = s === "connected" ? t("have_floor") : t.table["pc_" + s] ? t("pc_" + s) : s;
+        },
+      });
+    }, function (error) {
+      state.publishStream = null;
+      notice(t("publish_error", { message: errorText(error) }), true);
+    });
+  }
+
+  function stopPublishing() {
+    state.holding = false;
+    el.stage.setAttribute("data-floor", "none");
+    el.floorFrame.hidden = true;
+    if (state.publish) { state.publish.close(false); state.publish = null; }
+    if (state.publishStream && state.publishStream !== "pending") {
+      state.publishStream.getTracks().forEach(function (track) { track.stop(); });
+    }
+    state.publishStream = null;
+    el.floorPreview.srcObject = null;
+  }
+
+  function tickFloor() {
+    var holder = state.floor && state.floor.holder;
+    if (holder && own(holder.point_id) && typeof holder.remaining === "number") {
+      var left = Math.max(0, holder.remaining - (Date.now() - state.floorAt) / 1000);
+      el.floorLeft.textContent = t("remaining", { time: B.formatDuration(left) });
+      el.floorLeft.classList.toggle("is-short", left < 30);
+    } else {
+      el.floorLeft.textContent = "";
+    }
+  }
+  setInterval(tickFloor, 1000);
+
+  client.on("mute", function (message) {
+    state.muted = !!message.muted;
+    el.muteFlag.hidden = !state.muted;
+    notice(state.muted ? t("notice_muted") : t("notice_unmuted"));
+  });
+
+  // Questions -----------------------------------------------------------------------------------------
+
+  function toggleQuestion(open) {
+    el.questionForm.hidden = !open;
+    el.toggleQuestion.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) el.questionText.focus();
+  }
+  el.toggleQuestion.addEventListener("click", function () { toggleQuestion(el.questionForm.hidden); });
+  el.questionCancel.addEventListener("click", function () { toggleQuestion(false); });
+  el.questionForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = el.questionText.value.trim();
+    if (!text) return;
+    if (client.send("question", { text: text.slice(0, 1000) })) {
+      el.questionText.value = "";
+      toggleQuestion(false);
+    }
+  });
+  client.on("question_received", function () { notice(t("notice_question")); });
+
+  // Full screen and the overlay bar -------------------------------------------------------------
+
+  el.fullscreen.addEventListener("click", function () {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else if (el.stage.requestFullscreen) el.stage.requestFullscreen().catch(function () { /* refused */ });
+  });
+  document.addEventListener("fullscreenchange", function () {
+    el.fullscreen.textContent = document.fullscreenElement ? t("exit_fullscreen") : t("fullscreen");
+  });
+
+  var idleTimer = null;
+  function wake() {
+    el.stage.removeAttribute("data-idle");
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(function () {
+      var busy = !el.questionForm.hidden || el.bar.contains(document.activeElement) && document.activeElement !== document.body;
+      if (state.status === "live" && state.picture && !busy) el.stage.setAttribute("data-idle", "true");
+    }, 4000);
+  }
+  ["mousemove", "mousedown", "keydown", "touchstart"].forEach(function (type) {
+    document.addEventListener(type, wake, { passive: true });
+  });
+  wake();
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && !el.questionForm.hidden) toggleQuestion(false);
+  });
+
+  if (state.status !== "live") startSelfPreview();
+  updateWaiting();
+  client.connect();
+  B.hall = { client: client, state: state };
+})();
