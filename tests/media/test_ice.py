@@ -1,0 +1,23 @@
+import base64
+import hashlib
+import hmac
+
+from server.config import IceSettings
+from server.media.ice import browser_ice_servers
+
+
+def test_turn_credentials_follow_coturns_rest_form() -> None:
+    settings = IceSettings(stun_urls="stun:turn.example.vn:3478",
+                           turn_urls="turn:turn.example.vn:3478?transport=udp, turns:turn.example.vn:5349",
+                           turn_secret="s3cret", turn_ttl_seconds=600)
+    stun, turn = browser_ice_servers(settings, user_id=42, now=1_000_000)
+    assert stun == {"urls": ["stun:turn.example.vn:3478"]}
+    assert turn["urls"] == ["turn:turn.example.vn:3478?transport=udp", "turns:turn.example.vn:5349"]
+    assert turn["username"] == "1000600:42"
+    expected = base64.b64encode(hmac.new(b"s3cret", b"1000600:42", hashlib.sha1).digest()).decode()
+    assert turn["credential"] == expected
+
+
+def test_no_turn_without_a_secret_and_nothing_in_loopback_mode() -> None:
+    assert browser_ice_servers(IceSettings(turn_urls="turn:x:3478"), 1) == []
+    assert browser_ice_servers(IceSettings(stun_urls="stun:x:3478", loopback_only=True), 1) == []
