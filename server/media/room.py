@@ -102,7 +102,7 @@ class MediaRoom:
                 self.audio.add_input(endpoint.audio)
 
         self._watch(endpoint)
-        await self._answer(pc, offer_sdp)
+        await self._answer(endpoint, offer_sdp)
         return endpoint
 
     def show(self, key: str | None) -> None:
@@ -150,7 +150,7 @@ class MediaRoom:
                 hooks.on_keyframe_request(transceiver.sender, self._viewer_wants_keyframe(video_track))
         self.audio.start()
         self._watch(endpoint)
-        await self._answer(pc, offer_sdp)
+        await self._answer(endpoint, offer_sdp)
         return endpoint
 
     def _viewer_wants_keyframe(self, track: ForwardTrack) -> Callable[[], None]:
@@ -168,16 +168,19 @@ class MediaRoom:
         if not sdp.startswith("v=0") or "m=" not in sdp:
             raise MediaError("bad_sdp", "the offer is not a session description")
 
-    async def _answer(self, pc: RTCPeerConnection, offer_sdp: str) -> None:
+    async def _answer(self, endpoint: Endpoint, offer_sdp: str) -> None:
+        """Answer the offer; on any failure (or cancellation) the endpoint is closed, never left half-made."""
+        pc = endpoint.pc
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             hooks.answer_as_dtls_server(pc)
             await pc.setLocalDescription(await pc.createAnswer())
         except (ValueError, KeyError, IndexError) as exc:
-            for endpoint_id, endpoint in list(self.endpoints.items()):
-                if endpoint.pc is pc:
-                    await self.close_endpoint(endpoint_id)
+            await self.close_endpoint(endpoint.id)
             raise MediaError("bad_sdp", f"the offer cannot be used: {exc}") from None
+        except BaseException:
+            await asyncio.shield(self.close_endpoint(endpoint.id))
+            raise
 
     def _watch(self, endpoint: Endpoint) -> None:
         @endpoint.pc.on("connectionstatechange")

@@ -6,6 +6,7 @@ Handlers authenticate, check the session, then hand over to the session's
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -97,7 +98,9 @@ async def session_socket(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         sockets.discard(ws)
-        await room.disconnect(connection)
+        # aiohttp cancels this handler when the client goes away; the clean-up
+        # (closing its media, leaving the roster) must still run to the end.
+        await asyncio.shield(room.disconnect(connection))
     return ws
 
 

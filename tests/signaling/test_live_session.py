@@ -114,3 +114,41 @@ async def test_speaker_to_five_halls_with_the_floor(client: TestClient, seed: Se
         for hall in hall_clients:
             await hall.close()
         await speaker.close()
+
+
+async def test_a_hall_whose_peer_connection_dies_reconnects_and_stays_one_participant(
+        client: TestClient, seed: Seed) -> None:
+    database = client.app[keys.DATABASE]
+    session_id = await add_session(database, seed, [seed.point_a.id])
+    speaker = await connect(client, session_id, seed.speaker)
+    camera = await speaker.publish(RED, 440)
+    await speaker.send("start")
+    hall = await connect(client, session_id, seed.operator)
+    viewer = await hall.view()
+    try:
+        await wait_until(lambda: viewer.frames >= 10, timeout=15)
+        # The peer connection dies (aiortc has no ICE restart): the client builds a new one.
+        await viewer.close()
+        replacement = await hall.view()
+        await wait_until(lambda: replacement.frames >= 10, timeout=15)
+        assert all(close_to(colour, RED) for colour in replacement.recent_colours())
+        # Then the websocket drops too, and the hall comes back on a new one.
+        await hall.close()
+        hall = await connect(client, session_id, seed.operator)
+        again = await hall.view()
+        await wait_until(lambda: again.frames >= 10, timeout=15)
+        room = client.app[keys.LIVE].rooms[session_id]
+
+        def one_hall_one_connection_one_feed() -> bool:
+            halls = [p for p in room.roster.participants if p.point_id == seed.point_a.id]
+            feeds = [e for e in room.media.endpoints.values() if e.key == f"point:{seed.point_a.id}"]
+            return len(halls) == 1 and halls[0].connections == 1 and len(feeds) == 1
+
+        # Once the server has noticed the old socket close: still one hall, one connection, one feed.
+        await wait_until(one_hall_one_connection_one_feed, timeout=5)
+        await again.close()
+        await replacement.close()
+    finally:
+        await camera.close()
+        await hall.close()
+        await speaker.close()

@@ -308,7 +308,7 @@
         },
         onState: function (s) {
           el.floorFrame.setAttribute("data-pc", s);
-          el.floorSelfState.textContent = s === "connected" ? t("have_floor") : t.table["pc_" + s] ? t("pc_" + s) : s;
+          el.floorSelfState.textContent = s === "connected" ? t("on_air") : t.table["pc_" + s] ? t("pc_" + s) : s;
         },
       });
     }, function (error) {
