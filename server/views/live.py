@@ -51,7 +51,7 @@ class WebSocketConnection:
             await self.ws.close(code=code, message=reason.encode())
 
 
-async def _identity(request: web.Request, principal: Principal) -> Identity:
+def _identity(principal: Principal) -> Identity:
     return Identity(user_id=principal.user_id, full_name=principal.full_name, account_role=principal.role.value,
                     bridge_point_id=principal.bridge_point_id)
 
@@ -81,7 +81,7 @@ async def session_socket(request: web.Request) -> web.StreamResponse:
     session_id = path_id(request)
     await _visible(request, principal, session_id)
     room = await _room(request, session_id)
-    identity = await _identity(request, principal)
+    identity = _identity(principal)
 
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20, autoping=True)
     await ws.prepare(request)
@@ -116,24 +116,23 @@ async def _host_room(request: web.Request) -> LiveRoom:
     return await _room(request, session_id)
 
 
-@require(Role.ADMIN, Role.SPEAKER, scoped=True)
-async def start_session(request: web.Request) -> web.StreamResponse:
+async def _lifecycle(request: web.Request, action: str) -> web.StreamResponse:
     room = await _host_room(request)
     try:
-        await room.start()
+        await (room.start() if action == "start" else room.end())
     except ProtocolError as exc:
         raise Conflict(exc.message, code=exc.code) from None
     return await _session_json(request, room.info.id)
+
+
+@require(Role.ADMIN, Role.SPEAKER, scoped=True)
+async def start_session(request: web.Request) -> web.StreamResponse:
+    return await _lifecycle(request, "start")
 
 
 @require(Role.ADMIN, Role.SPEAKER, scoped=True)
 async def end_session(request: web.Request) -> web.StreamResponse:
-    room = await _host_room(request)
-    try:
-        await room.end()
-    except ProtocolError as exc:
-        raise Conflict(exc.message, code=exc.code) from None
-    return await _session_json(request, room.info.id)
+    return await _lifecycle(request, "end")
 
 
 async def _session_json(request: web.Request, session_id: int) -> web.StreamResponse:
@@ -166,7 +165,7 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
     sdp = await _read_sdp(request)
     room = await _room(request, session_id)
     try:
-        endpoint = await room.open_resource(await _identity(request, principal), pc, sdp)
+        endpoint = await room.open_resource(_identity(principal), pc, sdp)
     except PermissionDenied as exc:
         raise Forbidden(exc.message) from None
     except (ProtocolError, MediaError) as exc:
