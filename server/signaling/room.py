@@ -9,6 +9,7 @@ media actions.  One dispatch table, one envelope (docs/protocol.md).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -41,17 +42,24 @@ log = logging.getLogger(__name__)
 BURST = 40
 RATE = 20.0
 MAX_QUESTIONS = 500
+HOST_REFRESH = 0.25
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_REMOVED = 4003
 
 
 class Connection(Protocol):
-    """A client's websocket as the room sees it (the view layer adapts aiohttp's)."""
+    """A client's websocket as the room sees it (the view layer adapts aiohttp's).
+
+    ``send`` must not wait on the client: a slow client's messages queue up
+    (boundedly) behind it, never in front of everyone else's.
+    """
 
     id: str
 
-    async def send(self, message: dict[str, Any]) -> None: ...
+    async def send(self, message: dict[str, Any] | str) -> None:
+        """Send a message (a dict, or one already serialized to JSON text)."""
+        ...
 
     async def close(self, code: int, reason: str) -> None: ...
 
@@ -107,6 +115,10 @@ class LiveRoom:
         self._on_closed = on_closed
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
+        # What was last told, so unchanged state is not sent again; the hosts'
+        # board is refreshed at most every HOST_REFRESH seconds.
+        self._last_floor: str | None = None
+        self._host_refresh: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
         media.set_live(info.status is SessionStatus.LIVE)
         self._ticker = asyncio.create_task(self._tick(), name=f"live-room-{info.id}")
@@ -390,6 +402,8 @@ class LiveRoom:
             return
         self._closed = True
         self._ticker.cancel()
+        if self._host_refresh is not None:
+            self._host_refresh.cancel()
         members = list(self.members.values())
         self.members.clear()
         # Concurrently: one slow socket must not delay telling the others.
@@ -501,20 +515,37 @@ class LiveRoom:
         return {"type": "roll_call", "points": points}
 
     def _roster_message(self) -> dict[str, Any]:
-        return {"type": "roster", "participants": self.roster.snapshot()}
+        # Hosts and halls by name; members (possibly thousands) as counts.
+        shown = [p.to_dict() for p in self.roster.participants if p.role is not LiveRole.MEMBER]
+        members = [p for p in self.roster.participants if p.role is LiveRole.MEMBER]
+        return {"type": "roster", "participants": shown,
+                "members": {"connected": sum(1 for p in members if p.connected), "seen": len(members)}}
 
     async def _broadcast_state(self) -> None:
-        await self._broadcast(self._floor_message())
+        """Tell everyone the floor if it changed; refresh the hosts' board soon."""
+        floor = self._floor_message()
+        unchanged = {k: v for k, v in floor.items() if k != "holder"}
+        holder = floor["holder"]
+        key = json.dumps([unchanged, holder and {k: v for k, v in holder.items() if k != "remaining"}])
+        if key != self._last_floor:
+            self._last_floor = key
+            await self._broadcast(floor)
+        if self._host_refresh is None and not self._closed:
+            self._host_refresh = asyncio.get_running_loop().call_later(HOST_REFRESH, self._refresh_hosts)
+
+    def _refresh_hosts(self) -> None:
+        self._host_refresh = None
         hosts = [m for m in self.members.values() if m.role is LiveRole.HOST]
         if hosts:
-            roll_call, roster = self._roll_call_message(), self._roster_message()
+            roll_call, roster = json.dumps(self._roll_call_message()), json.dumps(self._roster_message())
             for member in hosts:
-                await self._safe_send(member, roll_call)
-                await self._safe_send(member, roster)
+                asyncio.ensure_future(self._safe_send(member, roll_call))
+                asyncio.ensure_future(self._safe_send(member, roster))
 
     async def _broadcast(self, message: dict[str, Any]) -> None:
+        text = json.dumps(message)  # serialized once for everyone
         for member in list(self.members.values()):
-            await self._safe_send(member, message)
+            await self._safe_send(member, text)
 
     async def _send_to(self, key: str, message: dict[str, Any]) -> None:
         for member in list(self.members.values()):
@@ -526,7 +557,7 @@ class LiveRoom:
             if member.role is LiveRole.HOST:
                 await self._safe_send(member, message)
 
-    async def _safe_send(self, member: Member, message: dict[str, Any]) -> None:
+    async def _safe_send(self, member: Member, message: dict[str, Any] | str) -> None:
         try:
             await member.connection.send(message)
         except (ConnectionError, RuntimeError):

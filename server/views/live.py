@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections import deque
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -36,19 +37,61 @@ MAX_SDP_BYTES = 200_000
 
 
 class WebSocketConnection:
-    """aiohttp's websocket as the room's Connection."""
+    """aiohttp's websocket as the room's Connection, with its own outbox.
+
+    ``send`` only queues: one writer task per socket drains the queue, so a
+    client that reads slowly delays nobody else.  A client that falls more
+    than OUTBOX_LIMIT messages behind is disconnected (it will rejoin and get
+    the current state) instead of holding memory without bound.
+    """
+
+    OUTBOX_LIMIT = 1000
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.id = uuid.uuid4().hex
         self.ws = ws
+        self._outbox: deque[str] = deque()
+        self._ready = asyncio.Event()
+        self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
 
-    async def send(self, message: dict[str, Any]) -> None:
-        if not self.ws.closed:
-            await self.ws.send_json(message)
+    async def send(self, message: dict[str, Any] | str) -> None:
+        if self.ws.closed:
+            return
+        if len(self._outbox) >= self.OUTBOX_LIMIT:
+            log.warning("websocket %s is %d messages behind: closing it", self.id, len(self._outbox))
+            self._outbox.clear()
+            asyncio.ensure_future(self.close(WSCloseCode.POLICY_VIOLATION, "too slow to keep up"))
+            return
+        self._outbox.append(message if isinstance(message, str) else json.dumps(message))
+        self._ready.set()
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                while not self._outbox:
+                    self._ready.clear()
+                    await self._ready.wait()
+                text = self._outbox.popleft()
+                if self.ws.closed:
+                    return
+                await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            return  # the socket is gone; the handler's clean-up runs
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Wait (a little) until queued messages are written, before a close."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._outbox and not self.ws.closed and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def close(self, code: int, reason: str) -> None:
+        await self.flush()
+        self._writer.cancel()
         if not self.ws.closed:
             await self.ws.close(code=code, message=reason.encode())
+
+    def stop(self) -> None:
+        self._writer.cancel()
 
 
 def _identity(principal: Principal) -> Identity:
@@ -98,6 +141,7 @@ async def session_socket(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         sockets.discard(ws)
+        connection.stop()
         # aiohttp cancels this handler when the client goes away; the clean-up
         # (closing its media, leaving the roster) must still run to the end.
         await asyncio.shield(room.disconnect(connection))
