@@ -75,7 +75,7 @@ def prepare(data_dir: Path, viewers: int) -> tuple[dict[str, str], int, dict[str
     return env, session_id, tokens
 
 
-def run_one(viewers: int, seconds: float, size: str) -> dict[str, object]:
+def run_one(viewers: int, seconds: float, size: str, naive: bool = False) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="bc-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         env, session_id, tokens = prepare(data_dir, viewers)
@@ -83,8 +83,9 @@ def run_one(viewers: int, seconds: float, size: str) -> dict[str, object]:
         tokens_file.write_text(json.dumps(tokens))
         port = free_port()
         env["BRIDGECAST_SERVER_PORT"] = str(port)
-        server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "server", "serve"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        command = (["-m", "bench.naive_server", "--port", str(port)] if naive else ["-m", "server", "serve"])
+        server = subprocess.Popen(["taskset", "-c", "0", sys.executable, *command], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -117,7 +118,8 @@ def run_one(viewers: int, seconds: float, size: str) -> dict[str, object]:
                     result = event
             cpu = (cpu_seconds(server.pid) - cpu_start) / (time.monotonic() - wall_start) * 100
             load.wait(timeout=60)
-            result.update({"viewers": viewers, "server_cpu_percent": round(cpu, 1),
+            result.update({"server": "naive" if naive else "bridgecast", "viewers": viewers,
+                           "server_cpu_percent": round(cpu, 1),
                            "server_rss_mib": round(rss_mib(server.pid), 1)})
             return result
         finally:
@@ -134,10 +136,20 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, Linux {platform.release()}"
 
 
-def write_doc(results: list[dict[str, object]], seconds: float, size: str) -> None:
-    baseline = next((r for r in results if r["viewers"] == 0), None)
+def per_viewer(results: list[dict[str, object]]) -> float | None:
+    """CPU per viewer: the least-squares slope of server CPU against viewers."""
+    points = [(float(r["viewers"]), float(r["server_cpu_percent"])) for r in results]  # type: ignore[arg-type]
+    if len({x for x, _ in points}) < 2:
+        return None
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
+
+
+def write_doc(results: list[dict[str, object]], naive: list[dict[str, object]], seconds: float, size: str) -> None:
     rows = []
-    for r in results:
+    for r in results + naive:
+        baseline = next((b for b in (naive if r in naive else results) if b["viewers"] == 0), None)
         n = int(r["viewers"])  # type: ignore[arg-type]
         per = ((float(r["server_cpu_percent"]) - float(baseline["server_cpu_percent"])) / n  # type: ignore[index,arg-type]
                if baseline and n else None)
@@ -146,19 +158,24 @@ def write_doc(results: list[dict[str, object]], seconds: float, size: str) -> No
         joins = sorted(r.get("join_first_frame_s") or [])  # type: ignore[type-var]
         p50 = (f"{joins[len(joins) // 2] * 1000:.0f} / {joins[min(len(joins) - 1, int(len(joins) * 0.95))] * 1000:.0f} ms"
                if joins else "—")
-        rows.append(f"| {n} | {r['server_cpu_percent']} % | {per:.2f} % |" if per is not None
-                    else f"| {n} | {r['server_cpu_percent']} % | — |")
+        rows.append(f"| {r['server']} | {n} | {r['server_cpu_percent']} % | {per:.2f} % |" if per is not None
+                    else f"| {r['server']} | {n} | {r['server_cpu_percent']} % | — |")
         rows[-1] += f" {delivered} | {p50} | {r['server_rss_mib']} MiB |"
     table = "\n".join([
-        "| viewers | server CPU (% of one core) | per viewer (above 0 viewers) | frames min / mean of sent "
-        "| join → first frame p50 / p95 | server RSS |",
-        "|---|---|---|---|---|---|",
+        "| server | viewers | server CPU (% of one core) | per viewer (above 0 viewers) "
+        "| frames min / mean of sent | join → first frame p50 / p95 | server RSS |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ])
+    ours, theirs = per_viewer(results), per_viewer(naive)
+    if ours and theirs:
+        table += (f"\n\nCPU per viewer (slope over the runs): Bridgecast {ours:.2f} % of a core, naive MediaRelay "
+                  f"{theirs:.1f} %: **{theirs / ours:.0f}× less** per viewer.")
     section = (
         "<!-- fanout:start -->\n"
         f"Measured {datetime.date.today().isoformat()} on {machine()}: `python -m bench.fanout "
-        f"--viewers {','.join(str(r['viewers']) for r in results)} --seconds {seconds:g} --size {size}`. "
+        f"--viewers {','.join(str(r['viewers']) for r in results)} "
+        f"--naive-viewers {','.join(str(r['viewers']) for r in naive)} --seconds {seconds:g} --size {size}`. "
         "Server on core 0, load (publisher + viewers that count frames without decoding) on core 1, "
         f"{size}@30 VP8 + Opus, loopback only.\n\n{table}\n<!-- fanout:end -->"
     )
@@ -175,6 +192,8 @@ def main() -> None:
     parser.add_argument("--viewers", default="0,1,10", help="comma-separated viewer counts")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--size", default="640x480")
+    parser.add_argument("--naive-viewers", default="0,1,2,3",
+                        help="viewer counts for the naive MediaRelay server ('' to skip it)")
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
     results = []
@@ -182,11 +201,17 @@ def main() -> None:
         result = run_one(count, args.seconds, args.size)
         print(json.dumps(result), flush=True)
         results.append(result)
+    naive = []
+    for count in (int(v) for v in args.naive_viewers.split(",") if v):
+        result = run_one(count, args.seconds, args.size, naive=True)
+        print(json.dumps(result), flush=True)
+        naive.append(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (RESULTS / f"fanout-{stamp}.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+    (RESULTS / f"fanout-{stamp}.json").write_text(
+        json.dumps({"machine": machine(), "results": results, "naive": naive}, indent=2))
     if not args.no_doc:
-        write_doc(results, args.seconds, args.size)
+        write_doc(results, naive, args.seconds, args.size)
 
 
 if __name__ == "__main__":
