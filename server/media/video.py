@@ -114,6 +114,8 @@ class ProgramVideo:
         self.frames_out = 0
         # Off before the session starts: sources are consumed, nothing goes out.
         self.enabled = True
+        # Told the new on-air key whenever it changes (the room tells the clients).
+        self.on_switch: Callable[[str | None], None] = lambda key: None
 
     @property
     def on_air(self) -> str | None:
@@ -133,6 +135,7 @@ class ProgramVideo:
             self.pending = None
         if self.source is source:
             self.source = None
+            self.on_switch(None)
 
     def on_packet(self, source: EncodedVideoSource, packet: av.Packet) -> None:
         if source is self.pending and packet.is_keyframe:
@@ -140,6 +143,7 @@ class ProgramVideo:
             next_pts = 0 if self._last_pts is None else self._last_pts + self._interval
             self._offset = next_pts - packet.pts
             self.source, self.pending = source, None
+            self.on_switch(source.key)
             self.switches += 1
         if source is not self.source:
             return

@@ -121,6 +121,7 @@ class LiveRoom:
         self._host_refresh: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
         media.set_live(info.status is SessionStatus.LIVE)
+        media.video.on_switch = self._on_air_changed
         self._ticker = asyncio.create_task(self._tick(), name=f"live-room-{info.id}")
         self._handlers: dict[str, Callable[[Member, dict[str, Any]], Awaitable[None]]] = {
             "offer": self._offer,
@@ -195,6 +196,10 @@ class LiveRoom:
             member = Member(connection, identity, role, key, point_id)
             self.members[connection.id] = member
             await connection.send(self._welcome(member))
+            if role is LiveRole.HOST:
+                # A host who reconnects (or reloads the page) still sees the questions asked so far.
+                for question in self.questions:
+                    await connection.send(question)
             await self._apply(events)
 
     def _live_role(self, identity: Identity, wanted: str | None) -> tuple[LiveRole, int | None]:
@@ -449,6 +454,11 @@ class LiveRoom:
             self.media.show(f"point:{holder}")
         elif self.host_key is not None:
             self.media.show(self.host_key)
+
+    def _on_air_changed(self, key: str | None) -> None:
+        """Another picture went on air (at its keyframe, after the floor change): tell everyone."""
+        if not self._closed:
+            asyncio.ensure_future(self._broadcast_state())
 
     def media_changed(self, endpoint: Endpoint) -> None:
         """A media endpoint connected, started receiving or closed: reflect it in the roster."""

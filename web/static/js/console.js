@@ -17,7 +17,7 @@
     alert: $("console-alert"),
     preview: $("local-preview"), sourceLabel: $("source-label"), cameraError: $("camera-error"),
     publishState: $("publish-state"), mic: $("toggle-mic"), screen: $("toggle-screen"),
-    program: $("program-preview"), programEmpty: $("program-empty"), onAir: $("on-air"),
+    program: $("program-preview"), viewState: $("view-state"), programEmpty: $("program-empty"), onAir: $("on-air"),
     rollcall: $("rollcall"), summary: $("rollcall-summary"),
     floorPanel: $("floor-panel"), floorNone: $("floor-none"), floorCurrent: $("floor-current"),
     floorName: $("floor-name"), floorRemaining: $("floor-remaining"), revoke: $("revoke-floor"),
@@ -54,6 +54,8 @@
     el.goLive.disabled = false;
     el.end.hidden = session.status !== "live";
     document.body.setAttribute("data-status", session.status);
+    if (state.publishPc) setPublishState(state.publishPc);
+    if (state.floor) showOnAir(state.floor);
     tickClock();
     if (session.status === "ended" || session.status === "cancelled") showEnded("");
   }
@@ -107,8 +109,15 @@
   // Camera, microphone, screen -------------------------------------------------------------------
 
   function setPublishState(s) {
+    state.publishPc = s;
     el.publishState.setAttribute("data-state", s);
-    el.publishState.textContent = t.table["pc_" + s] ? t("pc_" + s) : s;
+    var key = s === "connected" && state.status !== "live" ? "pc_ready" : "pc_" + s;
+    el.publishState.textContent = t.table[key] ? t(key) : s;
+  }
+
+  function setViewState(s) {
+    el.viewState.setAttribute("data-state", s);
+    el.viewState.textContent = s === "connected" ? t("view_connected") : t.table["pc_" + s] ? t("pc_" + s) : s;
   }
 
   function startCamera() {
@@ -192,7 +201,7 @@
 
   // Program preview ------------------------------------------------------------------------------
 
-  state.view = client.openView({ video: el.program });
+  state.view = client.openView({ video: el.program, onState: setViewState });
   el.program.muted = true;
   function programShown() { el.programEmpty.hidden = el.program.videoWidth > 0; }
   el.program.addEventListener("resize", programShown);
@@ -217,6 +226,12 @@
     return t("on_air_speaker");
   }
 
+  function showOnAir(floor) {
+    var key = state.status === "live" ? floor.on_air : null;
+    el.onAir.textContent = onAirText(key);
+    el.onAir.setAttribute("data-on-air", key || "");
+  }
+
   client.on("floor", function (floor) {
     state.floor = floor;
     state.floorAt = Date.now();
@@ -227,8 +242,7 @@
     if (holder) el.floorName.textContent = holder.name || pointName(holder.point_id);
     tickFloor();
 
-    el.onAir.textContent = onAirText(floor.on_air);
-    el.onAir.setAttribute("data-on-air", floor.on_air || "");
+    showOnAir(floor);
     document.querySelectorAll("[data-source]").forEach(function (button) {
       button.setAttribute("aria-pressed", button.getAttribute("data-source") === floor.program ? "true" : "false");
     });
@@ -341,6 +355,17 @@
       client.send("mute", { point_id: id, muted: target.getAttribute("aria-pressed") !== "true" });
     }
   });
+
+  // Rows in the language's alphabetical order (Đ after D, not after Z).
+  (function sortRows() {
+    var rows = Array.prototype.slice.call(el.rollcall.querySelectorAll("tr[data-point-id]"));
+    var collator = window.Intl && Intl.Collator ? new Intl.Collator(lang) : null;
+    rows.sort(function (a, b) {
+      var x = a.querySelector(".rc-point").textContent, y = b.querySelector(".rc-point").textContent;
+      return collator ? collator.compare(x, y) : x.localeCompare(y);
+    });
+    rows.forEach(function (row) { el.rollcall.appendChild(row); });
+  })();
 
   // Questions ------------------------------------------------------------------------------------
 

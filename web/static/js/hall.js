@@ -93,6 +93,7 @@
       startSelfPreview();
     }
     updateWaiting();
+    showFloorLine();
   });
 
   function updateWaiting() {
@@ -158,7 +159,7 @@
         requestAnimationFrame(loop);
       };
       loop();
-      var resume = function () { context.resume(); };
+      var resume = function () { if (context.state === "suspended") context.resume().catch(function () { /* closed */ }); };
       document.addEventListener("click", resume, { once: true });
     } catch (e) { /* no meter */ }
   }
@@ -189,10 +190,11 @@
   }
 
   function showSound(result) {
+    if (result === "muted" && state.wantSound) state.autoMuted = true;
     var muted = el.program.muted;
     el.enableSound.hidden = !(muted && state.wantSound && state.status === "live");
     el.toggleSound.setAttribute("aria-pressed", muted ? "true" : "false");
-    el.toggleSound.textContent = muted ? t("sound_off") : t("sound_on");
+    el.toggleSound.textContent = muted ? t("unmute_sound") : t("mute_sound");
     el.toggleSound.classList.toggle("is-off", muted);
     return result;
   }
@@ -209,6 +211,15 @@
   el.program.addEventListener("loadeddata", pictureChanged);
   el.program.addEventListener("volumechange", showSound);
 
+  // The browser kept the sound off until someone uses the page: the operator's
+  // first click anywhere turns it on.
+  document.addEventListener("pointerdown", function () {
+    if (!state.autoMuted || !state.wantSound) return;
+    state.autoMuted = false;
+    el.program.muted = false;
+    el.program.play().then(showSound, showSound);
+  }, true);
+
   el.enableSound.addEventListener("click", function () {
     state.wantSound = true;
     el.program.muted = false;
@@ -217,6 +228,7 @@
   el.toggleSound.addEventListener("click", function () {
     el.program.muted = !el.program.muted;
     state.wantSound = !el.program.muted;
+    state.autoMuted = false;
     if (!el.program.muted) el.program.play().catch(function () { /* stays as is */ });
     showSound();
   });
@@ -249,7 +261,7 @@
     var holding = !!holder && own(holder.point_id);
     var queued = (floor.queue || []).some(function (q) { return own(q.point_id); });
     state.hand = queued;
-    el.barFloor.textContent = holding ? t("floor_self") : holder ? t("floor_point", { name: holder.name }) : t("floor_speaker");
+    showFloorLine();
     el.barFloor.classList.toggle("is-hall", !!holder);
     setHand(holding ? "floor" : queued ? "up" : "down");
     if (holding && !state.holding) startPublishing();
@@ -257,11 +269,18 @@
     tickFloor();
   });
 
+  function showFloorLine() {
+    var holder = state.floor && state.floor.holder;
+    var live = state.status === "live";
+    el.barFloor.textContent = !live ? "" : holder && own(holder.point_id) ? t("floor_self")
+      : holder ? t("floor_point", { name: holder.name }) : t("floor_speaker");
+  }
+
   function setHand(mode) {
     el.hand.setAttribute("data-hand", mode);
     el.hand.setAttribute("aria-pressed", mode === "up" ? "true" : "false");
     el.hand.disabled = mode === "floor";
-    el.hand.querySelector(".hand-label").textContent = mode === "floor" ? t("have_floor") : mode === "up" ? t("lower") : t("raise");
+    el.hand.querySelector(".hand-label").textContent = mode === "floor" ? t("hand_floor") : mode === "up" ? t("lower") : t("raise");
     el.stage.setAttribute("data-hand", mode);
   }
 

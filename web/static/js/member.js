@@ -41,13 +41,21 @@
       el.waitingText.textContent = t("waiting");
     }
     updateWaiting();
+    showFloorLine();
   });
 
   client.on("floor", function (floor) {
-    var holder = floor.holder;
+    state.floor = floor;
+    showFloorLine();
+  });
+
+  function showFloorLine() {
+    var holder = state.floor && state.floor.holder;
+    var live = state.status === "live";
+    el.floorLine.hidden = !live;
     el.floorLine.textContent = holder ? t("floor_point", { name: holder.name }) : t("floor_speaker");
     el.floorLine.classList.toggle("is-hall", !!holder);
-  });
+  }
 
   client.on("removed", function () { showEnded(t("ended_removed")); });
 
@@ -72,11 +80,12 @@
     B.playWithSound(el.program, state.wantSound).then(showSound);
   }
 
-  function showSound() {
+  function showSound(result) {
+    if (result === "muted" && state.wantSound) state.autoMuted = true;
     var muted = el.program.muted;
     el.enableSound.hidden = !(muted && state.wantSound && state.status === "live");
     el.toggleSound.setAttribute("aria-pressed", muted ? "true" : "false");
-    el.toggleSound.textContent = muted ? t("sound_off") : t("sound_on");
+    el.toggleSound.textContent = muted ? t("unmute_sound") : t("mute_sound");
   }
 
   function pictureChanged() {
@@ -87,6 +96,13 @@
   el.program.addEventListener("volumechange", showSound);
   setInterval(pictureChanged, 2000);
 
+  document.addEventListener("pointerdown", function () {
+    if (!state.autoMuted || !state.wantSound) return;
+    state.autoMuted = false;
+    el.program.muted = false;
+    el.program.play().then(showSound, showSound);
+  }, true);
+
   el.enableSound.addEventListener("click", function () {
     state.wantSound = true;
     el.program.muted = false;
@@ -95,6 +111,7 @@
   el.toggleSound.addEventListener("click", function () {
     el.program.muted = !el.program.muted;
     state.wantSound = !el.program.muted;
+    state.autoMuted = false;
     if (!el.program.muted) el.program.play().catch(function () { /* stays */ });
     showSound();
   });

@@ -599,17 +599,28 @@
   }
 
   /** Play a <video> with sound if the browser lets us, else muted; resolves to "sound" | "muted" | "failed". */
+  var playing = typeof WeakMap === "function" ? new WeakMap() : null;
+
   function playWithSound(video, wantSound) {
+    // One attempt at a time per element: a second unmute while the first
+    // muted fallback plays would make the browser pause the video.
+    var pending = playing && playing.get(video);
+    if (pending) return pending;
+    var activated = !navigator.userActivation || navigator.userActivation.hasBeenActive;
+    if (!video.paused && video.muted && wantSound && !activated) return Promise.resolve("muted");
     video.muted = !wantSound;
     var attempt = video.play();
     if (!attempt || !attempt.then) return Promise.resolve(video.muted ? "muted" : "sound");
-    return attempt.then(function () { return video.muted ? "muted" : "sound"; }, function (error) {
+    var result = attempt.then(function () { return video.muted ? "muted" : "sound"; }, function (error) {
       if (error && error.name === "NotAllowedError" && !video.muted) {
         video.muted = true;
         return video.play().then(function () { return "muted"; }, function () { return "failed"; });
       }
       return error && error.name === "AbortError" ? (video.muted ? "muted" : "sound") : "failed";
     });
+    var done = result.then(function (value) { if (playing) playing.delete(video); return value; });
+    if (playing) playing.set(video, done);
+    return done;
   }
 
   function formatDuration(seconds) {

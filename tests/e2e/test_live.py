@@ -1,0 +1,133 @@
+"""A live session through the real pages: the speaker goes live, two halls watch, one is given the floor.
+
+Three browser contexts of one Chromium (fake camera and microphone), against a
+real server with media on loopback.  The fake camera draws the same picture
+for everyone, so which picture is on air is read from the server's state as the
+pages show it (the console's floor panel and on-air label, hall 2's bar), and
+"playing" means a decoded picture whose time advances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from server.storage.demo import SESSION_TITLE
+from tests.e2e.conftest import Server
+
+# The program <video> has a picture and its time moves on over two seconds.
+PLAYS = """async (selector) => {
+  const video = document.querySelector(selector);
+  if (!video || video.videoWidth === 0) return false;
+  const start = video.currentTime;
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  return video.videoWidth > 0 && !video.paused && video.currentTime > start + 1;
+}"""
+
+
+async def _signed_in(browser: Any, server: Server, username: str, password: str,
+                     viewport: dict[str, int]) -> Any:
+    context = await browser.new_context(viewport=viewport, locale="vi-VN")
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    await page.goto(f"{server.url}/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("form[action='/login'] button[type=submit]")
+    await page.wait_for_url(f"{server.url}/")
+    return page
+
+
+async def _demo_session_id(page: Any, server: Server) -> int:
+    response = await page.request.get(f"{server.url}/api/v1/sessions?status=scheduled")
+    assert response.ok
+    sessions = [s for s in (await response.json())["sessions"] if s["title"] == SESSION_TITLE]
+    assert sessions, "the demo session is not scheduled"
+    return sessions[0]["id"]
+
+
+async def _plays(page: Any) -> bool:
+    return bool(await page.evaluate(PLAYS, "#program"))
+
+
+async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, browser: Any) -> None:
+    speaker = await _signed_in(browser, server, "speaker", server.logins["speaker"], {"width": 1366, "height": 768})
+    hall1 = await _signed_in(browser, server, "op-hai-phong", server.logins["operators"], {"width": 1280, "height": 720})
+    hall2 = await _signed_in(browser, server, "op-can-tho", server.logins["operators"], {"width": 1280, "height": 720})
+    session_id = await _demo_session_id(speaker, server)
+    live = f"{server.url}/sessions/{session_id}/live"
+
+    # The session page leads to the live room.
+    await speaker.goto(f"{server.url}/sessions/{session_id}")
+    await speaker.click(f"a[href='/sessions/{session_id}/live']")
+    await speaker.wait_for_url(live)
+    await asyncio.gather(hall1.goto(live), hall2.goto(live))
+
+    # Each page is its role's page; the halls wait with their connection test.
+    assert await speaker.locator("#rollcall tr[data-point-id]").count() == 9
+    for hall in (hall1, hall2):
+        assert await hall.locator("#waiting").is_visible()
+        await hall.wait_for_selector("#check-ws[data-ok=yes]")
+        await hall.wait_for_selector("#check-rtt[data-ok=yes]")
+    point1 = await hall1.evaluate("() => JSON.parse(document.getElementById('live-config').textContent).pointId")
+    point2 = await hall2.evaluate("() => JSON.parse(document.getElementById('live-config').textContent).pointId")
+    for point in (point1, point2):
+        await speaker.wait_for_selector(f"#rollcall tr[data-point-id='{point}']:not([data-state=not_connected])")
+
+    # Go live: both halls see and hear the program.
+    await speaker.click("#go-live")
+    await speaker.wait_for_function("() => document.body.dataset.status === 'live'")
+    for hall in (hall1, hall2):
+        await hall.wait_for_function("() => document.querySelector('#program').videoWidth > 0", timeout=20_000)
+        assert await _plays(hall)
+        assert await hall.locator("#waiting").is_hidden()
+    for point in (point1, point2):
+        await speaker.wait_for_selector(f"#rollcall tr[data-point-id='{point}'][data-state=receiving]")
+    await speaker.wait_for_function("() => document.querySelector('#on-air').dataset.onAir.startsWith('user:')")
+
+    # Hall 1 raises its hand; the console shows it in the roll call and the queue.
+    await hall1.click("#raise-hand")
+    await hall1.wait_for_selector("#raise-hand[data-hand=up]")
+    await speaker.wait_for_selector(f"#rollcall tr[data-point-id='{point1}'] .hand-badge:not([hidden])")
+    grant = speaker.locator(f"#hand-queue [data-grant='{point1}']")
+    await grant.wait_for()
+    assert "Hải Phòng" in await speaker.inner_text("#hand-queue")
+
+    # The speaker gives hall 1 the floor (5 minutes): it publishes its camera.
+    await speaker.select_option("#grant-limit", "300")
+    await grant.click()
+    await hall1.wait_for_selector("#stage[data-floor=self]")
+    assert await hall1.locator("#floor-frame").is_visible()
+    await hall1.wait_for_selector("#floor-frame[data-pc=connected]", timeout=20_000)
+    assert await hall1.get_attribute("#raise-hand", "data-hand") == "floor"
+    await hall1.wait_for_function("() => document.querySelector('#floor-preview').videoWidth > 0")
+
+    # Everyone is told: the console's floor panel and roll call, hall 2's bar,
+    # and the program switches to hall 1's picture while hall 2 keeps playing.
+    await speaker.wait_for_selector(f"#floor-panel[data-holder='{point1}']")
+    await speaker.wait_for_selector(f"#rollcall tr[data-point-id='{point1}'][data-state=floor]")
+    assert "Hải Phòng" in await speaker.inner_text("#floor-name")
+    assert "Còn" in await speaker.inner_text("#floor-remaining")  # the 5-minute limit counts down
+    await hall2.wait_for_function("() => document.querySelector('#bar-floor').textContent.includes('Hải Phòng')")
+    await speaker.wait_for_selector(f"#on-air[data-on-air='point:{point1}']", timeout=15_000)
+    assert await _plays(hall2)
+
+    # The speaker takes the floor back: hall 1 stops publishing, the program returns to the speaker.
+    await speaker.click("#revoke-floor")
+    await hall1.wait_for_selector("#stage[data-floor=none]")
+    assert await hall1.locator("#floor-frame").is_hidden()
+    assert await hall1.get_attribute("#raise-hand", "data-hand") == "down"
+    await speaker.wait_for_selector("#floor-panel[data-holder='']")
+    await speaker.wait_for_selector(f"#rollcall tr[data-point-id='{point1}'][data-state=receiving]")
+    await hall2.wait_for_function("() => !document.querySelector('#bar-floor').textContent.includes('Hải Phòng')")
+    await speaker.wait_for_selector("#on-air[data-on-air^='user:']", timeout=15_000)
+    assert await _plays(hall2)
+    assert await _plays(hall1)
+
+    # End the session (confirmed in a dialog): every page says so.
+    await speaker.click("#end-session")
+    await speaker.click("#confirm-end")
+    for page in (speaker, hall1, hall2):
+        await page.wait_for_selector("#ended-screen:not([hidden]), #ended:not([hidden])")
+    for page in (speaker, hall1, hall2):
+        await page.context.close()
