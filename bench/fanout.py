@@ -109,17 +109,21 @@ def run_one(viewers: int, seconds: float, size: str, naive: bool = False) -> dic
                 cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
             assert load.stdout is not None
             result: dict[str, object] = {}
-            cpu_start = wall_start = 0.0
+            cpu_start = load_start = wall_start = 0.0
+            load_cpu = 0.0
             for line in load.stdout:
                 event = json.loads(line)
                 if event["event"] == "measure":
                     cpu_start, wall_start = cpu_seconds(server.pid), time.monotonic()
+                    load_start = cpu_seconds(load.pid)
                 elif event["event"] == "result":
                     result = event
+                    # The load's own CPU: near 100 % means it, not the server, limits delivery.
+                    load_cpu = (cpu_seconds(load.pid) - load_start) / (time.monotonic() - wall_start) * 100
             cpu = (cpu_seconds(server.pid) - cpu_start) / (time.monotonic() - wall_start) * 100
             load.wait(timeout=60)
             result.update({"server": "naive" if naive else "bridgecast", "viewers": viewers,
-                           "server_cpu_percent": round(cpu, 1),
+                           "server_cpu_percent": round(cpu, 1), "load_cpu_percent": round(load_cpu, 1),
                            "server_rss_mib": round(rss_mib(server.pid), 1)})
             return result
         finally:
@@ -160,11 +164,11 @@ def write_doc(results: list[dict[str, object]], naive: list[dict[str, object]], 
                if joins else "—")
         rows.append(f"| {r['server']} | {n} | {r['server_cpu_percent']} % | {per:.2f} % |" if per is not None
                     else f"| {r['server']} | {n} | {r['server_cpu_percent']} % | — |")
-        rows[-1] += f" {delivered} | {p50} | {r['server_rss_mib']} MiB |"
+        rows[-1] += f" {delivered} | {p50} | {r['server_rss_mib']} MiB | {r.get('load_cpu_percent', '—')} % |"
     table = "\n".join([
         "| server | viewers | server CPU (% of one core) | per viewer (above 0 viewers) "
-        "| frames min / mean of sent | join → first frame p50 / p95 | server RSS |",
-        "|---|---|---|---|---|---|---|",
+        "| frames min / mean of sent | join → first frame p50 / p95 | server RSS | load process CPU |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
     ])
     ours, theirs = per_viewer(results), per_viewer(naive)

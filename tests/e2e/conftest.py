@@ -98,6 +98,30 @@ async def browser() -> AsyncIterator[Any]:
         await browser.close()
 
 
+def solid_colour_y4m(path: Path, yuv: tuple[int, int, int], width: int = 320, height: int = 240,
+                     frames: int = 5) -> Path:
+    """A tiny Y4M clip of one colour, for Chromium's --use-file-for-fake-video-capture."""
+    y, u, v = yuv
+    frame = b"FRAME\n" + bytes([y]) * (width * height) + bytes([u]) * (width * height // 4) + bytes(
+        [v]) * (width * height // 4)
+    path.write_bytes(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode() + frame * frames)
+    return path
+
+
+@pytest.fixture
+async def red_camera_browser(tmp_path: Path) -> AsyncIterator[Any]:
+    """A second Chromium whose fake camera shows solid red (the default fake camera is green)."""
+    from playwright.async_api import async_playwright
+
+    clip = solid_colour_y4m(tmp_path / "red.y4m", (81, 90, 240))
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={clip}"])
+        yield browser
+        await browser.close()
+
+
 @pytest.fixture
 async def page(browser: Any) -> AsyncIterator[Any]:
     context = await browser.new_context(viewport={"width": 1366, "height": 900}, locale="vi-VN")

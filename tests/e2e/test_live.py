@@ -1,10 +1,10 @@
 """A live session through the real pages: the speaker goes live, two halls watch, one is given the floor.
 
-Three browser contexts of one Chromium (fake camera and microphone), against a
-real server with media on loopback.  The fake camera draws the same picture
-for everyone, so which picture is on air is read from the server's state as the
-pages show it (the console's floor panel and on-air label, hall 2's bar), and
-"playing" means a decoded picture whose time advances.
+Browser contexts of headless Chromium with fake cameras and microphones,
+against a real server with media on loopback.  The speaker's fake camera is
+Chromium's green test pattern; hall 1 runs in a second Chromium whose fake
+camera is solid red, so hall 2's screen proves by its pixels which picture is
+on air.  "Playing" means a decoded picture whose time advances.
 """
 
 from __future__ import annotations
@@ -50,9 +50,24 @@ async def _plays(page: Any) -> bool:
     return bool(await page.evaluate(PLAYS, "#program"))
 
 
-async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, browser: Any) -> None:
+# Whether the program picture, left of centre (background in Chromium's green
+# pattern, away from its moving shape and text), is red (arg true) or green.
+SHOWS_RED = "(p) => { const v = document.querySelector('#program'); if (!v || !v.videoWidth) return false; " \
+            "const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight; " \
+            "const g = c.getContext('2d'); g.drawImage(v, 0, 0); " \
+            "const d = g.getImageData(Math.floor(c.width * 0.2), Math.floor(c.height * 0.55), 1, 1).data; " \
+            "return p ? (d[0] > 150 && d[1] < 100) : (d[1] > 100 && d[0] < 100); }"
+
+
+async def _shows(page: Any, red: bool) -> None:
+    await page.wait_for_function(SHOWS_RED, arg=red, timeout=15_000)
+
+
+async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, browser: Any,
+                                                            red_camera_browser: Any) -> None:
     speaker = await _signed_in(browser, server, "speaker", server.logins["speaker"], {"width": 1366, "height": 768})
-    hall1 = await _signed_in(browser, server, "op-hai-phong", server.logins["operators"], {"width": 1280, "height": 720})
+    hall1 = await _signed_in(red_camera_browser, server, "op-hai-phong", server.logins["operators"],
+                             {"width": 1280, "height": 720})
     hall2 = await _signed_in(browser, server, "op-can-tho", server.logins["operators"], {"width": 1280, "height": 720})
     session_id = await _demo_session_id(speaker, server)
     live = f"{server.url}/sessions/{session_id}/live"
@@ -84,6 +99,7 @@ async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, brow
     for point in (point1, point2):
         await speaker.wait_for_selector(f"#rollcall tr[data-point-id='{point}'][data-state=receiving]")
     await speaker.wait_for_function("() => document.querySelector('#on-air').dataset.onAir.startsWith('user:')")
+    await _shows(hall2, red=False)  # the speaker's green picture
 
     # Hall 1 raises its hand; the console shows it in the roll call and the queue.
     await hall1.click("#raise-hand")
@@ -110,6 +126,7 @@ async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, brow
     assert "Còn" in await speaker.inner_text("#floor-remaining")  # the 5-minute limit counts down
     await hall2.wait_for_function("() => document.querySelector('#bar-floor').textContent.includes('Hải Phòng')")
     await speaker.wait_for_selector(f"#on-air[data-on-air='point:{point1}']", timeout=15_000)
+    await _shows(hall2, red=True)  # hall 2 now shows hall 1's red camera
     assert await _plays(hall2)
 
     # The speaker takes the floor back: hall 1 stops publishing, the program returns to the speaker.
@@ -121,6 +138,7 @@ async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, brow
     await speaker.wait_for_selector(f"#rollcall tr[data-point-id='{point1}'][data-state=receiving]")
     await hall2.wait_for_function("() => !document.querySelector('#bar-floor').textContent.includes('Hải Phòng')")
     await speaker.wait_for_selector("#on-air[data-on-air^='user:']", timeout=15_000)
+    await _shows(hall2, red=False)
     assert await _plays(hall2)
     assert await _plays(hall1)
 
