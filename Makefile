@@ -42,6 +42,14 @@ chromium:
 test: $(VENV)/.deps-test chromium
 	$(PY) -m pytest
 
+# Benchmarks print their figures and rewrite their sections of docs/benchmarks.md.
+# e.g. make bench FANOUT_ARGS="--viewers 0,1,10,20 --seconds 15"
+FANOUT_ARGS ?= --viewers 0,1,10,20 --naive-viewers 0,1,2,3 --seconds 15
+SIGNALING_ARGS ?= --endpoints 2000 --storm 200 --storm-seconds 10 --changes 10
+bench: $(VENV)/.deps-test
+	$(PY) -m bench.fanout $(FANOUT_ARGS)
+	$(PY) -m bench.signaling $(SIGNALING_ARGS)
+
 test-fast: $(VENV)/.deps-test
 	$(PY) -m pytest -m "not e2e"
 

@@ -15,98 +15,41 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
-import re
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from server.auth.tokens import issue_token
-from server.config import ensure_jwt_secret, load_settings
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime, all threads
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def bridgecast(env: dict[str, str], *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "server", *args], env=env, check=True, capture_output=True,
-                          text=True).stdout
-
-
-def prepare(data_dir: Path, viewers: int) -> tuple[dict[str, str], int, dict[str, object]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGECAST_")}
-    env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_ICE_LOOPBACK_ONLY": "1"})
-    bridgecast(env, "db", "upgrade")
-    output = bridgecast(env, "demo")
-    session_id = int(re.search(r"Session id: (\d+)", output).group(1))  # type: ignore[union-attr]
-    secret = ensure_jwt_secret(load_settings(environ=env))
-    db = sqlite3.connect(data_dir / "bridgecast.db")
-    users = dict(db.execute("SELECT username, id FROM users"))
-    members = [uid for name, uid in sorted(users.items()) if re.fullmatch(r"[a-z-]+-\d\d", name)]
-    db.close()
-    token = lambda uid: issue_token(secret, uid, 1, 3600, session_id=session_id)  # noqa: E731
-    tokens = {"speaker": token(users["speaker"]),
-              "viewers": [token(members[i % len(members)]) for i in range(max(viewers, 1))]}
-    return env, session_id, tokens
+from bench.common import (
+    RESULTS,
+    ROOT,
+    cpu_seconds,
+    machine,
+    prepare,
+    rss_mib,
+    serving,
+    start_session,
+    write_section,
+)
 
 
 def run_one(viewers: int, seconds: float, size: str, naive: bool = False) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="bc-bench-") as tmp:
-        data_dir = Path(tmp) / "data"
-        env, session_id, tokens = prepare(data_dir, viewers)
+        demo = prepare(Path(tmp) / "data")
+        members = demo.members
+        tokens = {"speaker": demo.token("speaker"),
+                  "viewers": [demo.token(members[i % len(members)]) for i in range(max(viewers, 1))]}
         tokens_file = Path(tmp) / "tokens.json"
         tokens_file.write_text(json.dumps(tokens))
-        port = free_port()
-        env["BRIDGECAST_SERVER_PORT"] = str(port)
-        command = (["-m", "bench.naive_server", "--port", str(port)] if naive else ["-m", "server", "serve"])
-        server = subprocess.Popen(["taskset", "-c", "0", sys.executable, *command], env=env, cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("the server did not start")
-                    time.sleep(0.1)
-            url = f"http://127.0.0.1:{port}"
-            import urllib.request
-
-            request = urllib.request.Request(f"{url}/api/v1/sessions/{session_id}/start", method="POST",
-                                             headers={"Authorization": f"Bearer {tokens['speaker']}"})
-            urllib.request.urlopen(request).read()
+        command = ["-m", "bench.naive_server", "--port", "{port}"] if naive else None
+        with serving(demo, command) as (server, url):
+            start_session(url, demo)
             load = subprocess.Popen(
                 ["taskset", "-c", "1", sys.executable, "-m", "bench.load", "--url", url, "--session",
-                 str(session_id), "--tokens", str(tokens_file), "--viewers", str(viewers), "--seconds",
+                 str(demo.session_id), "--tokens", str(tokens_file), "--viewers", str(viewers), "--seconds",
                  str(seconds), "--size", size],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+                cwd=ROOT, env=demo.env, stdout=subprocess.PIPE, text=True)
             assert load.stdout is not None
             result: dict[str, object] = {}
             cpu_start = load_start = wall_start = 0.0
@@ -126,18 +69,6 @@ def run_one(viewers: int, seconds: float, size: str, naive: bool = False) -> dic
                            "server_cpu_percent": round(cpu, 1), "load_cpu_percent": round(load_cpu, 1),
                            "server_rss_mib": round(rss_mib(server.pid), 1)})
             return result
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, Linux {platform.release()}"
 
 
 def per_viewer(results: list[dict[str, object]]) -> float | None:
@@ -175,20 +106,13 @@ def write_doc(results: list[dict[str, object]], naive: list[dict[str, object]], 
     if ours and theirs:
         table += (f"\n\nCPU per viewer (slope over the runs): Bridgecast {ours:.2f} % of a core, naive MediaRelay "
                   f"{theirs:.1f} %: **{theirs / ours:.0f}× less** per viewer.")
-    section = (
-        "<!-- fanout:start -->\n"
+    write_section("fanout", "Program feed fan-out", (
         f"Measured {datetime.date.today().isoformat()} on {machine()}: `python -m bench.fanout "
         f"--viewers {','.join(str(r['viewers']) for r in results)} "
         f"--naive-viewers {','.join(str(r['viewers']) for r in naive)} --seconds {seconds:g} --size {size}`. "
         "Server on core 0, load (publisher + viewers that count frames without decoding) on core 1, "
-        f"{size}@30 VP8 + Opus, loopback only.\n\n{table}\n<!-- fanout:end -->"
-    )
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if "<!-- fanout:start -->" in text:
-        text = re.sub(r"<!-- fanout:start -->.*<!-- fanout:end -->", lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n## Program feed fan-out\n\n" + section + "\n"
-    DOC.write_text(text)
+        f"{size}@30 VP8 + Opus, loopback only.\n\n{table}"
+    ))
 
 
 def main() -> None:
