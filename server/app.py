@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from aiortc import RTCIceServer
 
 from server import keys
 from server.auth.ratelimit import LoginLimiter
@@ -52,16 +51,14 @@ def create_app(settings: Settings) -> web.Application:
 async def _live(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     database = app[keys.DATABASE]
-    ice = IceConfig(servers=[RTCIceServer(urls=url) for url in _urls(settings.ice.stun_urls)],
-                    loopback_only=settings.ice.loopback_only)
+    # The server gathers host candidates only: it is reachable where it runs, and
+    # a STUN server would make every answer wait for gathering. The STUN and
+    # TURN settings are for browsers (server/media/ice.py).
+    ice = IceConfig(loopback_only=settings.ice.loopback_only)
     registry = LiveRegistry(lambda session_id: load_info(database, session_id), DatabaseLiveStore(database), ice)
     app[keys.LIVE] = registry
     yield
     await registry.close()
-
-
-def _urls(value: str) -> list[str]:
-    return [url.strip() for url in value.split(",") if url.strip()]
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 import tomllib
 import typing
@@ -123,11 +124,14 @@ def ensure_jwt_secret(settings: Settings) -> str:
     except FileExistsError:
         secret = path.read_text(encoding="ascii").strip()
         if len(secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"{path} holds a key shorter than {MIN_SECRET_LENGTH} characters")
+            raise ConfigError(f"{path} holds a key shorter than {MIN_SECRET_LENGTH} characters: "
+                              "delete it to generate a new one (everyone is signed out)")
         return secret
     secret = secrets.token_urlsafe(48)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(secret + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     return secret
 
 
@@ -202,7 +206,7 @@ def _coerce(kind: Any, raw: Any, name: str) -> Any:
     elif kind is int:
         if isinstance(raw, int) and not isinstance(raw, bool):
             return raw
-        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        if isinstance(raw, str) and re.fullmatch(r"-?\d{1,18}", raw.strip()):
             return int(raw)
     elif kind is str:
         if isinstance(raw, str):

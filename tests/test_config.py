@@ -46,6 +46,7 @@ def test_sqlite_in_the_data_folder_by_default(tmp_path: Path) -> None:
     [
         ({"BRIDGECAST_SERVER_PORT": "http"}, "server.port"),
         ({"BRIDGECAST_SERVER_PORT": "70000"}, "out of range"),
+        ({"BRIDGECAST_SERVER_PORT": "--5"}, "server.port"),
         ({"BRIDGECAST_ICE_LOOPBACK_ONLY": "maybe"}, "ice.loopback_only"),
         ({"BRIDGECAST_AUTH_JWT_SECRET": "short"}, "at least 32"),
         ({"BRIDGECAST_DATABASE_URL": "mysql://x"}, "database_url"),

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.sdp import candidate_from_sdp
 
 from server.media import hooks
@@ -68,6 +69,8 @@ class MediaRoom:
         self.video = ProgramVideo()
         self.audio = ProgramAudio()
         self.endpoints: dict[str, Endpoint] = {}
+        # The same endpoints by participant key: lookups per key stay O(1) with thousands of viewers.
+        self._by_key: dict[str, dict[str, Endpoint]] = {}
         # Called when an endpoint connects, starts receiving or closes (the roll call shows it).
         self.on_state = on_state
         self._closed = False
@@ -79,11 +82,9 @@ class MediaRoom:
     async def publish(self, key: str, offer_sdp: str) -> Endpoint:
         """Accept a publisher's offer (camera and microphone); the answer is in ``endpoint.pc``."""
         self._check_offer(offer_sdp)
-        for old in [e for e in self.endpoints.values() if e.key == key and e.kind == "publish"]:
-            await self.close_endpoint(old.id)
+        await self.close_key(key, "publish")
         pc = new_peer(self.ice)
-        endpoint = Endpoint(uuid.uuid4().hex, key, "publish", pc)
-        self.endpoints[endpoint.id] = endpoint
+        endpoint = self._add(Endpoint(uuid.uuid4().hex, key, "publish", pc))
         video = pc.addTransceiver("video", direction="recvonly")
         audio = pc.addTransceiver("audio", direction="recvonly")
         hooks.prefer_vp8_opus(video)
@@ -119,13 +120,24 @@ class MediaRoom:
             self.video.request_keyframe()
 
     def publisher_video(self, key: str) -> EncodedVideoSource | None:
-        for endpoint in self.endpoints.values():
-            if endpoint.kind == "publish" and endpoint.key == key and endpoint.video is not None:
+        for endpoint in self.endpoints_of(key):
+            if endpoint.kind == "publish" and endpoint.video is not None:
                 return endpoint.video
         return None
 
     def is_publishing(self, key: str) -> bool:
-        return any(e.kind == "publish" and e.key == key for e in self.endpoints.values())
+        return any(e.kind == "publish" for e in self.endpoints_of(key))
+
+    def is_receiving(self, key: str) -> bool:
+        return any(e.receiving for e in self.endpoints_of(key))
+
+    def endpoints_of(self, key: str) -> list[Endpoint]:
+        return list(self._by_key.get(key, {}).values())
+
+    def _add(self, endpoint: Endpoint) -> Endpoint:
+        self.endpoints[endpoint.id] = endpoint
+        self._by_key.setdefault(endpoint.key, {})[endpoint.id] = endpoint
+        return endpoint
 
     # viewing ---------------------------------------------------------------------
 
@@ -133,8 +145,7 @@ class MediaRoom:
         """Accept a viewer's offer: it receives the program video and its audio mix."""
         self._check_offer(offer_sdp)
         pc = new_peer(self.ice)
-        endpoint = Endpoint(uuid.uuid4().hex, key, "view", pc)
-        self.endpoints[endpoint.id] = endpoint
+        endpoint = self._add(Endpoint(uuid.uuid4().hex, key, "view", pc))
 
         def first_packet() -> None:
             endpoint.receiving = True
@@ -147,18 +158,12 @@ class MediaRoom:
             transceiver = pc.addTransceiver(track, direction="sendonly")
             hooks.prefer_vp8_opus(transceiver)
             if track.kind == "video":
-                hooks.on_keyframe_request(transceiver.sender, self._viewer_wants_keyframe(video_track))
+                # The viewer lost a picture: ask the source on air (rate-limited).
+                hooks.on_keyframe_request(transceiver.sender, self.video.request_keyframe)
         self.audio.start()
         self._watch(endpoint)
         await self._answer(endpoint, offer_sdp)
         return endpoint
-
-    def _viewer_wants_keyframe(self, track: ForwardTrack) -> Callable[[], None]:
-        def request() -> None:
-            # The viewer lost a picture: it waits for the keyframe it asked for.
-            self.video.request_keyframe()
-
-        return request
 
     # common ------------------------------------------------------------------------
 
@@ -171,11 +176,21 @@ class MediaRoom:
     async def _answer(self, endpoint: Endpoint, offer_sdp: str) -> None:
         """Answer the offer; on any failure (or cancellation) the endpoint is closed, never left half-made."""
         pc = endpoint.pc
+        ours = len(pc.getTransceivers())
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            if len(pc.getTransceivers()) != ours:
+                # Extra media lines would get receivers nobody reads (and decodes into
+                # unbounded queues): one video and one audio, nothing else.
+                raise MediaError("bad_sdp", "offer exactly one video and one audio section")
             hooks.answer_as_dtls_server(pc)
             await pc.setLocalDescription(await pc.createAnswer())
-        except (ValueError, KeyError, IndexError) as exc:
+        except MediaError:
+            await self.close_endpoint(endpoint.id)
+            raise
+        except (ValueError, KeyError, IndexError, AttributeError, InvalidStateError, OperationError,
+                InvalidAccessError) as exc:
+            # e.g. an H.264-only offer: nothing in common with VP8 + Opus.
             await self.close_endpoint(endpoint.id)
             raise MediaError("bad_sdp", f"the offer cannot be used: {exc}") from None
         except BaseException:
@@ -212,6 +227,10 @@ class MediaRoom:
         endpoint = self.endpoints.pop(endpoint_id, None)
         if endpoint is None:
             return
+        same_key = self._by_key.get(endpoint.key, {})
+        same_key.pop(endpoint_id, None)
+        if not same_key:
+            self._by_key.pop(endpoint.key, None)
         if endpoint.video is not None:
             self.video.forget(endpoint.video)
             await endpoint.video.close()
@@ -228,7 +247,7 @@ class MediaRoom:
         self.on_state(endpoint)
 
     async def close_key(self, key: str, kind: str | None = None) -> None:
-        for endpoint in [e for e in self.endpoints.values() if e.key == key and kind in (None, e.kind)]:
+        for endpoint in [e for e in self.endpoints_of(key) if kind in (None, e.kind)]:
             await self.close_endpoint(endpoint.id)
 
     async def close(self) -> None:
@@ -236,13 +255,3 @@ class MediaRoom:
         for endpoint_id in list(self.endpoints):
             await self.close_endpoint(endpoint_id)
         await self.audio.close()
-
-    def stats(self) -> dict[str, object]:
-        return {
-            "on_air": self.video.on_air,
-            "switches": self.video.switches,
-            "frames_out": self.video.frames_out,
-            "publishers": sorted(e.key for e in self.endpoints.values() if e.kind == "publish"),
-            "viewers": sum(1 for e in self.endpoints.values() if e.kind == "view"),
-            "audio_encodes": self.audio.encodes,
-        }

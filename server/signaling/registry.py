@@ -36,6 +36,22 @@ class LiveRegistry:
                 self.rooms[session_id] = room
             return room
 
+    async def session_changed(self, session_id: int) -> None:
+        """The session was edited or cancelled outside the room: follow it.
+
+        A new speaker or invitation list applies to the next join; a cancelled
+        session's room closes, telling everyone connected.
+        """
+        room = self.rooms.get(session_id)
+        if room is None:
+            return
+        info = await self._load(session_id)
+        if info.status in (SessionStatus.ENDED, SessionStatus.CANCELLED):
+            room.info = info
+            await room.close(1000, f"the session was {info.status.value}")
+        else:
+            room.info = info
+
     def existing(self, session_id: int) -> LiveRoom | None:
         return self.rooms.get(session_id)
 

@@ -43,6 +43,9 @@ BURST = 40
 RATE = 20.0
 MAX_QUESTIONS = 500
 HOST_REFRESH = 0.25
+# Negotiating media can take a while (ICE gathering): these run outside the
+# room's lock, which guards the domain state, so nobody waits behind them.
+UNLOCKED = frozenset({"offer", "candidate"})
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_REMOVED = 4003
@@ -103,7 +106,6 @@ class LiveRoom:
         self.roster = Roster()
         self.floor = Floor()
         self.members: dict[str, Member] = {}  # connection id -> member
-        self.pending: dict[str, Connection] = {}  # connected, not joined yet
         self.program_source = "floor"  # "floor": the holder if any; "speaker": always the host
         self.host_key: str | None = None  # the host whose camera is the speaker source
         self.muted: set[int] = set()
@@ -118,6 +120,8 @@ class LiveRoom:
         # What was last told, so unchanged state is not sent again; the hosts'
         # board is refreshed at most every HOST_REFRESH seconds.
         self._last_floor: str | None = None
+        # Tasks started from callbacks, kept so they are not collected mid-run.
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._host_refresh: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
         media.set_live(info.status is SessionStatus.LIVE)
@@ -158,6 +162,8 @@ class LiveRoom:
                 await connection.close(CLOSE_NORMAL, "left")
             elif member is None:
                 raise ProtocolError("not_joined", "send join first")
+            elif kind in UNLOCKED:
+                await self._handlers[kind](member, values)
             else:
                 async with self._lock:
                     await self._handlers[kind](member, values)
@@ -170,6 +176,11 @@ class LiveRoom:
             await connection.send(messages.error(exc.code, exc.message, request=kind))
         except (FloorError, RosterError, MediaError) as exc:
             await connection.send(messages.error(exc.code, exc.message, request=kind))
+        except Exception:
+            # A bug must not end the connection's loop: log it, tell the client, carry on.
+            log.exception("session %s: %s from user %s failed", self.info.id, kind, identity.user_id)
+            await connection.send(messages.error("internal_error", "the server could not handle this message",
+                                                 request=kind))
 
     def _allow_rate(self, member: Member) -> bool:
         now = time.monotonic()
@@ -240,17 +251,22 @@ class LiveRoom:
         if key in self.banned:
             raise ProtocolError("removed", "you were removed from this session")
         name = self.info.invited.get(point_id, identity.full_name) if point_id else identity.full_name
+        connection_id = f"{'whip' if pc == 'publish' else 'whep'}:{uuid.uuid4().hex}"
         async with self._lock:
-            if pc == "publish":
-                endpoint = await self.media.publish(key, sdp)
-                self.host_key = key
-            else:
-                endpoint = await self.media.view(key, sdp)
-            connection_id = f"{'whip' if pc == 'publish' else 'whep'}:{endpoint.id}"
-            self.resources[endpoint.id] = (connection_id, key, identity.user_id)
+            # Into the roster first: a refusal (role_conflict) leaves nothing half-made.
             _, events = self.roster.join(connection_id=connection_id, role=role, user_id=identity.user_id,
                                          display_name=name, point_id=point_id, now=_utcnow())
             await self._apply(events)
+        try:
+            endpoint = await (self.media.publish(key, sdp) if pc == "publish" else self.media.view(key, sdp))
+        except BaseException:
+            async with self._lock:
+                await self._apply(self.roster.leave(key, connection_id, _utcnow()))
+            raise
+        self.resources[endpoint.id] = (connection_id, key, identity.user_id)
+        if pc == "publish":
+            self.host_key = key
+            self._update_program()
         return endpoint
 
     def resource_owner(self, endpoint_id: str) -> int | None:
@@ -281,6 +297,10 @@ class LiveRoom:
             await self.media.close_endpoint(old)
         if pc == "publish":
             endpoint = await self.media.publish(member.key, values["sdp"])
+            # Negotiating took time outside the lock: the floor may have moved meanwhile.
+            if not may_publish(member.role, member.point_id, self.floor.holder):
+                await self.media.close_endpoint(endpoint.id)
+                raise PermissionDenied(member.role.value, "publish", "the floor was taken back meanwhile")
             if member.role is LiveRole.HOST:
                 self.host_key = member.key
             self._update_program()
@@ -357,10 +377,14 @@ class LiveRoom:
         _, events = self.roster.remove(key, _utcnow())
         for other in [m for m in self.members.values() if m.key == key]:
             self.members.pop(other.connection.id, None)
-            for endpoint_id in other.endpoints.values():
-                await self.media.close_endpoint(endpoint_id)
             await other.connection.send({"type": "removed"})
-            await other.connection.close(CLOSE_REMOVED, "removed by the host")
+            # Not awaited under the lock: a client that stopped reading must not freeze the room.
+            self._spawn(other.connection.close(CLOSE_REMOVED, "removed by the host"))
+        # Every feed of theirs ends: sockets' peer connections and WHIP/WHEP resources alike.
+        for endpoint_id, (_, resource_key, _) in list(self.resources.items()):
+            if resource_key == key:
+                self.resources.pop(endpoint_id, None)
+        await self.media.close_key(key)
         await self._apply(events)
 
     async def _question(self, member: Member, values: dict[str, Any]) -> None:
@@ -374,15 +398,23 @@ class LiveRoom:
 
     async def _start(self, member: Member, values: dict[str, Any]) -> None:
         require(member.role, Action.START)
-        await self.start()
+        await self._do_start()
 
     async def _end(self, member: Member, values: dict[str, Any]) -> None:
         require(member.role, Action.END)
-        await self.end()
+        await self._do_end()
 
     # lifecycle (also called by the HTTP API) ---------------------------------------------
 
     async def start(self) -> None:
+        async with self._lock:
+            await self._do_start()
+
+    async def end(self) -> None:
+        async with self._lock:
+            await self._do_end()
+
+    async def _do_start(self) -> None:
         try:
             self.info = await self.store.transition(self.info.id, SessionAction.START)
         except AppError as exc:
@@ -391,7 +423,7 @@ class LiveRoom:
         self._update_program()
         await self._broadcast(self._session_message())
 
-    async def end(self) -> None:
+    async def _do_end(self) -> None:
         try:
             self.info = await self.store.transition(self.info.id, SessionAction.END)
         except AppError as exc:
@@ -404,6 +436,9 @@ class LiveRoom:
 
     async def close(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         if self._closed:
+            # Closing already (the session ended): wait for that to finish.
+            if self._closing is not None and self._closing is not asyncio.current_task():
+                await asyncio.shield(self._closing)
             return
         self._closed = True
         self._ticker.cancel()
@@ -411,14 +446,16 @@ class LiveRoom:
             self._host_refresh.cancel()
         members = list(self.members.values())
         self.members.clear()
-        # Concurrently: one slow socket must not delay telling the others.
-        await asyncio.gather(*(m.connection.close(code, reason) for m in members), return_exceptions=True)
-        for grant_id in list(self._grant_ids.values()):
-            await self.store.floor_ended(grant_id, _utcnow(), "left")
-        self._grant_ids.clear()
-        await self.media.close()
-        if self._on_closed is not None:
-            await self._on_closed(self)
+        try:
+            # Concurrently: one slow socket must not delay telling the others.
+            await asyncio.gather(*(m.connection.close(code, reason) for m in members), return_exceptions=True)
+            for grant_id in list(self._grant_ids.values()):
+                await self.store.floor_ended(grant_id, _utcnow(), "left")
+            self._grant_ids.clear()
+        finally:
+            await self.media.close()
+            if self._on_closed is not None:
+                await self._on_closed(self)
 
     # events to messages and media -----------------------------------------------------
 
@@ -455,10 +492,15 @@ class LiveRoom:
         elif self.host_key is not None:
             self.media.show(self.host_key)
 
+    def _spawn(self, awaitable: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _on_air_changed(self, key: str | None) -> None:
         """Another picture went on air (at its keyframe, after the floor change): tell everyone."""
         if not self._closed:
-            asyncio.ensure_future(self._broadcast_state())
+            self._spawn(self._broadcast_state())
 
     def media_changed(self, endpoint: Endpoint) -> None:
         """A media endpoint connected, started receiving or closed: reflect it in the roster."""
@@ -466,27 +508,31 @@ class LiveRoom:
             return
         if endpoint.id in self.resources and endpoint.id not in self.media.endpoints:
             # A WHIP/WHEP peer failed or closed without a DELETE.
-            asyncio.ensure_future(self.close_resource(endpoint.id))
+            self._spawn(self.close_resource(endpoint.id))
             return
         if self.roster.get(endpoint.key) is None:
             return
-        receiving = any(e.receiving for e in self.media.endpoints.values() if e.key == endpoint.key)
+        receiving = self.media.is_receiving(endpoint.key)
         publishing = self.media.is_publishing(endpoint.key)
         try:
             events = self.roster.set_media(endpoint.key, _utcnow(), receiving=receiving, publishing=publishing)
         except RosterError:
             return
         if events:
-            asyncio.ensure_future(self._broadcast_state())
+            self._spawn(self._broadcast_state())
 
     async def _tick(self) -> None:
         """Enforce floor time limits."""
         while True:
             await asyncio.sleep(0.5)
-            events = self.floor.expire(time.monotonic())
-            if events:
-                async with self._lock:
-                    await self._apply(events)
+            try:
+                events = self.floor.expire(time.monotonic())
+                if events:
+                    async with self._lock:
+                        await self._apply(events)
+            except Exception:
+                # One failure (a locked database) must not stop time limits for the session.
+                log.exception("session %s: floor tick failed", self.info.id)
 
     # messages -------------------------------------------------------------------------
 
@@ -549,8 +595,8 @@ class LiveRoom:
         if hosts:
             roll_call, roster = json.dumps(self._roll_call_message()), json.dumps(self._roster_message())
             for member in hosts:
-                asyncio.ensure_future(self._safe_send(member, roll_call))
-                asyncio.ensure_future(self._safe_send(member, roster))
+                self._spawn(self._safe_send(member, roll_call))
+                self._spawn(self._safe_send(member, roster))
 
     async def _broadcast(self, message: dict[str, Any]) -> None:
         text = json.dumps(message)  # serialized once for everyone

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from server import keys
 from server.auth.tokens import issue_token
-from server.errors import AppError, Forbidden, PayloadTooLarge, Unauthorized, UnsupportedMediaType, ValidationFailed
+from server.errors import AppError, Forbidden, Unauthorized, UnsupportedMediaType, ValidationFailed
 from server.live.lifecycle import SessionAction, SessionStatus
 from server.schemas import BRIDGE_POINT, LOGIN, SESSION, UNIT, USER, USER_UPDATE
 from server.storage import sessions as session_store
@@ -21,7 +21,7 @@ from server.validation import Schema
 from server.views.account_pages import check_credentials
 from server.views.admin_pages import MAX_CSV_BYTES, guard_last_admin
 from server.views.auth import current, require
-from server.views.forms import int_arg, path_id
+from server.views.forms import int_arg, path_id, read_body
 
 MAX_JSON_BYTES = 256 * 1024
 
@@ -65,11 +65,7 @@ async def read_json(request: web.Request, schema: Schema, *, partial: bool = Fal
     """The body as JSON validated by ``schema``; 415, 413 or 422 otherwise."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType("send application/json")
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise PayloadTooLarge("the body is too large")
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise PayloadTooLarge("the body is too large")
+    raw = await read_body(request, MAX_JSON_BYTES)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -143,6 +139,7 @@ async def update_session(request: web.Request) -> web.StreamResponse:
     values = await read_json(request, SESSION, partial=True)
     async with request.app[keys.DATABASE].session() as db:
         session = await session_store.update_session(db, path_id(request), values)
+    await request.app[keys.LIVE].session_changed(session.id)
     return web.json_response(session_json(session))
 
 
@@ -150,6 +147,7 @@ async def update_session(request: web.Request) -> web.StreamResponse:
 async def cancel_session(request: web.Request) -> web.StreamResponse:
     async with request.app[keys.DATABASE].session() as db:
         session = await session_store.apply_action(db, path_id(request), SessionAction.CANCEL)
+    await request.app[keys.LIVE].session_changed(session.id)
     return web.json_response(session_json(session))
 
 
@@ -273,9 +271,7 @@ async def update_user(request: web.Request) -> web.StreamResponse:
 async def import_users(request: web.Request) -> web.StreamResponse:
     if request.content_type != "text/csv":
         raise UnsupportedMediaType("send text/csv")
-    raw = await request.content.read(MAX_CSV_BYTES + 1)
-    if len(raw) > MAX_CSV_BYTES:
-        raise PayloadTooLarge("the file is larger than 2 MiB")
+    raw = await read_body(request, MAX_CSV_BYTES, "the file")
     async with request.app[keys.DATABASE].session() as db:
         report = await user_store.import_members(db, raw)
     if not report.ok:

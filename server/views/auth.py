@@ -132,6 +132,9 @@ def safe_next(target: str | None) -> str:
     """Only same-site paths may be a post-login destination (no open redirect)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
+    # Control characters are dropped by URL parsers ("/\t/evil" becomes "//evil").
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
+        return "/"
     return target
 
 

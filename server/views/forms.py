@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from server import keys
+from server.errors import PayloadTooLarge
 from server.validation import Schema
 
 
@@ -43,3 +44,19 @@ def path_id(request: web.Request, name: str = "id") -> int:
     if not raw.isdigit() or len(raw) > 12:
         raise web.HTTPNotFound()
     return int(raw)
+
+
+async def read_body(request: web.Request, limit: int, what: str = "the body") -> bytes:
+    """The whole request body, refused with 413 past ``limit`` bytes.
+
+    ``request.content.read(n)`` returns only what has arrived so far, so a body
+    split over several TCP segments must be read to its end.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"{what} is too large")
+    raw = b""
+    while chunk := await request.content.read(limit + 1 - len(raw)):
+        raw += chunk
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"{what} is too large")
+    return raw

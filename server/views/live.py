@@ -17,9 +17,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from server import keys
 from server.auth.principal import Principal
-from server.errors import AppError, Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType
+from server.errors import AppError, Conflict, Forbidden, NotFound, UnsupportedMediaType
 from server.live.lifecycle import SessionStatus
 from server.live.permissions import PermissionDenied
+from server.live.roster import RosterError
 from server.media.ice import browser_ice_servers
 from server.media.room import MediaError
 from server.signaling.messages import MAX_MESSAGE_BYTES, ProtocolError, error
@@ -27,7 +28,7 @@ from server.signaling.room import Identity, LiveRoom
 from server.storage import sessions as session_store
 from server.storage.models import Role, Session, User
 from server.views.auth import current, require
-from server.views.forms import path_id
+from server.views.forms import path_id, read_body
 from server.views.middleware import same_origin
 from server.views.render import render
 
@@ -192,9 +193,7 @@ async def _session_json(request: web.Request, session_id: int) -> web.StreamResp
 async def _read_sdp(request: web.Request) -> str:
     if request.content_type != "application/sdp":
         raise UnsupportedMediaType("send the offer as application/sdp")
-    raw = await request.content.read(MAX_SDP_BYTES + 1)
-    if len(raw) > MAX_SDP_BYTES:
-        raise PayloadTooLarge("the offer is too large")
+    raw = await read_body(request, MAX_SDP_BYTES, "the offer")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -212,6 +211,8 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
         endpoint = await room.open_resource(_identity(principal), pc, sdp)
     except PermissionDenied as exc:
         raise Forbidden(exc.message) from None
+    except RosterError as exc:
+        raise Conflict(exc.message, code=exc.code) from None
     except (ProtocolError, MediaError) as exc:
         raise AppError(exc.message, code=exc.code) from None
     location = f"/{prefix}/sessions/{session_id}/{endpoint.id}"
@@ -230,7 +231,10 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
 async def _delete_resource(request: web.Request) -> web.StreamResponse:
     principal = current(request)
     assert principal is not None
-    room = request.app[keys.LIVE].existing(path_id(request))
+    session_id = path_id(request)
+    if principal.session_scope not in (None, session_id):
+        raise Forbidden("this token is for another session")
+    room = request.app[keys.LIVE].existing(session_id)
     resource = request.match_info["resource"]
     owner = room.resource_owner(resource) if room else None
     if room is None or owner is None:

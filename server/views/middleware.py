@@ -100,7 +100,7 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_api(request):
             if request.get(keys.TOKEN_SOURCE) == "cookie":
                 _check_csrf(request, request.headers.get("X-CSRF-Token", ""))
-        elif not request.path.startswith(("/whip/", "/whep/")):
+        else:
             form = await request.post()
             value = form.get("csrf_token", "")
             _check_csrf(request, value if isinstance(value, str) else "")

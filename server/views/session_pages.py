@@ -123,6 +123,7 @@ async def session_update(request: web.Request) -> web.StreamResponse:
         _, values = await parse_form(request, SESSION)
         async with request.app[keys.DATABASE].session() as db:
             await session_store.update_session(db, session_id, values)
+        await request.app[keys.LIVE].session_changed(session_id)
     except (ValidationFailed, AppError) as exc:
         async with request.app[keys.DATABASE].session() as db:
             session = await session_store.get_session(db, session_id)
@@ -144,4 +145,5 @@ async def session_cancel(request: web.Request) -> web.StreamResponse:
     session_id = path_id(request)
     async with request.app[keys.DATABASE].session() as db:
         await session_store.apply_action(db, session_id, SessionAction.CANCEL)
+    await request.app[keys.LIVE].session_changed(session_id)
     raise web.HTTPSeeOther(f"/sessions/{session_id}?done=cancelled")

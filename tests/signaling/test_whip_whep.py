@@ -76,3 +76,72 @@ async def test_whip_refuses_what_it_must(client: TestClient, seed: Seed) -> None
     assert (await client.post(path, data=offer, headers={**other_session, **sdp})).status == 403
     options = await client.options(path)
     assert options.status == 204 and "application/sdp" in options.headers["Accept-Post"]
+
+
+async def test_offers_the_server_cannot_honour_are_refused_cleanly(client: TestClient, seed: Seed) -> None:
+    from aiortc import RTCRtpSender
+
+    from tests.media.clients import new_client
+
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    headers = {**bearer(client.app, seed.member), "Content-Type": "application/sdp"}
+    room_endpoints = lambda: len(client.app[keys.LIVE].rooms[session_id].media.endpoints)  # noqa: E731
+
+    # Three media sections: an extra one would be received and decoded by nobody.
+    extra = new_client()
+    for _ in range(2):
+        extra.addTransceiver("video", direction="recvonly")
+    extra.addTransceiver("audio", direction="recvonly")
+    await extra.setLocalDescription(await extra.createOffer())
+    response = await client.post(f"/whep/sessions/{session_id}", data=extra.localDescription.sdp, headers=headers)
+    assert response.status == 400 and (await response.json())["error"]["code"] == "bad_sdp"
+    assert room_endpoints() == 0  # nothing half-made is left behind
+    await extra.close()
+
+    # H.264 only: nothing in common with the VP8 the server forwards.
+    h264 = new_client()
+    video = h264.addTransceiver("video", direction="recvonly")
+    video.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                               if c.mimeType.lower() == "video/h264"])
+    h264.addTransceiver("audio", direction="recvonly")
+    await h264.setLocalDescription(await h264.createOffer())
+    response = await client.post(f"/whep/sessions/{session_id}", data=h264.localDescription.sdp, headers=headers)
+    assert response.status == 400 and (await response.json())["error"]["code"] == "bad_sdp"
+    assert room_endpoints() == 0
+    await h264.close()
+
+
+async def test_one_role_per_person_is_a_conflict_not_a_crash(client: TestClient, seed: Seed) -> None:
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    watcher = await connect(client, session_id, seed.admin, **{"as": "member"})
+    offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+    response = await client.post(f"/whip/sessions/{session_id}", data=offer,
+                                 headers={**bearer(client.app, seed.admin), "Content-Type": "application/sdp"})
+    assert response.status == 409
+    assert (await response.json())["error"]["code"] == "role_conflict"
+    await watcher.close()
+
+
+async def test_removing_a_participant_ends_its_whep_feed(client: TestClient, seed: Seed) -> None:
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    console = await connect(client, session_id, seed.speaker)
+    resources: list[str] = []
+    player = await view(http_answerer(client, f"/whep/sessions/{session_id}", bearer(client.app, seed.member),
+                                      resources))
+    room = client.app[keys.LIVE].rooms[session_id]
+    assert room.media.endpoints_of(f"user:{seed.member.id}")
+    await console.send("remove", key=f"user:{seed.member.id}")
+    await wait_until(lambda: not room.media.endpoints_of(f"user:{seed.member.id}"), timeout=5)
+    assert (await client.delete(resources[0], headers=bearer(client.app, seed.member))).status == 404
+    await player.close()
+    await console.close()
+
+
+async def test_cancelling_a_session_closes_its_room(client: TestClient, seed: Seed) -> None:
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    hall = await connect(client, session_id, seed.operator)
+    response = await client.post(f"/api/v1/sessions/{session_id}/cancel", headers=bearer(client.app, seed.admin))
+    assert response.status == 200
+    await wait_until(lambda: hall.closed_code is not None, timeout=5)
+    assert hall.closed_code == 1000
+    assert session_id not in client.app[keys.LIVE].rooms

@@ -32,7 +32,8 @@ async def test_login_sets_an_httponly_lax_cookie_and_redirects(client: TestClien
 
 async def test_login_refuses_open_redirects(client: TestClient, seed: Seed) -> None:
     csrf = await csrf_of(client)
-    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example", "/\t/evil.example",
+                   "/\n/evil.example"):
         response = await client.post("/login", data={"username": "admin", "password": TEST_PASSWORD,
                                                      "csrf_token": csrf, "next": target}, allow_redirects=False)
         assert response.headers["Location"] == "/"
