@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -12,9 +13,11 @@ _hasher = PasswordHasher()
 MIN_LENGTH = 8
 MAX_LENGTH = 256
 
-# Verified when the account is unknown, so that a login for a missing user
-# costs as much as one for a real user and does not reveal which exist.
-_DUMMY_HASH = _hasher.hash("bridgecast-timing-equaliser")
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified when the account is unknown, so that a login for a missing user
+    # costs as much as one for a real user and does not reveal which exist.
+    return _hasher.hash("bridgecast-timing-equaliser")
 
 
 def hash_password(password: str) -> str:
@@ -24,7 +27,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True when ``password`` matches; a missing hash still costs one verify."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -52,6 +52,11 @@ class LiveRegistry:
         else:
             room.info = info
 
+    async def sign_out(self, user_id: int) -> None:
+        """The user's tokens were revoked (password, role, deactivation): end their live connections."""
+        for room in list(self.rooms.values()):
+            await room.sign_out(user_id)
+
     def existing(self, session_id: int) -> LiveRoom | None:
         return self.rooms.get(session_id)
 

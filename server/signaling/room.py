@@ -49,6 +49,9 @@ UNLOCKED = frozenset({"offer", "candidate"})
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_REMOVED = 4003
+CLOSE_SIGNED_OUT = 4001
+# A room that is not live and has nobody left closes after this long.
+IDLE_SECONDS = 60.0
 
 
 class Connection(Protocol):
@@ -122,6 +125,7 @@ class LiveRoom:
         self._last_floor: str | None = None
         # Tasks started from callbacks, kept so they are not collected mid-run.
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._idle: asyncio.TimerHandle | None = None
         self._host_refresh: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
         media.set_live(info.status is SessionStatus.LIVE)
@@ -232,11 +236,35 @@ class LiveRoom:
         """The connection closed (or left): its media ends; the participant leaves with its last connection."""
         member = self.members.pop(connection.id, None)
         if member is None:
+            self._check_idle()
             return
         async with self._lock:
             for endpoint_id in member.endpoints.values():
                 await self.media.close_endpoint(endpoint_id)
             await self._apply(self.roster.leave(member.key, connection.id, _utcnow()))
+        self._check_idle()
+
+    async def sign_out(self, user_id: int) -> None:
+        """Close every socket and WHIP/WHEP resource of a user whose tokens were revoked."""
+        for member in [m for m in self.members.values() if m.identity.user_id == user_id]:
+            await self.disconnect(member.connection)
+            self._spawn(member.connection.close(CLOSE_SIGNED_OUT, "signed out"))
+        for endpoint_id, (_, _, owner) in list(self.resources.items()):
+            if owner == user_id:
+                await self.close_resource(endpoint_id)
+
+    def _check_idle(self) -> None:
+        """Close a room nobody uses before (or without) going live, after a grace period."""
+        if self._closed or self._idle is not None or self.info.status is SessionStatus.LIVE:
+            return
+        if self.members or self.resources:
+            return
+        self._idle = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        self._idle = None
+        if not (self.members or self.resources or self._closed or self.info.status is SessionStatus.LIVE):
+            self._spawn(self.close(CLOSE_NORMAL, "idle"))
 
     # WHIP and WHEP: one HTTP resource is one participant connection with one peer ------
 
@@ -282,6 +310,7 @@ class LiveRoom:
         async with self._lock:
             await self.media.close_endpoint(endpoint_id)
             await self._apply(self.roster.leave(key, connection_id, _utcnow()))
+        self._check_idle()
         return True
 
     # the protocol -----------------------------------------------------------------
@@ -442,8 +471,9 @@ class LiveRoom:
             return
         self._closed = True
         self._ticker.cancel()
-        if self._host_refresh is not None:
-            self._host_refresh.cancel()
+        for timer in (self._host_refresh, self._idle):
+            if timer is not None:
+                timer.cancel()
         members = list(self.members.values())
         self.members.clear()
         try:

@@ -242,7 +242,10 @@ async def user_update(request: web.Request) -> web.StreamResponse:
             values.pop("password", None)
         async with request.app[keys.DATABASE].session() as db:
             await guard_last_admin(db, user_id, values)
-            await user_store.update_user(db, user_id, values)
+            before = (await user_store.get_user(db, user_id)).token_version
+            user = await user_store.update_user(db, user_id, values)
+        if user.token_version != before:
+            await request.app[keys.LIVE].sign_out(user_id)
     except AppError as exc:
         if exc.status == 404:
             raise

@@ -263,7 +263,11 @@ async def update_user(request: web.Request) -> web.StreamResponse:
     user_id = path_id(request)
     async with request.app[keys.DATABASE].session() as db:
         await guard_last_admin(db, user_id, values)
+        before = (await user_store.get_user(db, user_id)).token_version
         user = await user_store.update_user(db, user_id, values)
+    if user.token_version != before:
+        # Revoked tokens end live connections too, not only the next request.
+        await request.app[keys.LIVE].sign_out(user_id)
     return web.json_response(user_json(user))
 
 

@@ -244,3 +244,26 @@ async def test_joins_do_not_flood_everyone_and_hosts_see_members_as_counts(clien
     assert {p["role"] for p in roster["participants"]} == {"host", "hall"}
     for live in (*others, watcher, speaker):
         await live.close()
+
+
+async def test_revoking_a_users_tokens_ends_their_live_connections(client: TestClient, seed: Seed,
+                                                                  session_id: int) -> None:
+    hall = await connect(client, session_id, seed.operator)
+    response = await client.patch(f"/api/v1/users/{seed.operator.id}", headers=bearer(client.app, seed.admin),
+                                  json={"active": False})
+    assert response.status == 200
+    await _closed(hall)
+    assert hall.closed_code == 4001
+    # And the same token can no longer open a socket.
+    refused = await client.get(f"/ws/sessions/{session_id}", headers=bearer(client.app, seed.operator))
+    assert refused.status == 401
+
+
+async def test_an_unused_room_closes_by_itself(client: TestClient, seed: Seed, session_id: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.signaling import room as room_module
+
+    monkeypatch.setattr(room_module, "IDLE_SECONDS", 0.2)
+    member = await connect(client, session_id, seed.member)
+    await member.close()
+    await wait_until(lambda: session_id not in client.app[keys.LIVE].rooms, timeout=5)
