@@ -43,6 +43,7 @@ class EncodedVideoSource:
         self._on_packet = on_packet
         self._last_request = -1e9
         self._deferred: asyncio.TimerHandle | None = None
+        self._ssrc: int | None = None
         self.frames = 0
         self.keyframes = 0
         self.keyframe_requests = 0
@@ -72,7 +73,10 @@ class EncodedVideoSource:
             if self._deferred is None:
                 self._deferred = asyncio.get_running_loop().call_later(wait, self._send_deferred)
             return False
-        ssrc = hooks.remote_media_ssrc(self._pc, "video")
+        if self._ssrc is None:
+            # Parsed once: the publisher's SSRC does not change during its connection.
+            self._ssrc = hooks.remote_media_ssrc(self._pc, "video")
+        ssrc = self._ssrc
         if ssrc is None:
             return False
         self._last_request = now
