@@ -69,6 +69,7 @@ async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, brow
     hall1 = await _signed_in(red_camera_browser, server, "op-hai-phong", server.logins["operators"],
                              {"width": 1280, "height": 720})
     hall2 = await _signed_in(browser, server, "op-can-tho", server.logins["operators"], {"width": 1280, "height": 720})
+    member = await _signed_in(browser, server, "can-tho-01", server.logins["members"], {"width": 1024, "height": 700})
     session_id = await _demo_session_id(speaker, server)
     live = f"{server.url}/sessions/{session_id}/live"
 
@@ -76,7 +77,7 @@ async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, brow
     await speaker.goto(f"{server.url}/sessions/{session_id}")
     await speaker.click(f"a[href='/sessions/{session_id}/live']")
     await speaker.wait_for_url(live)
-    await asyncio.gather(hall1.goto(live), hall2.goto(live))
+    await asyncio.gather(hall1.goto(live), hall2.goto(live), member.goto(live))
 
     # Each page is its role's page; the halls wait with their connection test.
     assert await speaker.locator("#rollcall tr[data-point-id]").count() == 9
@@ -92,7 +93,7 @@ async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, brow
     # Go live: both halls see and hear the program.
     await speaker.click("#go-live")
     await speaker.wait_for_function("() => document.body.dataset.status === 'live'")
-    for hall in (hall1, hall2):
+    for hall in (hall1, hall2, member):
         await hall.wait_for_function("() => document.querySelector('#program').videoWidth > 0", timeout=20_000)
         assert await _plays(hall)
         assert await hall.locator("#waiting").is_hidden()
@@ -128,6 +129,9 @@ async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, brow
     await speaker.wait_for_selector(f"#on-air[data-on-air='point:{point1}']", timeout=15_000)
     await _shows(hall2, red=True)  # hall 2 now shows hall 1's red camera
     assert await _plays(hall2)
+    # A member at home sees it too, and is told who speaks.
+    await _shows(member, red=True)
+    await member.wait_for_function("() => document.querySelector('#floor-line').textContent.includes('Hải Phòng')")
 
     # The speaker takes the floor back: hall 1 stops publishing, the program returns to the speaker.
     await speaker.click("#revoke-floor")
@@ -145,7 +149,7 @@ async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, brow
     # End the session (confirmed in a dialog): every page says so.
     await speaker.click("#end-session")
     await speaker.click("#confirm-end")
-    for page in (speaker, hall1, hall2):
+    for page in (speaker, hall1, hall2, member):
         await page.wait_for_selector("#ended-screen:not([hidden]), #ended:not([hidden])")
-    for page in (speaker, hall1, hall2):
+    for page in (speaker, hall1, hall2, member):
         await page.context.close()

@@ -28,7 +28,7 @@
   var state = {
     status: el.stage.getAttribute("data-status"), floor: null, floorAt: 0, holding: false,
     hand: false, selfStream: null, audioContext: null, publishStream: null, publish: null,
-    view: null, stats: null, picture: false, wantSound: true, muted: false, ended: false,
+    view: null, stats: null, picture: false, muted: false, ended: false,
   };
 
   // Small UI helpers -----------------------------------------------------------------------------
@@ -184,20 +184,12 @@
     onTrack: function () { if (state.status === "live") play(); },
   });
 
-  function play() {
-    if (!el.program.srcObject) return;
-    B.playWithSound(el.program, state.wantSound).then(showSound);
-  }
-
-  function showSound(result) {
-    if (result === "muted" && state.wantSound) state.autoMuted = true;
-    var muted = el.program.muted;
-    el.enableSound.hidden = !(muted && state.wantSound && state.status === "live");
-    el.toggleSound.setAttribute("aria-pressed", muted ? "true" : "false");
-    el.toggleSound.textContent = muted ? t("unmute_sound") : t("mute_sound");
-    el.toggleSound.classList.toggle("is-off", muted);
-    return result;
-  }
+  var sound = B.ProgramSound({
+    video: el.program, enableButton: el.enableSound, toggleButton: el.toggleSound,
+    isLive: function () { return state.status === "live"; },
+    label: function (muted) { return muted ? t("unmute_sound") : t("mute_sound"); },
+  });
+  function play() { sound.play(); }
 
   function pictureChanged() {
     var has = el.program.videoWidth > 0;
@@ -209,29 +201,6 @@
   el.program.addEventListener("resize", pictureChanged);
   el.program.addEventListener("playing", pictureChanged);
   el.program.addEventListener("loadeddata", pictureChanged);
-  el.program.addEventListener("volumechange", showSound);
-
-  // The browser kept the sound off until someone uses the page: the operator's
-  // first click anywhere turns it on.
-  document.addEventListener("pointerdown", function () {
-    if (!state.autoMuted || !state.wantSound) return;
-    state.autoMuted = false;
-    el.program.muted = false;
-    el.program.play().then(showSound, showSound);
-  }, true);
-
-  el.enableSound.addEventListener("click", function () {
-    state.wantSound = true;
-    el.program.muted = false;
-    el.program.play().then(showSound, showSound);
-  });
-  el.toggleSound.addEventListener("click", function () {
-    el.program.muted = !el.program.muted;
-    state.wantSound = !el.program.muted;
-    state.autoMuted = false;
-    if (!el.program.muted) el.program.play().catch(function () { /* stays as is */ });
-    showSound();
-  });
 
   setInterval(function () {
     pictureChanged();

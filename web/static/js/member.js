@@ -18,7 +18,7 @@
     form: $("question-form"), text: $("question-text"), questionStatus: $("question-status"),
     conn: $("conn-state"), ended: $("ended"), endedReason: $("ended-reason"),
   };
-  var state = { status: el.stage.getAttribute("data-status"), picture: false, wantSound: true, ended: false };
+  var state = { status: el.stage.getAttribute("data-status"), picture: false, ended: false };
 
   client.on("status", function (s) {
     el.conn.setAttribute("data-state", s.state);
@@ -75,46 +75,19 @@
 
   client.openView({ video: el.program, onTrack: function () { if (state.status === "live") play(); } });
 
-  function play() {
-    if (!el.program.srcObject) return;
-    B.playWithSound(el.program, state.wantSound).then(showSound);
-  }
-
-  function showSound(result) {
-    if (result === "muted" && state.wantSound) state.autoMuted = true;
-    var muted = el.program.muted;
-    el.enableSound.hidden = !(muted && state.wantSound && state.status === "live");
-    el.toggleSound.setAttribute("aria-pressed", muted ? "true" : "false");
-    el.toggleSound.textContent = muted ? t("unmute_sound") : t("mute_sound");
-  }
+  var sound = B.ProgramSound({
+    video: el.program, enableButton: el.enableSound, toggleButton: el.toggleSound,
+    isLive: function () { return state.status === "live"; },
+    label: function (muted) { return muted ? t("unmute_sound") : t("mute_sound"); },
+  });
+  function play() { sound.play(); }
 
   function pictureChanged() {
     var has = el.program.videoWidth > 0;
     if (has !== state.picture) { state.picture = has; updateWaiting(); }
   }
   ["resize", "playing", "loadeddata"].forEach(function (type) { el.program.addEventListener(type, pictureChanged); });
-  el.program.addEventListener("volumechange", showSound);
   setInterval(pictureChanged, 2000);
-
-  document.addEventListener("pointerdown", function () {
-    if (!state.autoMuted || !state.wantSound) return;
-    state.autoMuted = false;
-    el.program.muted = false;
-    el.program.play().then(showSound, showSound);
-  }, true);
-
-  el.enableSound.addEventListener("click", function () {
-    state.wantSound = true;
-    el.program.muted = false;
-    el.program.play().then(showSound, showSound);
-  });
-  el.toggleSound.addEventListener("click", function () {
-    el.program.muted = !el.program.muted;
-    state.wantSound = !el.program.muted;
-    state.autoMuted = false;
-    if (!el.program.muted) el.program.play().catch(function () { /* stays */ });
-    showSound();
-  });
   el.fullscreen.addEventListener("click", function () {
     if (document.fullscreenElement) document.exitFullscreen();
     else if (el.stage.requestFullscreen) el.stage.requestFullscreen().catch(function () { /* refused */ });

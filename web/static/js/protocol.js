@@ -623,6 +623,59 @@
     return done;
   }
 
+  /**
+   * The sound of a program <video>: with sound when the browser allows it,
+   * otherwise muted with a visible "enable sound" button, and the first click
+   * anywhere on the page turns the sound on.
+   * options: {video, enableButton, toggleButton, isLive: () => bool, label: (muted) => text}
+   * Returns {play(), refresh()}.
+   */
+  function ProgramSound(options) {
+    var video = options.video;
+    var state = { wantSound: true, autoMuted: false };
+
+    function refresh(result) {
+      if (result === "muted" && state.wantSound) state.autoMuted = true;
+      var muted = video.muted;
+      options.enableButton.hidden = !(muted && state.wantSound && options.isLive());
+      options.toggleButton.setAttribute("aria-pressed", muted ? "true" : "false");
+      options.toggleButton.textContent = options.label(muted);
+      options.toggleButton.classList.toggle("is-off", muted);
+      return result;
+    }
+
+    function unmute() {
+      video.muted = false;
+      video.play().then(refresh, refresh);
+    }
+
+    video.addEventListener("volumechange", function () { refresh(); });
+    // The browser kept the sound off until someone used the page.
+    document.addEventListener("pointerdown", function () {
+      if (!state.autoMuted || !state.wantSound) return;
+      state.autoMuted = false;
+      unmute();
+    }, true);
+    options.enableButton.addEventListener("click", function () {
+      state.wantSound = true;
+      unmute();
+    });
+    options.toggleButton.addEventListener("click", function () {
+      video.muted = !video.muted;
+      state.wantSound = !video.muted;
+      state.autoMuted = false;
+      if (!video.muted) video.play().catch(function () { /* stays as it is */ });
+      refresh();
+    });
+
+    return {
+      play: function () {
+        if (video.srcObject) playWithSound(video, state.wantSound).then(refresh);
+      },
+      refresh: refresh,
+    };
+  }
+
   function formatDuration(seconds) {
     if (seconds == null || !isFinite(seconds)) return "";
     var s = Math.max(0, Math.round(seconds));
@@ -644,6 +697,7 @@
   NS.readJSON = readJSON;
   NS.Strings = Strings;
   NS.playWithSound = playWithSound;
+  NS.ProgramSound = ProgramSound;
   NS.formatDuration = formatDuration;
   NS.formatBitrate = formatBitrate;
 })();
