@@ -95,11 +95,15 @@ def write_doc(results: list[dict[str, object]], naive: list[dict[str, object]], 
                if joins else "—")
         rows.append(f"| {r['server']} | {n} | {r['server_cpu_percent']} % | {per:.2f} % |" if per is not None
                     else f"| {r['server']} | {n} | {r['server_cpu_percent']} % | — |")
-        rows[-1] += f" {delivered} | {p50} | {r['server_rss_mib']} MiB | {r.get('load_cpu_percent', '—')} % |"
+        latency = r.get("latency_ms") or {}
+        lat = f"{latency['p50']} / {latency['p95']} ms" if n and latency.get("p50") is not None else "—"
+        rows[-1] += (f" {delivered} | {p50} | {lat} | {r['server_rss_mib']} MiB "
+                     f"| {r.get('load_cpu_percent', '—')} % |")
     table = "\n".join([
         "| server | viewers | server CPU (% of one core) | per viewer (above 0 viewers) "
-        "| frames min / mean of sent | join → first frame p50 / p95 | server RSS | load process CPU |",
-        "|---|---|---|---|---|---|---|---|",
+        "| frames min / mean of sent | join → first frame p50 / p95 | added latency p50 / p95 "
+        "| server RSS | load process CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ])
     ours, theirs = per_viewer(results), per_viewer(naive)

@@ -86,10 +86,73 @@ async def negotiate(http: aiohttp.ClientSession, url: str, token: str, pc: RTCPe
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
 
 
+def vp8_keyframe_start(rtp: bytes) -> bool:
+    """Whether a plaintext RTP packet starts a VP8 keyframe (RFC 7741 descriptor, RFC 6386 P bit)."""
+    if len(rtp) < 13:
+        return False
+    offset = 12 + 4 * (rtp[0] & 0x0F)
+    if rtp[0] & 0x10:  # header extension
+        offset += 4 + 4 * int.from_bytes(rtp[offset + 2:offset + 4], "big")
+    descriptor = rtp[offset:]
+    if len(descriptor) < 2 or not descriptor[0] & 0x10 or descriptor[0] & 0x07:
+        return False  # not the start of partition 0
+    index = 1
+    if descriptor[0] & 0x80:  # extension byte: I, L, T, K
+        flags = descriptor[1]
+        index = 2
+        if flags & 0x80:
+            index += 2 if descriptor[index] & 0x80 else 1
+        if flags & 0x40:
+            index += 1
+        if flags & 0x30:
+            index += 1
+    return len(descriptor) > index and (descriptor[index] & 0x01) == 0
+
+
+class SendClock:
+    """When the publisher sent each video frame, keyed by its RTP timestamp.
+
+    The publisher and the viewers share this process's clock, so a viewer's
+    arrival time minus the send time is the latency the server (and loopback)
+    adds, with no clock synchronisation needed.
+    """
+
+    def __init__(self) -> None:
+        self.sent: dict[int, float] = {}
+        self.keyframes: list[tuple[float, int]] = []
+
+    def watch(self, pc: RTCPeerConnection) -> None:
+        sender = next(s for s in pc.getSenders() if s.track is not None and s.track.kind == "video")
+        ssrc = sender._ssrc
+        transport = sender.transport
+        send_rtp = transport._send_rtp
+
+        async def recording_send_rtp(data: bytes) -> None:
+            await send_rtp(data)
+            if len(data) >= 12 and int.from_bytes(data[8:12], "big") == ssrc:
+                timestamp, now = int.from_bytes(data[4:8], "big"), time.monotonic()
+                if vp8_keyframe_start(data):
+                    self.keyframes.append((now, timestamp))
+                if data[1] & 0x80:  # marker: the frame's last packet is out
+                    self.sent[timestamp] = now
+                    if len(self.sent) > 2000:
+                        self.sent.pop(next(iter(self.sent)))
+
+        transport._send_rtp = recording_send_rtp  # type: ignore[method-assign]
+
+    def keyframe_before(self, moment: float) -> int | None:
+        earlier = [timestamp for sent, timestamp in self.keyframes if sent <= moment]
+        return earlier[-1] if earlier else None
+
+
 class CountingViewer:
     """A WHEP viewer that counts what arrives and decodes nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: SendClock | None = None) -> None:
+        self.clock = clock
+        self.offset: int | None = None  # viewer RTP timestamp - publisher RTP timestamp
+        self.latencies: list[float] = []
+        self.measuring = False
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.frames = 0
         self.audio_packets = 0
@@ -103,10 +166,21 @@ class CountingViewer:
         audio.receiver._handle_rtp_packet = self._audio_packet  # type: ignore[method-assign]
 
     async def _video_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        if packet.marker:  # the last packet of a frame
-            if self.first_frame is None:
-                self.first_frame = time.monotonic()
-            self.frames += 1
+        if not packet.marker:  # only the last packet of a frame
+            return
+        now = time.monotonic()
+        if self.first_frame is None:
+            self.first_frame = now
+            # The first frame a viewer gets is a keyframe: the publisher's latest one.
+            if self.clock is not None:
+                keyframe = self.clock.keyframe_before(now)
+                if keyframe is not None:
+                    self.offset = (packet.timestamp - keyframe) % 2**32
+        self.frames += 1
+        if self.measuring and self.clock is not None and self.offset is not None:
+            sent = self.clock.sent.get((packet.timestamp - self.offset) % 2**32)
+            if sent is not None:
+                self.latencies.append(now - sent)
 
     async def _audio_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         self.audio_packets += 1
@@ -124,21 +198,28 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         publisher.addTransceiver(video, direction="sendonly")
         publisher.addTransceiver(ToneTrack(), direction="sendonly")
         await negotiate(http, f"{args.url}/whip/sessions/{args.session}", tokens["speaker"], publisher)
+        clock = SendClock()
+        clock.watch(publisher)
         await asyncio.sleep(2)  # the publisher's encoder settles
         viewers = []
         for index in range(args.viewers):
-            viewer = CountingViewer()
+            viewer = CountingViewer(clock)
             await negotiate(http, f"{args.url}/whep/sessions/{args.session}", tokens["viewers"][index], viewer.pc)
             viewers.append(viewer)
         print(json.dumps({"event": "ready"}), flush=True)
         await asyncio.sleep(args.warmup)
         sent_before = video.sent
         counts_before = [v.frames for v in viewers]
+        for viewer in viewers:
+            viewer.measuring = True
         print(json.dumps({"event": "measure"}), flush=True)
         await asyncio.sleep(args.seconds)
+        for viewer in viewers:
+            viewer.measuring = False
         sent = video.sent - sent_before
         received = [v.frames - before for v, before in zip(viewers, counts_before, strict=True)]
         joins = sorted((v.first_frame - v.started) for v in viewers if v.first_frame is not None)
+        latencies = sorted(latency for v in viewers for latency in v.latencies)
         for viewer in viewers:
             await viewer.close()
         await publisher.close()
@@ -148,6 +229,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "received_min": min(received) if received else None,
         "received_mean": sum(received) / len(received) if received else None,
         "join_first_frame_s": joins,
+        "latency_ms": {
+            "samples": len(latencies),
+            "p50": round(latencies[len(latencies) // 2] * 1000, 1) if latencies else None,
+            "p95": round(latencies[int(len(latencies) * 0.95)] * 1000, 1) if latencies else None,
+        },
     }
 
 

@@ -52,3 +52,37 @@ def test_vp8_keyframe_bit() -> None:
     assert is_vp8_keyframe(bytes([0x10, 0x02]))  # P bit clear: keyframe
     assert not is_vp8_keyframe(bytes([0x11, 0x02]))
     assert not is_vp8_keyframe(b"")
+
+
+def _rtp(sequence: int, timestamp: int, marker: bool, data: bytes) -> "RtpPacket":
+    from aiortc.rtp import RtpPacket
+
+    packet = RtpPacket(payload_type=96, sequence_number=sequence, timestamp=timestamp, marker=marker)
+    packet._data = data  # what the receiver's depayloader sets
+    return packet
+
+
+def test_the_video_jitter_buffer_releases_a_frame_at_its_marker() -> None:
+    from server.media.hooks import MarkerJitterBuffer
+
+    buffer = MarkerJitterBuffer(capacity=512, is_video=True)
+    assert buffer.add(_rtp(100, 3000, False, b"a"))[1] is None
+    _, frame = buffer.add(_rtp(101, 3000, True, b"b"))
+    assert frame is not None and frame.data == b"ab" and frame.timestamp == 3000  # no wait for the next frame
+    # A frame whose marker was lost is released when the next one begins.
+    assert buffer.add(_rtp(102, 6000, False, b"c"))[1] is None
+    _, late = buffer.add(_rtp(103, 9000, False, b"d"))
+    assert late is not None and late.data == b"c" and late.timestamp == 6000
+    # A gap holds the frame back until the missing packet arrives.
+    assert buffer.add(_rtp(105, 9000, True, b"f"))[1] is None
+    _, healed = buffer.add(_rtp(104, 9000, False, b"e"))
+    assert healed is not None and healed.data == b"def"
+
+
+def test_the_receiver_internals_the_jitter_buffer_hook_needs() -> None:
+    from aiortc.jitterbuffer import JitterBuffer
+
+    source = inspect.getsource(RTCRtpReceiver)
+    assert "self.__jitter_buffer = JitterBuffer(capacity=512, is_video=True)" in source
+    assert "self.__jitter_buffer.add(packet)" in source
+    assert {"_packets", "_origin", "_capacity"} <= set(vars(JitterBuffer(capacity=16)))
