@@ -49,6 +49,7 @@ SIGNALING_ARGS ?= --endpoints 2000 --storm 200 --storm-seconds 10 --changes 10
 bench: $(VENV)/.deps-test
 	$(PY) -m bench.fanout $(FANOUT_ARGS)
 	$(PY) -m bench.signaling $(SIGNALING_ARGS)
+	$(PY) -m bench.layers
 
 test-fast: $(VENV)/.deps-test
 	$(PY) -m pytest -m "not e2e"

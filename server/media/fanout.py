@@ -38,7 +38,7 @@ class ForwardTrack(MediaStreamTrack):
         self._queue: deque[av.Packet] = deque()
         self._ready = asyncio.Event()
         self._max = max_queue or (VIDEO_QUEUE if kind == "video" else AUDIO_QUEUE)
-        self._on_keyframe_needed = on_keyframe_needed
+        self.on_keyframe_needed = on_keyframe_needed
         self._on_first_packet = on_first_packet
         # A new video viewer starts at a keyframe: a decoder cannot start elsewhere.
         self.waiting_for_keyframe = kind == "video"
@@ -64,7 +64,7 @@ class ForwardTrack(MediaStreamTrack):
                 if not packet.is_keyframe:
                     self.dropped += 1
                     self.waiting_for_keyframe = True
-                    self._on_keyframe_needed()
+                    self.on_keyframe_needed()
                     return
             else:
                 self._queue.popleft()

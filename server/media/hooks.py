@@ -35,6 +35,7 @@ import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
 from aiortc.sdp import SessionDescription
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,32 @@ def receive_encoded(receiver: RTCRtpReceiver) -> None:
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback`` when the remote viewer asks ``sender`` for a keyframe (PLI or FIR)."""
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+def on_receiver_report(sender: RTCRtpSender, on_loss: Callable[[float], None],
+                       on_bandwidth: Callable[[int], None] = lambda bitrate: None) -> None:
+    """Report the viewer's view of ``sender``'s stream.
+
+    ``on_loss(fraction_lost)`` (0..1) for each RTCP receiver report about it,
+    ``on_bandwidth(bits_per_second)`` for each REMB estimate that names it.
+    """
+    handle = sender._handle_rtcp_packet
+
+    async def handle_and_report(packet: Any) -> None:
+        await handle(packet)
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    on_loss(report.fraction_lost / 256)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if sender._ssrc in ssrcs:
+                on_bandwidth(bitrate)
+
+    sender._handle_rtcp_packet = handle_and_report  # type: ignore[method-assign]
 
 
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:

@@ -22,6 +22,7 @@ from aiortc.sdp import candidate_from_sdp
 from server.media import hooks
 from server.media.audio import AudioInput, ProgramAudio
 from server.media.fanout import ForwardTrack
+from server.media.layers import LayerPolicy, LowLayer
 from server.media.video import EncodedVideoSource, ProgramVideo
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Endpoint:
     audio: AudioInput | None = None
     tracks: list[ForwardTrack] = field(default_factory=list)
     receiving: bool = False
+    layers: LayerPolicy | None = None
 
 
 def new_peer(ice: IceConfig) -> RTCPeerConnection:
@@ -112,6 +114,12 @@ class MediaRoom:
         source = self.publisher_video(key) if key else None
         self.video.show(source)
 
+    def set_layer(self, track: ForwardTrack, layer: str) -> None:
+        if self.video.low is None:
+            self.video.low = LowLayer(asyncio.get_running_loop(), self.video.request_keyframe)
+        self.video.set_layer(track, layer, self.video.low)
+        log.info("viewer moved to the %s layer", layer)
+
     def set_live(self, live: bool) -> None:
         """Before the session starts (and after it ends) nothing goes on air."""
         self.video.enabled = live
@@ -158,8 +166,13 @@ class MediaRoom:
             transceiver = pc.addTransceiver(track, direction="sendonly")
             hooks.prefer_vp8_opus(transceiver)
             if track.kind == "video":
-                # The viewer lost a picture: ask the source on air (rate-limited).
-                hooks.on_keyframe_request(transceiver.sender, self.video.request_keyframe)
+                # The viewer lost a picture: ask for a keyframe of its layer (rate-limited at the source).
+                hooks.on_keyframe_request(transceiver.sender, lambda t=track: self.video.keyframe_for(t))
+                # Sustained loss in its receiver reports moves it to the low layer, and back.
+                policy = LayerPolicy(lambda layer, t=track: self.set_layer(t, layer),
+                                     needed=lambda: self.video.bitrate)
+                hooks.on_receiver_report(transceiver.sender, policy.report, policy.bandwidth)
+                endpoint.layers = policy
         self.audio.start()
         self._watch(endpoint)
         await self._answer(endpoint, offer_sdp)
@@ -240,6 +253,8 @@ class MediaRoom:
             await endpoint.audio.close()
         for track in endpoint.tracks:
             self.video.fanout.discard(track)
+            if self.video.low is not None:
+                self.video.low.fanout.discard(track)
             self.audio.discard(track)
             track.stop()
         endpoint.receiving = False
@@ -255,3 +270,5 @@ class MediaRoom:
         for endpoint_id in list(self.endpoints):
             await self.close_endpoint(endpoint_id)
         await self.audio.close()
+        if self.video.low is not None:
+            self.video.low.close()

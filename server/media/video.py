@@ -19,6 +19,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from server.media import hooks
 from server.media.fanout import Fanout, ForwardTrack
+from server.media.layers import LowLayer
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,12 @@ class ProgramVideo:
         self.frames_out = 0
         # Off before the session starts: sources are consumed, nothing goes out.
         self.enabled = True
+        # What the full picture needs, in bits per second, over about the last second.
+        self.bitrate = 0.0
+        self._window_start = time.monotonic()
+        self._window_bytes = 0
+        # The shared low-layer transcode, fed every frame that goes out (server/media/layers.py).
+        self.low: LowLayer | None = None
         # Told the new on-air key whenever it changes (the room tells the clients).
         self.on_switch: Callable[[str | None], None] = lambda key: None
 
@@ -163,7 +170,17 @@ class ProgramVideo:
         self._last_pts = pts
         if self.enabled:
             self.frames_out += 1
+            self._count(packet.size)
             self.fanout.push(packet)
+            if self.low is not None:
+                self.low.feed(packet)
+
+    def _count(self, size: int) -> None:
+        self._window_bytes += size
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self.bitrate = self._window_bytes * 8 / (now - self._window_start)
+            self._window_start, self._window_bytes = now, 0
 
     def request_keyframe(self) -> None:
         """A viewer needs a keyframe (joined, lost packets, or skipped forward)."""
@@ -171,7 +188,27 @@ class ProgramVideo:
             self.source.request_keyframe()
 
     def viewer_track(self, on_first_packet: Callable[[], None] = lambda: None) -> ForwardTrack:
-        track = ForwardTrack("video", on_keyframe_needed=self.request_keyframe, on_first_packet=on_first_packet)
+        track = ForwardTrack("video", on_first_packet=on_first_packet)
+        track.on_keyframe_needed = lambda: self.keyframe_for(track)
         self.fanout.add(track)
         self.request_keyframe()
         return track
+
+    def keyframe_for(self, track: ForwardTrack) -> None:
+        """A viewer needs a keyframe of the layer it is on."""
+        if self.low is not None and track in self.low.fanout.tracks:
+            self.low.request_keyframe()
+        else:
+            self.request_keyframe()
+
+    def set_layer(self, track: ForwardTrack, layer: str, low: LowLayer) -> None:
+        """Move a viewer between layers; it resumes at the next keyframe of its new layer."""
+        self.low = low
+        track.waiting_for_keyframe = True
+        if layer == "low":
+            self.fanout.discard(track)
+            low.fanout.add(track)
+        else:
+            low.fanout.discard(track)
+            self.fanout.add(track)
+        self.keyframe_for(track)

@@ -25,13 +25,13 @@ Answerer = Callable[[str], Awaitable[str]]
 
 
 class ColourTrack(VideoStreamTrack):
-    """320x240 frames of one solid colour (RGB), 30 fps."""
+    """Frames of one solid colour (RGB), 30 fps, 320x240 unless told otherwise."""
 
-    def __init__(self, rgb: tuple[int, int, int]) -> None:
+    def __init__(self, rgb: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> None:
         super().__init__()
         self.rgb = rgb
         self.sent = 0
-        self._image = np.zeros((240, 320, 3), dtype=np.uint8)
+        self._image = np.zeros((size[1], size[0], 3), dtype=np.uint8)
         self._image[:, :] = rgb
 
     async def recv(self) -> av.VideoFrame:
@@ -83,9 +83,10 @@ class Publisher:
         await self.pc.close()
 
 
-async def publish(answer: Answerer, rgb: tuple[int, int, int], frequency: float) -> Publisher:
+async def publish(answer: Answerer, rgb: tuple[int, int, int], frequency: float,
+                  size: tuple[int, int] = (320, 240)) -> Publisher:
     pc = new_client()
-    video, audio = ColourTrack(rgb), ToneTrack(frequency)
+    video, audio = ColourTrack(rgb, size), ToneTrack(frequency)
     pc.addTransceiver(video, direction="sendonly")
     pc.addTransceiver(audio, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
