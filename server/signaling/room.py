@@ -29,7 +29,7 @@ from server.live.events import (
 from server.live.floor import Floor, FloorError
 from server.errors import AppError
 from server.live.lifecycle import SessionAction, SessionStatus
-from server.live.permissions import Action, PermissionDenied, may_publish, require
+from server.live.permissions import Action, PermissionDenied, allowed, may_publish, require, require_publish
 from server.live.store import LiveStore, SessionInfo
 from server.live.roster import Roster, RosterError, participant_key
 from server.media.room import Endpoint, MediaError, MediaRoom
@@ -319,8 +319,7 @@ class LiveRoom:
         pc = values["pc"]
         if pc == "publish":
             require(member.role, Action.PUBLISH)
-            if not may_publish(member.role, member.point_id, self.floor.holder):
-                raise PermissionDenied(member.role.value, "publish", "a hall publishes only while holding the floor")
+            require_publish(member.role, member.point_id, self.floor.holder)
         old = member.endpoints.pop(pc, None)
         if old:
             await self.media.close_endpoint(old)
@@ -621,7 +620,8 @@ class LiveRoom:
 
     def _refresh_hosts(self) -> None:
         self._host_refresh = None
-        hosts = [m for m in self.members.values() if m.role is LiveRole.HOST]
+        # Who sees the board is the permission table's call, not a role test here.
+        hosts = [m for m in self.members.values() if allowed(m.role, Action.VIEW_ROLL_CALL)]
         if hosts:
             roll_call, roster = json.dumps(self._roll_call_message()), json.dumps(self._roster_message())
             for member in hosts:
