@@ -16,7 +16,8 @@ import datetime
 import json
 
 from bench.common import machine, write_section
-from server.media.room import IceConfig, MediaRoom
+from server.media.peer import IceConfig
+from server.media.room import MediaRoom
 from tests.media.clients import publish, view, wait_until
 
 

@@ -13,7 +13,7 @@ from server.auth.ratelimit import LoginLimiter
 from server.config import Settings, ensure_jwt_secret
 from server.i18n import Catalogues
 from server.storage.db import Database
-from server.media.room import IceConfig
+from server.media.peer import IceConfig
 from server.signaling.registry import LiveRegistry
 from server.storage.live import DatabaseLiveStore, load_info
 from server.views import live
@@ -51,10 +51,7 @@ def create_app(settings: Settings) -> web.Application:
 async def _live(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     database = app[keys.DATABASE]
-    # The server gathers host candidates only: it is reachable where it runs, and
-    # a STUN server would make every answer wait for gathering. The STUN and
-    # TURN settings are for browsers (server/media/ice.py).
-    ice = IceConfig(loopback_only=settings.ice.loopback_only)
+    ice = IceConfig.from_settings(settings.ice)
     registry = LiveRegistry(lambda session_id: load_info(database, session_id), DatabaseLiveStore(database), ice)
     app[keys.LIVE] = registry
     yield

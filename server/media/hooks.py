@@ -28,7 +28,7 @@ import logging
 import queue
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 import aioice.ice
 import av
@@ -122,13 +122,18 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
-def on_receiver_report(sender: RTCRtpSender, on_loss: Callable[[float], None],
-                       on_bandwidth: Callable[[int], None] = lambda bitrate: None) -> None:
-    """Report the viewer's view of ``sender``'s stream.
+class ReceiverReports(Protocol):
+    """What :func:`on_receiver_report` tells about one viewer's view of a sender's stream."""
 
-    ``on_loss(fraction_lost)`` (0..1) for each RTCP receiver report about it,
-    ``on_bandwidth(bits_per_second)`` for each REMB estimate that names it.
-    """
+    def report(self, fraction_lost: float) -> None:
+        """One RTCP receiver report block about the stream (loss 0..1 since the last one)."""
+
+    def bandwidth(self, bits_per_second: int) -> None:
+        """One REMB estimate that names the stream."""
+
+
+def on_receiver_report(sender: RTCRtpSender, listener: ReceiverReports) -> None:
+    """Tell ``listener`` what the remote viewer reports about ``sender``'s stream."""
     handle = sender._handle_rtcp_packet
 
     async def handle_and_report(packet: Any) -> None:
@@ -136,14 +141,14 @@ def on_receiver_report(sender: RTCRtpSender, on_loss: Callable[[float], None],
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
-                    on_loss(report.fraction_lost / 256)
+                    listener.report(report.fraction_lost / 256)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
             if sender._ssrc in ssrcs:
-                on_bandwidth(bitrate)
+                listener.bandwidth(bitrate)
 
     sender._handle_rtcp_packet = handle_and_report  # type: ignore[method-assign]
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.sdp import candidate_from_sdp
 
@@ -23,6 +23,7 @@ from server.media import hooks
 from server.media.audio import AudioInput, ProgramAudio
 from server.media.fanout import ForwardTrack
 from server.media.layers import LayerPolicy, LowLayer
+from server.media.peer import IceConfig, new_peer
 from server.media.video import EncodedVideoSource, ProgramVideo
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,6 @@ class MediaError(Exception):
 
 
 @dataclass
-class IceConfig:
-    servers: list[RTCIceServer] = field(default_factory=list)
-    loopback_only: bool = False
-
-
-@dataclass
 class Endpoint:
     id: str
     key: str
@@ -54,13 +49,6 @@ class Endpoint:
     tracks: list[ForwardTrack] = field(default_factory=list)
     receiving: bool = False
     layers: LayerPolicy | None = None
-
-
-def new_peer(ice: IceConfig) -> RTCPeerConnection:
-    if ice.loopback_only:
-        hooks.restrict_to_loopback()
-    # An explicit (possibly empty) list: None would make aiortc use a public STUN server.
-    return RTCPeerConnection(RTCConfiguration(iceServers=list(ice.servers)))
 
 
 class MediaRoom:
@@ -171,7 +159,7 @@ class MediaRoom:
                 # Sustained loss in its receiver reports moves it to the low layer, and back.
                 policy = LayerPolicy(lambda layer, t=track: self.set_layer(t, layer),
                                      needed=lambda: self.video.bitrate)
-                hooks.on_receiver_report(transceiver.sender, policy.report, policy.bandwidth)
+                hooks.on_receiver_report(transceiver.sender, policy)
                 endpoint.layers = policy
         self.audio.start()
         self._watch(endpoint)

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from server.live.lifecycle import SessionStatus
-from server.media.room import IceConfig, MediaRoom
+from server.media.peer import IceConfig
+from server.media.room import MediaRoom
 from server.signaling.messages import ProtocolError
 from server.live.store import LiveStore, SessionInfo
 from server.signaling.room import LiveRoom

@@ -11,7 +11,8 @@ import pytest
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder
 
-from server.media.room import IceConfig, MediaRoom
+from server.media.peer import IceConfig
+from server.media.room import MediaRoom
 from tests.media.clients import publish, view, wait_until
 from tests.media.test_room import RED, answerer
 

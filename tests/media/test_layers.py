@@ -5,7 +5,8 @@ import random
 import pytest
 
 from server.media.layers import LayerPolicy
-from server.media.room import IceConfig, MediaRoom
+from server.media.peer import IceConfig
+from server.media.room import MediaRoom
 from tests.media.clients import close_to, publish, view, wait_until
 from tests.media.test_room import RED, answerer
 

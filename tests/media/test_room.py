@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from server.media.room import IceConfig, MediaRoom
+from server.media.peer import IceConfig
+from server.media.room import MediaRoom
 from tests.media.clients import close_to, publish, view, wait_until
 
 RED = (220, 30, 30)
