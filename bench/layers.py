@@ -28,18 +28,17 @@ async def measure(seconds: float) -> dict[str, object]:
     def answerer(kind: str, key: str):  # type: ignore[no-untyped-def]
         async def answer(offer: str) -> str:
             endpoint = await (room.publish(key, offer) if kind == "publish" else room.view(key, offer))
-            return endpoint.pc.localDescription.sdp
+            return endpoint.sdp
         return answer
 
     speaker = await publish(answerer("publish", "speaker"), (200, 40, 40), 440, size=(640, 480))
     viewers = [await view(answerer("view", f"user:{i}")) for i in range(2)]
     try:
         await wait_until(lambda: all(v.frames >= 30 for v in viewers), timeout=20)
-        for endpoint in list(room.endpoints.values()):
-            if endpoint.kind == "view":
-                room.set_layer(endpoint.tracks[0], "low")
-        await wait_until(lambda: room.video.low is not None and room.video.low.frames_out > 30, timeout=20)
-        low = room.video.low
+        for subscription in list(room.feed.subscriptions.values()):
+            room.feed.set_layer(subscription, "low")
+        await wait_until(lambda: room.feed.low is not None and room.feed.low.frames_out > 30, timeout=20)
+        low = room.feed.low
         assert low is not None
         cpu, frames = low.cpu_seconds, low.frames_out
         await asyncio.sleep(seconds)

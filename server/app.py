@@ -15,7 +15,8 @@ from server.i18n import Catalogues
 from server.storage.db import Database
 from server.media.peer import IceConfig
 from server.signaling.registry import LiveRegistry
-from server.storage.live import DatabaseLiveStore, load_info
+from server.live.bus import InMemoryEventBus
+from server.storage.live import DatabaseLiveStore, FloorGrantStore
 from server.views import live
 from server.views.middleware import MIDDLEWARES
 from server.views.render import create_environment
@@ -51,11 +52,17 @@ def create_app(settings: Settings) -> web.Application:
 async def _live(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     database = app[keys.DATABASE]
-    ice = IceConfig.from_settings(settings.ice)
-    registry = LiveRegistry(lambda session_id: load_info(database, session_id), DatabaseLiveStore(database), ice)
+    bus = InMemoryEventBus()
+    app[keys.EVENTS] = bus
+    # Subscribers of every session, in order: the stores first (what is on
+    # record before anyone is told), then the rooms.
+    grants = FloorGrantStore(database).subscribe(bus)
+    registry = LiveRegistry(DatabaseLiveStore(database), bus, IceConfig.from_settings(settings.ice),
+                            grace_seconds=settings.live.reconnect_grace_seconds)
     app[keys.LIVE] = registry
     yield
     await registry.close()
+    grants.cancel()
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

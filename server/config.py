@@ -65,6 +65,11 @@ class IceSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    reconnect_grace_seconds: int = 20
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -73,6 +78,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     i18n: I18nSettings = field(default_factory=I18nSettings)
     ice: IceSettings = field(default_factory=IceSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
 
     @property
     def effective_database_url(self) -> str:
@@ -225,6 +231,8 @@ def _validate(settings: Settings) -> None:
     for name in ("token_ttl_seconds", "login_window_seconds", "login_attempts_per_ip", "login_attempts_per_account"):
         if getattr(settings.auth, name) <= 0:
             raise ConfigError(f"auth.{name} must be positive")
+    if not 0 <= settings.live.reconnect_grace_seconds <= 600:
+        raise ConfigError("live.reconnect_grace_seconds must be between 0 and 600")
     if settings.i18n.default_locale not in ("vi", "en"):
         raise ConfigError("i18n.default_locale must be 'vi' or 'en'")
     try:

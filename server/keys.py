@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from server.auth.ratelimit import LoginLimiter
     from server.config import Settings
     from server.i18n import Catalogues
+    from server.live.bus import EventBus
     from server.signaling.registry import LiveRegistry
     from server.storage.db import Database
 
@@ -21,6 +22,7 @@ JWT_SECRET = web.AppKey("jwt_secret", str)
 TEMPLATES = web.AppKey("templates", "jinja2.Environment")
 CATALOGUES = web.AppKey("catalogues", "Catalogues")
 LOGIN_LIMITER = web.AppKey("login_limiter", "LoginLimiter")
+EVENTS = web.AppKey("events", "EventBus")
 LIVE = web.AppKey("live", "LiveRegistry")
 SOCKETS = web.AppKey("sockets", "set[web.WebSocketResponse]")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from server.storage.models import Role, UnitLevel
+from server.auth.roles import Role
+from server.storage.models import UnitLevel
 from server.validation import Field, Schema
 
 SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"

@@ -23,7 +23,8 @@ from server.auth.passwords import hash_password
 from server.auth.tokens import issue_token
 from server.config import Settings, load_settings
 from server.storage.db import Database, upgrade
-from server.storage.models import BridgePoint, Role, Unit, UnitLevel, User
+from server.auth.roles import Role
+from server.storage.models import BridgePoint, Unit, UnitLevel, User
 
 TEST_PASSWORD = "correct horse 42"
 TEST_SECRET = "test-secret-" + "x" * 40

@@ -63,7 +63,8 @@ def test_demo_logins_work_and_name_the_roles(demo_dir: Path) -> None:
 
     from server.auth.passwords import verify_password
     from server.storage.db import Database
-    from server.storage.models import Role, User
+    from server.auth.roles import Role
+    from server.storage.models import User
 
     logins = json.loads((demo_dir / "demo-logins.json").read_text())
 

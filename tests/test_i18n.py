@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from server.i18n import CATALOGUE_DIR, CODE_MESSAGES, Catalogues
-from server.storage.models import Role, UnitLevel
+from server.auth.roles import Role
+from server.storage.models import UnitLevel
 from server.live.lifecycle import SessionStatus
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.storage.models import Role
+from server.auth.roles import Role
 
 
 @dataclass(frozen=True)

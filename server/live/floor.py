@@ -13,33 +13,60 @@ clock, so the same calls always give the same results.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypeAlias
 
-from server.live.events import (
-    FloorEndReason,
-    FloorEvent,
-    FloorGranted,
-    FloorRevoked,
-    HandLowered,
-    HandRaised,
-    LeaveReason,
-    PointId,
-)
+from server.live.errors import LiveError
+from server.live.events import FloorEndReason, PointId
 
 # An hour: longer than any question from a hall; a longer "limit" is a typo.
 MAX_LIMIT_SECONDS = 3600.0
 
 
-class FloorError(Exception):
+@dataclass(frozen=True, slots=True)
+class Raised:
+    """A point joined the end of the hand queue at monotonic time ``at``."""
+
+    point_id: PointId
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lowered:
+    """A point left the hand queue without being granted the floor."""
+
+    point_id: PointId
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """A point now holds the floor; it has also left the hand queue."""
+
+    point_id: PointId
+    limit_seconds: float | None
+    at: float
+    grant_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A point no longer holds the floor."""
+
+    point_id: PointId
+    at: float
+    reason: FloorEndReason
+    grant_id: str = ""
+
+
+# What a Floor call changed; LiveSession turns these into stamped events.
+FloorChange: TypeAlias = Raised | Lowered | Granted | Ended
+
+
+class FloorError(LiveError):
     """An operation the floor refuses; ``code`` is stable and sent to clients.
 
     Codes: ``holds_floor`` (the point already holds the floor),
     ``bad_limit`` (a time limit outside (0, 3600] seconds).
     """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +78,7 @@ class FloorGrant:
     limit_seconds: float | None = None
     ended_at: float | None = None
     end_reason: FloorEndReason | None = None
+    grant_id: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -122,7 +150,7 @@ class Floor:
         """When the point raised its hand, or None if it is not queued."""
         return self._queue.get(point_id)
 
-    def raise_hand(self, point_id: PointId, now: float) -> list[FloorEvent]:
+    def raise_hand(self, point_id: PointId, now: float) -> list[FloorChange]:
         """Queue the point at the end; raising again keeps its place.
 
         Raises FloorError("holds_floor") if the point already holds the floor.
@@ -133,9 +161,9 @@ class Floor:
             # A double click or a retried message must not cost the hall its place.
             return []
         self._queue[point_id] = now
-        return [HandRaised(point_id, now)]
+        return [Raised(point_id, now)]
 
-    def lower_hand(self, point_id: PointId) -> list[FloorEvent]:
+    def lower_hand(self, point_id: PointId) -> list[FloorChange]:
         """Take the point out of the queue; a point not queued is not an error.
 
         Idempotent because the hall and the host may both lower the same hand
@@ -143,13 +171,14 @@ class Floor:
         """
         if self._queue.pop(point_id, None) is None:
             return []
-        return [HandLowered(point_id)]
+        return [Lowered(point_id)]
 
-    def grant(self, point_id: PointId, now: float, limit_seconds: float | None = None) -> list[FloorEvent]:
+    def grant(self, point_id: PointId, now: float, limit_seconds: float | None = None,
+              grant_id: str = "") -> list[FloorChange]:
         """Give the point the floor, optionally for at most ``limit_seconds``.
 
         The point need not have raised its hand; if it had, it leaves the queue
-        (FloorGranted says so, no HandLowered is sent). A previous holder is
+        (Granted says so, no Lowered is sent). A previous holder is
         revoked first with reason "revoked". Raises FloorError("bad_limit") or
         FloorError("holds_floor") if the point already holds the floor (to
         change a limit, revoke and grant again: each grant is one chapter).
@@ -159,11 +188,11 @@ class Floor:
             raise FloorError("holds_floor", "this point already holds the floor")
         events = self.revoke(now, "revoked")
         self._queue.pop(point_id, None)
-        self._history.append(FloorGrant(point_id, now, limit_seconds))
-        events.append(FloorGranted(point_id, limit_seconds, now))
+        self._history.append(FloorGrant(point_id, now, limit_seconds, grant_id=grant_id))
+        events.append(Granted(point_id, limit_seconds, now, grant_id))
         return events
 
-    def revoke(self, now: float, reason: FloorEndReason = "revoked") -> list[FloorEvent]:
+    def revoke(self, now: float, reason: FloorEndReason = "revoked") -> list[FloorChange]:
         """End the current grant; with nobody holding the floor, nothing happens.
 
         Idempotent because the host's "take back" and the time limit can race.
@@ -174,9 +203,9 @@ class Floor:
         # Never end before the start, even if the caller's clock went backwards.
         ended_at = max(now, grant.started_at)
         self._history[-1] = replace(grant, ended_at=ended_at, end_reason=reason)
-        return [FloorRevoked(grant.point_id, ended_at, reason)]
+        return [Ended(grant.point_id, ended_at, reason, grant.grant_id)]
 
-    def expire(self, now: float) -> list[FloorEvent]:
+    def expire(self, now: float) -> list[FloorChange]:
         """Revoke with reason "expired" if the holder's time limit has passed.
 
         The grant ends at ``now``, not at the deadline: the hall was on air
@@ -194,8 +223,8 @@ class Floor:
             return None
         return max(0.0, grant.deadline - now)
 
-    def forget(self, point_id: PointId, now: float, reason: LeaveReason = "left") -> list[FloorEvent]:
-        """Drop a point that left or was removed: lower its hand, revoke its floor."""
+    def forget(self, point_id: PointId, now: float, reason: FloorEndReason = "left") -> list[FloorChange]:
+        """Drop a point that left, was removed or dropped for good: lower its hand, end its floor."""
         events = self.lower_hand(point_id)
         if point_id == self.holder:
             events.extend(self.revoke(now, reason))

@@ -17,19 +17,54 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, NamedTuple, TypeAlias
 
-from server.live.events import (
-    LiveRole,
-    ParticipantJoined,
-    ParticipantLeft,
-    ParticipantStateChanged,
-    PointId,
-    RosterEvent,
-)
+from server.live.errors import LiveError
+from server.live.events import LiveRole, ParticipantRef, PointId, hall_key, user_key
 
-RollCallState: TypeAlias = Literal["not_connected", "connected", "receiving", "floor"]
+# "reconnecting": the hall's connection dropped and the grace period is running.
+RollCallState: TypeAlias = Literal["not_connected", "reconnecting", "connected", "receiving", "floor"]
+
+# Why a participant left the roster: its last connection closed, or it was removed.
+LeaveReason: TypeAlias = Literal["left", "removed"]
 
 
-class RosterError(Exception):
+@dataclass(frozen=True, slots=True)
+class ParticipantJoined:
+    """A participant went from no connection to one (first join or rejoin)."""
+
+    key: str
+    role: LiveRole
+    display_name: str
+    point_id: PointId | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantLeft:
+    """A participant's last connection closed, or it was removed from the roster.
+
+    ``point_id`` is carried so the caller can tell the Floor to forget the point.
+    """
+
+    key: str
+    point_id: PointId | None
+    at: datetime
+    reason: LeaveReason
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantStateChanged:
+    """A connected participant's media flags changed."""
+
+    key: str
+    receiving_media: bool
+    publishing: bool
+
+
+# What a Roster call changed; LiveSession turns these into stamped events.
+RosterEvent: TypeAlias = ParticipantJoined | ParticipantLeft | ParticipantStateChanged
+
+
+class RosterError(LiveError):
     """An operation the roster refuses; ``code`` is stable and sent to clients.
 
     Codes: ``bad_participant`` (role and ids do not fit together),
@@ -37,19 +72,14 @@ class RosterError(Exception):
     ``unknown_participant``, ``not_connected``, ``bad_time`` (a naive datetime).
     """
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
 
 def participant_key(role: LiveRole, user_id: int, point_id: PointId | None = None) -> str:
     """The stable key: ``point:<id>`` for a hall, ``user:<id>`` for anyone else."""
     if role == LiveRole.HALL:
         if point_id is None:
             raise RosterError("bad_participant", "a hall joins for a bridge point")
-        return f"point:{point_id}"
-    return f"user:{user_id}"
+        return hall_key(point_id)
+    return user_key(user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +101,11 @@ class Participant:
     def connected(self) -> bool:
         """True while at least one connection is open."""
         return bool(self.connection_ids)
+
+    @property
+    def ref(self) -> ParticipantRef:
+        """Who this is, for events."""
+        return ParticipantRef(self.key, self.role, self.user_id, self.point_id, self.display_name)
 
     @property
     def connections(self) -> int:
@@ -130,7 +165,7 @@ class Roster:
 
     def by_point(self, point_id: PointId) -> Participant | None:
         """The hall participant of a bridge point, or None."""
-        return self._by_key.get(f"point:{point_id}")
+        return self._by_key.get(hall_key(point_id))
 
     def join(
         self,
@@ -243,12 +278,14 @@ class Roster:
         return old, [ParticipantLeft(key, old.point_id, now, "removed")]
 
     def roll_call(
-        self, invited_point_ids: Iterable[PointId], floor_holder: PointId | None
+        self, invited_point_ids: Iterable[PointId], floor_holder: PointId | None,
+        reconnecting: frozenset[str] = frozenset(),
     ) -> list[RollCallEntry]:
         """The state of every invited bridge point, in invited order (duplicates once).
 
         "floor" needs a live connection: a holder whose socket is gone is shown
-        as "not_connected", because the board must show the link as it is.
+        as "reconnecting" while its grace period runs (keys in ``reconnecting``),
+        else "not_connected", because the board must show the link as it is.
         """
         entries: list[RollCallEntry] = []
         seen: set[PointId] = set()
@@ -256,17 +293,18 @@ class Roster:
             if point_id in seen:
                 continue
             seen.add(point_id)
-            entries.append(RollCallEntry(point_id, self._point_state(point_id, floor_holder)))
+            entries.append(RollCallEntry(point_id, self._point_state(point_id, floor_holder, reconnecting)))
         return entries
 
     def snapshot(self) -> list[dict[str, object]]:
         """Every participant as a plain dict, in first-join order, for a roster message."""
         return [p.to_dict() for p in self._by_key.values()]
 
-    def _point_state(self, point_id: PointId, floor_holder: PointId | None) -> RollCallState:
+    def _point_state(self, point_id: PointId, floor_holder: PointId | None,
+                     reconnecting: frozenset[str]) -> RollCallState:
         hall = self.by_point(point_id)
         if hall is None or not hall.connected:
-            return "not_connected"
+            return "reconnecting" if hall is not None and hall.key in reconnecting else "not_connected"
         if point_id == floor_holder:
             return "floor"
         return "receiving" if hall.receiving_media else "connected"

@@ -1,7 +1,8 @@
 """What a live session needs from persistence, as plain data and a small interface.
 
 The database implementation is ``server.storage.live.DatabaseLiveStore``;
-tests may use an in-memory one.
+tests use an in-memory one. What the live session does is not stored through
+here: stores subscribe to the event stream (``server.live.bus``).
 """
 
 from __future__ import annotations
@@ -23,17 +24,19 @@ class SessionInfo:
     status: SessionStatus
     invited: dict[int, str]  # bridge point id -> name, in display order
     actual_start: datetime | None = None
+    scheduled_start: datetime | None = None
+    scheduled_end: datetime | None = None
+
+    @property
+    def invited_point_ids(self) -> list[int]:
+        return list(self.invited)
 
 
 class LiveStore(Protocol):
+    async def load(self, session_id: int) -> SessionInfo:
+        """The session as it is now (NotFound if there is none)."""
+        ...
+
     async def transition(self, session_id: int, action: SessionAction) -> SessionInfo:
         """Apply a lifecycle action and return the session as it now is."""
-        ...
-
-    async def floor_started(self, session_id: int, point_id: int, at: datetime, limit_seconds: int | None) -> int:
-        """Record a grant's start; return its id."""
-        ...
-
-    async def floor_ended(self, grant_id: int, at: datetime, reason: str) -> None:
-        """Record a grant's end."""
         ...

@@ -1,10 +1,16 @@
-"""One live session's media: publishers in, the program feed out to every viewer.
+"""One live session's media: publishers' peer connections in, the program feed out.
 
-The room knows participants only by their key (``server.live.roster``); who
-may publish, and whose picture is on air, is decided by the signaling layer
-from the domain rules.  Every endpoint is one ``RTCPeerConnection`` answering
-the client's offer, as in WHIP (publish) and WHEP (view): a hall that both
-watches and speaks holds two, so no renegotiation is ever needed.
+The room knows participants only by their key (``server.live.events.hall_key``
+and ``user_key``); who may publish and whose picture should be on air are
+decided by the live domain, and the caller tells the room. Every endpoint is
+one ``RTCPeerConnection`` answering the client's offer, as in WHIP (publish)
+and WHEP (view): a hall that both watches and speaks holds two, so nothing is
+ever renegotiated.
+
+Nothing outside ``server.media`` sees a peer connection: offers go in as SDP
+text, answers come back as :class:`Answer`, and what happens to an endpoint
+afterwards is reported through the ``on_endpoint`` callback as plain
+:class:`EndpointState`.
 """
 
 from __future__ import annotations
@@ -13,20 +19,23 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.sdp import candidate_from_sdp
 
 from server.media import hooks
-from server.media.audio import AudioInput, ProgramAudio
-from server.media.fanout import ForwardTrack
-from server.media.layers import LayerPolicy, LowLayer
+from server.media.audio import AudioInput
+from server.media.feed import ProgramFeed, Subscription
+from server.media.layers import LayerPolicy
 from server.media.peer import IceConfig, new_peer
-from server.media.video import EncodedVideoSource, ProgramVideo
+from server.media.video import EncodedVideoSource
 
 log = logging.getLogger(__name__)
+
+EndpointKindName: TypeAlias = Literal["publish", "view"]
 
 
 class MediaError(Exception):
@@ -38,43 +47,68 @@ class MediaError(Exception):
         self.message = message
 
 
-@dataclass
-class Endpoint:
+@dataclass(frozen=True)
+class Answer:
+    """The server's answer to an offer: the endpoint it created and the SDP to send back."""
+
+    endpoint_id: str
+    sdp: str
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    """What ``on_endpoint`` reports: an endpoint connected, started receiving, or closed."""
+
     id: str
     key: str
-    kind: str  # "publish" | "view"
+    kind: EndpointKindName
+    receiving: bool
+    closed: bool
+
+
+@dataclass(eq=False)
+class _Endpoint:
+    id: str
+    key: str
+    kind: EndpointKindName
     pc: RTCPeerConnection
     video: EncodedVideoSource | None = None
     audio: AudioInput | None = None
-    tracks: list[ForwardTrack] = field(default_factory=list)
-    receiving: bool = False
+    subscription: Subscription | None = None
     layers: LayerPolicy | None = None
+    receiving: bool = False
+    closed: bool = False
+
+    def state(self) -> EndpointState:
+        return EndpointState(self.id, self.key, self.kind, self.receiving, self.closed)
 
 
 class MediaRoom:
-    """The media of one session."""
+    """The media of one session.
 
-    def __init__(self, ice: IceConfig, *, on_state: Callable[[Endpoint], None] = lambda e: None) -> None:
+    ``on_endpoint`` is told when an endpoint connects, starts receiving the
+    program or closes (the roll call shows it); ``on_air`` when another
+    picture goes on air (at its keyframe).
+    """
+
+    def __init__(self, ice: IceConfig, *, on_endpoint: Callable[[EndpointState], None] = lambda state: None,
+                 on_air: Callable[[str | None], None] = lambda key: None) -> None:
         self.ice = ice
-        self.video = ProgramVideo()
-        self.audio = ProgramAudio()
-        self.endpoints: dict[str, Endpoint] = {}
+        self.feed = ProgramFeed(on_air=on_air)
+        self._on_endpoint = on_endpoint
+        self._endpoints: dict[str, _Endpoint] = {}
         # The same endpoints by participant key: lookups per key stay O(1) with thousands of viewers.
-        self._by_key: dict[str, dict[str, Endpoint]] = {}
-        # Called when an endpoint connects, starts receiving or closes (the roll call shows it).
-        self.on_state = on_state
+        self._by_key: dict[str, dict[str, _Endpoint]] = {}
         self._closed = False
-        # Whose picture should be on air, even before their video arrives.
-        self._wants_on_air: str | None = None
 
     # publishing ---------------------------------------------------------------
 
-    async def publish(self, key: str, offer_sdp: str) -> Endpoint:
-        """Accept a publisher's offer (camera and microphone); the answer is in ``endpoint.pc``."""
+    async def publish(self, key: str, offer_sdp: str) -> Answer:
+        """Accept a publisher's offer (camera and microphone); a previous one of ``key`` is closed."""
         self._check_offer(offer_sdp)
         await self.close_key(key, "publish")
         pc = new_peer(self.ice)
-        endpoint = self._add(Endpoint(uuid.uuid4().hex, key, "publish", pc))
+        endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "publish", pc))
         video = pc.addTransceiver("video", direction="recvonly")
         audio = pc.addTransceiver("audio", direction="recvonly")
         hooks.prefer_vp8_opus(video)
@@ -83,90 +117,87 @@ class MediaRoom:
 
         @pc.on("track")
         def on_track(track: object) -> None:
+            if endpoint.closed:
+                return
             if getattr(track, "kind", None) == "video" and endpoint.video is None:
                 endpoint.video = EncodedVideoSource(key, track, video.receiver, pc,  # type: ignore[arg-type]
-                                                    self.video.on_packet)
-                if self._wants_on_air == key:
-                    self.video.show(endpoint.video)
+                                                    self.feed.video.on_packet)
+                self.feed.add_video(endpoint.video)
             elif getattr(track, "kind", None) == "audio" and endpoint.audio is None:
                 endpoint.audio = AudioInput(key, track)  # type: ignore[arg-type]
-                self.audio.add_input(endpoint.audio)
+                self.feed.add_audio(endpoint.audio)
 
         self._watch(endpoint)
-        await self._answer(endpoint, offer_sdp)
-        return endpoint
-
-    def show(self, key: str | None) -> None:
-        """Put ``key``'s video on air (at its next keyframe); it may not be publishing yet."""
-        self._wants_on_air = key
-        source = self.publisher_video(key) if key else None
-        self.video.show(source)
-
-    def set_layer(self, track: ForwardTrack, layer: str) -> None:
-        if self.video.low is None:
-            self.video.low = LowLayer(asyncio.get_running_loop(), self.video.request_keyframe)
-        self.video.set_layer(track, layer, self.video.low)
-        log.info("viewer moved to the %s layer", layer)
-
-    def set_live(self, live: bool) -> None:
-        """Before the session starts (and after it ends) nothing goes on air."""
-        self.video.enabled = live
-        self.audio.enabled = live
-        if live:
-            self.video.request_keyframe()
-
-    def publisher_video(self, key: str) -> EncodedVideoSource | None:
-        for endpoint in self.endpoints_of(key):
-            if endpoint.kind == "publish" and endpoint.video is not None:
-                return endpoint.video
-        return None
-
-    def is_publishing(self, key: str) -> bool:
-        return any(e.kind == "publish" for e in self.endpoints_of(key))
-
-    def is_receiving(self, key: str) -> bool:
-        return any(e.receiving for e in self.endpoints_of(key))
-
-    def endpoints_of(self, key: str) -> list[Endpoint]:
-        return list(self._by_key.get(key, {}).values())
-
-    def _add(self, endpoint: Endpoint) -> Endpoint:
-        self.endpoints[endpoint.id] = endpoint
-        self._by_key.setdefault(endpoint.key, {})[endpoint.id] = endpoint
-        return endpoint
+        return await self._answer(endpoint, offer_sdp)
 
     # viewing ---------------------------------------------------------------------
 
-    async def view(self, key: str, offer_sdp: str) -> Endpoint:
-        """Accept a viewer's offer: it receives the program video and its audio mix."""
+    async def view(self, key: str, offer_sdp: str) -> Answer:
+        """Accept a viewer's offer: it receives the program video and its audio mix (without its own voice)."""
         self._check_offer(offer_sdp)
         pc = new_peer(self.ice)
-        endpoint = self._add(Endpoint(uuid.uuid4().hex, key, "view", pc))
+        endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "view", pc))
 
         def first_packet() -> None:
             endpoint.receiving = True
-            self.on_state(endpoint)
+            self._on_endpoint(endpoint.state())
 
-        video_track = self.video.viewer_track(on_first_packet=first_packet)
-        audio_track = self.audio.viewer_track(key)
-        endpoint.tracks = [video_track, audio_track]
-        for track in endpoint.tracks:
+        subscription = self.feed.subscribe(key, on_first_packet=first_packet)
+        endpoint.subscription = subscription
+        for track in subscription.tracks:
             transceiver = pc.addTransceiver(track, direction="sendonly")
             hooks.prefer_vp8_opus(transceiver)
             if track.kind == "video":
                 # The viewer lost a picture: ask for a keyframe of its layer (rate-limited at the source).
-                hooks.on_keyframe_request(transceiver.sender, lambda t=track: self.video.keyframe_for(t))
-                # Sustained loss in its receiver reports moves it to the low layer, and back.
-                policy = LayerPolicy(lambda layer, t=track: self.set_layer(t, layer),
-                                     needed=lambda: self.video.bitrate)
+                hooks.on_keyframe_request(transceiver.sender, lambda s=subscription: self.feed.request_keyframe(s))
+                # Its receiver reports move it to the low layer on a poor link, and back.
+                policy = LayerPolicy(lambda layer, s=subscription: self.feed.set_layer(s, layer),
+                                     needed=lambda: self.feed.bitrate)
                 hooks.on_receiver_report(transceiver.sender, policy)
                 endpoint.layers = policy
-        self.audio.start()
         self._watch(endpoint)
-        await self._answer(endpoint, offer_sdp)
-        return endpoint
+        return await self._answer(endpoint, offer_sdp)
+
+    # the program -----------------------------------------------------------------
+
+    def show(self, key: str | None) -> None:
+        """Put ``key``'s picture on air at its next keyframe (None: keep what is on air)."""
+        self.feed.show(key)
+
+    def mute(self, key: str, muted: bool) -> None:
+        self.feed.mute(key, muted)
+
+    def set_live(self, live: bool) -> None:
+        self.feed.set_live(live)
+
+    @property
+    def on_air(self) -> str | None:
+        return self.feed.on_air
+
+    # queries ---------------------------------------------------------------------
+
+    def is_publishing(self, key: str) -> bool:
+        return any(e.kind == "publish" for e in self._by_key.get(key, {}).values())
+
+    def is_receiving(self, key: str) -> bool:
+        return any(e.receiving for e in self._by_key.get(key, {}).values())
+
+    def endpoints(self, key: str | None = None) -> list[EndpointState]:
+        """Every open endpoint (of ``key``), as plain state."""
+        source = self._endpoints.values() if key is None else self._by_key.get(key, {}).values()
+        return [endpoint.state() for endpoint in source]
+
+    def layer_of(self, endpoint_id: str) -> str | None:
+        """The layer a viewer endpoint receives ("high" or "low"), None for another endpoint."""
+        endpoint = self._endpoints.get(endpoint_id)
+        return endpoint.subscription.layer if endpoint and endpoint.subscription else None
 
     # common ------------------------------------------------------------------------
+
+    def _add(self, endpoint: _Endpoint) -> _Endpoint:
+        self._endpoints[endpoint.id] = endpoint
+        self._by_key.setdefault(endpoint.key, {})[endpoint.id] = endpoint
+        return endpoint
 
     def _check_offer(self, sdp: str) -> None:
         if self._closed:
@@ -174,7 +205,7 @@ class MediaRoom:
         if not sdp.startswith("v=0") or "m=" not in sdp:
             raise MediaError("bad_sdp", "the offer is not a session description")
 
-    async def _answer(self, endpoint: Endpoint, offer_sdp: str) -> None:
+    async def _answer(self, endpoint: _Endpoint, offer_sdp: str) -> Answer:
         """Answer the offer; on any failure (or cancellation) the endpoint is closed, never left half-made."""
         pc = endpoint.pc
         ours = len(pc.getTransceivers())
@@ -197,18 +228,20 @@ class MediaRoom:
         except BaseException:
             await asyncio.shield(self.close_endpoint(endpoint.id))
             raise
+        return Answer(endpoint.id, pc.localDescription.sdp)
 
-    def _watch(self, endpoint: Endpoint) -> None:
+    def _watch(self, endpoint: _Endpoint) -> None:
         @endpoint.pc.on("connectionstatechange")
         async def on_state() -> None:
             state = endpoint.pc.connectionState
             if state in ("failed", "closed"):
                 await self.close_endpoint(endpoint.id)
-            self.on_state(endpoint)
+            elif not endpoint.closed:
+                self._on_endpoint(endpoint.state())
 
     async def add_candidate(self, endpoint_id: str, candidate: str, sdp_mid: str | None,
                             sdp_mline_index: int | None) -> None:
-        endpoint = self.endpoints.get(endpoint_id)
+        endpoint = self._endpoints.get(endpoint_id)
         if endpoint is None:
             raise MediaError("unknown_endpoint", "no such peer connection")
         if not candidate:
@@ -225,38 +258,32 @@ class MediaRoom:
             raise MediaError("bad_candidate", str(exc)) from None
 
     async def close_endpoint(self, endpoint_id: str) -> None:
-        endpoint = self.endpoints.pop(endpoint_id, None)
+        endpoint = self._endpoints.pop(endpoint_id, None)
         if endpoint is None:
             return
+        endpoint.closed = True
         same_key = self._by_key.get(endpoint.key, {})
         same_key.pop(endpoint_id, None)
         if not same_key:
             self._by_key.pop(endpoint.key, None)
         if endpoint.video is not None:
-            self.video.forget(endpoint.video)
+            self.feed.remove_video(endpoint.video)
             await endpoint.video.close()
         if endpoint.audio is not None:
-            if self.audio.inputs.get(endpoint.key) is endpoint.audio:
-                self.audio.remove_input(endpoint.key)
+            self.feed.remove_audio(endpoint.audio)
             await endpoint.audio.close()
-        for track in endpoint.tracks:
-            self.video.fanout.discard(track)
-            if self.video.low is not None:
-                self.video.low.fanout.discard(track)
-            self.audio.discard(track)
-            track.stop()
+        if endpoint.subscription is not None:
+            self.feed.unsubscribe(endpoint.subscription)
         endpoint.receiving = False
         await endpoint.pc.close()
-        self.on_state(endpoint)
+        self._on_endpoint(endpoint.state())
 
-    async def close_key(self, key: str, kind: str | None = None) -> None:
-        for endpoint in [e for e in self.endpoints_of(key) if kind in (None, e.kind)]:
+    async def close_key(self, key: str, kind: EndpointKindName | None = None) -> None:
+        for endpoint in [e for e in self._by_key.get(key, {}).values() if kind in (None, e.kind)]:
             await self.close_endpoint(endpoint.id)
 
     async def close(self) -> None:
         self._closed = True
-        for endpoint_id in list(self.endpoints):
+        for endpoint_id in list(self._endpoints):
             await self.close_endpoint(endpoint_id)
-        await self.audio.close()
-        if self.video.low is not None:
-            self.video.low.close()
+        await self.feed.close()

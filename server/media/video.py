@@ -188,27 +188,8 @@ class ProgramVideo:
             self.source.request_keyframe()
 
     def viewer_track(self, on_first_packet: Callable[[], None] = lambda: None) -> ForwardTrack:
-        track = ForwardTrack("video", on_first_packet=on_first_packet)
-        track.on_keyframe_needed = lambda: self.keyframe_for(track)
+        """A new full-picture track; it starts at the next keyframe, which is asked for now."""
+        track = ForwardTrack("video", on_first_packet=on_first_packet, on_keyframe_needed=self.request_keyframe)
         self.fanout.add(track)
         self.request_keyframe()
         return track
-
-    def keyframe_for(self, track: ForwardTrack) -> None:
-        """A viewer needs a keyframe of the layer it is on."""
-        if self.low is not None and track in self.low.fanout.tracks:
-            self.low.request_keyframe()
-        else:
-            self.request_keyframe()
-
-    def set_layer(self, track: ForwardTrack, layer: str, low: LowLayer) -> None:
-        """Move a viewer between layers; it resumes at the next keyframe of its new layer."""
-        self.low = low
-        track.waiting_for_keyframe = True
-        if layer == "low":
-            self.fanout.discard(track)
-            low.fanout.add(track)
-        else:
-            low.fanout.discard(track)
-            self.fanout.add(track)
-        self.keyframe_for(track)

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.passwords import hash_password_async
 from server.live.lifecycle import SessionStatus
-from server.storage.models import BridgePoint, Role, Session, SessionInvite, Unit, UnitLevel, User, utcnow
+from server.auth.roles import Role
+from server.storage.models import BridgePoint, Session, SessionInvite, Unit, UnitLevel, User, utcnow
 
 # (unit name, bridge point name, slug): the pilot launch's nine provinces.
 PROVINCES = [

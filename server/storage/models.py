@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from server.auth.roles import Role
 from server.live.lifecycle import SessionStatus
 
 # Stable constraint names so that migrations are reproducible on every backend.
@@ -80,13 +81,6 @@ PARENT_LEVEL = {
     UnitLevel.PROVINCE: UnitLevel.CENTRAL,
     UnitLevel.COMMUNE: UnitLevel.PROVINCE,
 }
-
-
-class Role(enum.StrEnum):
-    ADMIN = "admin"
-    SPEAKER = "speaker"
-    OPERATOR = "operator"
-    MEMBER = "member"
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -213,5 +207,8 @@ class FloorGrant(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     limit_seconds: Mapped[int | None] = mapped_column(Integer)
-    # revoked | expired | left | removed; empty while the grant is open.
+    # revoked | expired | left | removed | dropped; empty while the grant is open.
     end_reason: Mapped[str] = mapped_column(String(16), default="")
+    # The live domain's id of the grant (FloorGranted.grant_id): events about it
+    # are applied once however often they are delivered. Null for older rows.
+    grant_key: Mapped[str | None] = mapped_column(String(32), unique=True)

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.principal import Principal
 from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from server.live.lifecycle import SessionAction, SessionStatus, TransitionError, transition
-from server.storage.models import BridgePoint, Role, Session, SessionInvite, User, utcnow
+from server.auth.roles import Role
+from server.storage.models import BridgePoint, Session, SessionInvite, User, utcnow
 from server.storage.units import ancestor_ids
 
 

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.passwords import hash_password_async
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.schemas import MEMBER_ROW
-from server.storage.models import BridgePoint, Role, Unit, User
+from server.auth.roles import Role
+from server.storage.models import BridgePoint, Unit, User
 
 # Each row costs one Argon2 hash (~110 ms of a core here): a file of this many
 # rows takes about a minute on two cores; bigger lists are split into files.

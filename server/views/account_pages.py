@@ -11,6 +11,7 @@ from server.i18n import LOCALES
 from server.schemas import LOGIN, PASSWORD_CHANGE
 from server.storage.models import User
 from server.storage.users import change_password, user_by_username
+from server.views import notify
 from server.views.auth import (
     LANG_COOKIE,
     clear_login_cookie,
@@ -100,7 +101,7 @@ async def password_submit(request: web.Request) -> web.StreamResponse:
         if not await verify_password_async(user.password_hash, values["current_password"]):
             return render(request, "password.html", {"errors": {"current_password": "wrong_password"}}, status=422)
         await change_password(db, user, values["new_password"])
-    await request.app[keys.LIVE].sign_out(user.id)
+    await notify.signed_out(request.app, user.id)
     # Every other token of this user is now revoked; this browser gets a new one.
     redirect = web.HTTPSeeOther("/?changed=password")
     set_login_cookie(request, redirect, user)

@@ -11,8 +11,10 @@ from server.errors import AppError, Conflict, PayloadTooLarge, ValidationFailed
 from server.schemas import BRIDGE_POINT, UNIT, USER, USER_UPDATE
 from server.storage import units as unit_store
 from server.storage import users as user_store
-from server.storage.models import Role, UnitLevel
+from server.auth.roles import Role
+from server.storage.models import UnitLevel
 from server.validation import Schema
+from server.views import notify
 from server.views.auth import current, require
 from server.views.forms import form_values, int_arg, path_id
 from server.views.render import render
@@ -245,7 +247,7 @@ async def user_update(request: web.Request) -> web.StreamResponse:
             before = (await user_store.get_user(db, user_id)).token_version
             user = await user_store.update_user(db, user_id, values)
         if user.token_version != before:
-            await request.app[keys.LIVE].sign_out(user_id)
+            await notify.signed_out(request.app, user_id)
     except AppError as exc:
         if exc.status == 404:
             raise

@@ -16,8 +16,10 @@ from server.schemas import BRIDGE_POINT, LOGIN, SESSION, UNIT, USER, USER_UPDATE
 from server.storage import sessions as session_store
 from server.storage import units as unit_store
 from server.storage import users as user_store
-from server.storage.models import BridgePoint, Role, Session, Unit, User
+from server.auth.roles import Role
+from server.storage.models import BridgePoint, Session, Unit, User
 from server.validation import Schema
+from server.views import notify
 from server.views.account_pages import check_credentials
 from server.views.admin_pages import MAX_CSV_BYTES, guard_last_admin
 from server.views.auth import current, require
@@ -139,7 +141,7 @@ async def update_session(request: web.Request) -> web.StreamResponse:
     values = await read_json(request, SESSION, partial=True)
     async with request.app[keys.DATABASE].session() as db:
         session = await session_store.update_session(db, path_id(request), values)
-    await request.app[keys.LIVE].session_changed(session.id)
+    await notify.session_changed(request.app, session.id)
     return web.json_response(session_json(session))
 
 
@@ -147,7 +149,7 @@ async def update_session(request: web.Request) -> web.StreamResponse:
 async def cancel_session(request: web.Request) -> web.StreamResponse:
     async with request.app[keys.DATABASE].session() as db:
         session = await session_store.apply_action(db, path_id(request), SessionAction.CANCEL)
-    await request.app[keys.LIVE].session_changed(session.id)
+    await notify.session_changed(request.app, session.id)
     return web.json_response(session_json(session))
 
 
@@ -267,7 +269,7 @@ async def update_user(request: web.Request) -> web.StreamResponse:
         user = await user_store.update_user(db, user_id, values)
     if user.token_version != before:
         # Revoked tokens end live connections too, not only the next request.
-        await request.app[keys.LIVE].sign_out(user_id)
+        await notify.signed_out(request.app, user_id)
     return web.json_response(user_json(user))
 
 

@@ -19,7 +19,8 @@ from server import keys
 from server.auth.principal import Principal
 from server.auth.tokens import Claims, TokenError, issue_token, verify_token
 from server.errors import Forbidden, Unauthorized
-from server.storage.models import Role, User
+from server.auth.roles import Role
+from server.storage.models import User
 
 TOKEN_COOKIE = "bc_token"
 CSRF_COOKIE = "bc_csrf"

@@ -17,16 +17,19 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from server import keys
 from server.auth.principal import Principal
+from server.auth.roles import Role
 from server.errors import AppError, Conflict, Forbidden, NotFound, UnsupportedMediaType
+from server.live.errors import LiveError
+from server.live.events import LiveRole
 from server.live.lifecycle import SessionStatus
 from server.live.permissions import PermissionDenied
-from server.live.roster import RosterError
+from server.live.roles import live_role, may_host
 from server.media.ice import browser_ice_servers
 from server.media.room import MediaError
 from server.signaling.messages import MAX_MESSAGE_BYTES, ProtocolError, error
-from server.signaling.room import Identity, LiveRoom
+from server.signaling.room import LiveRoom
 from server.storage import sessions as session_store
-from server.storage.models import Role, Session, User
+from server.storage.models import Session, User
 from server.views.auth import current, require
 from server.views.forms import path_id, read_body
 from server.views.middleware import same_origin
@@ -95,11 +98,6 @@ class WebSocketConnection:
         self._writer.cancel()
 
 
-def _identity(principal: Principal) -> Identity:
-    return Identity(user_id=principal.user_id, full_name=principal.full_name, account_role=principal.role.value,
-                    bridge_point_id=principal.bridge_point_id)
-
-
 async def _visible(request: web.Request, principal: Principal, session_id: int) -> Session:
     if principal.session_scope not in (None, session_id):
         raise Forbidden("this token is for another session")
@@ -125,7 +123,6 @@ async def session_socket(request: web.Request) -> web.StreamResponse:
     session_id = path_id(request)
     await _visible(request, principal, session_id)
     room = await _room(request, session_id)
-    identity = _identity(principal)
 
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20, autoping=True)
     await ws.prepare(request)
@@ -135,7 +132,7 @@ async def session_socket(request: web.Request) -> web.StreamResponse:
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT:
-                await room.handle(connection, identity, message.data)
+                await room.handle(connection, principal, message.data)
             elif message.type == WSMsgType.BINARY:
                 await connection.send(error("binary_not_supported", "send JSON text messages"))
             elif message.type == WSMsgType.ERROR:
@@ -143,9 +140,12 @@ async def session_socket(request: web.Request) -> web.StreamResponse:
     finally:
         sockets.discard(ws)
         connection.stop()
+        # A client that closed normally left; anything else (a reload, a lost
+        # network, a crash) is a drop, and a hall keeps its floor for a while.
+        dropped = ws.close_code != WSCloseCode.OK
         # aiohttp cancels this handler when the client goes away; the clean-up
         # (closing its media, leaving the roster) must still run to the end.
-        await asyncio.shield(room.disconnect(connection))
+        await asyncio.shield(room.disconnect(connection, dropped=dropped))
     return ws
 
 
@@ -156,7 +156,7 @@ async def _host_room(request: web.Request) -> LiveRoom:
     assert principal is not None
     session_id = path_id(request)
     session = await _visible(request, principal, session_id)
-    if not (principal.is_admin or session.speaker_id == principal.user_id):
+    if not may_host(principal, session):
         raise Forbidden("only the session's speaker or an administrator starts and ends it")
     return await _room(request, session_id)
 
@@ -208,15 +208,17 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
     sdp = await _read_sdp(request)
     room = await _room(request, session_id)
     try:
-        endpoint = await room.open_resource(_identity(principal), pc, sdp)
+        answer = await room.open_resource(principal, pc, sdp)
     except PermissionDenied as exc:
         raise Forbidden(exc.message) from None
-    except RosterError as exc:
-        raise Conflict(exc.message, code=exc.code) from None
+    except LiveError as exc:
+        error_class = {"removed": Forbidden, "session_closed": Conflict, "role_conflict": Conflict}.get(exc.code,
+                                                                                                       AppError)
+        raise error_class(exc.message, code=exc.code) from None
     except (ProtocolError, MediaError) as exc:
         raise AppError(exc.message, code=exc.code) from None
-    location = f"/{prefix}/sessions/{session_id}/{endpoint.id}"
-    headers = {"Location": location, "ETag": f'"{endpoint.id}"'}
+    location = f"/{prefix}/sessions/{session_id}/{answer.endpoint_id}"
+    headers = {"Location": location, "ETag": f'"{answer.endpoint_id}"'}
     for server in browser_ice_servers(request.app[keys.SETTINGS].ice, principal.user_id):
         for url in server["urls"]:
             link = f'<{url}>; rel="ice-server"'
@@ -224,8 +226,7 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
                 link += f'; username="{server["username"]}"; credential="{server["credential"]}"'
             headers.setdefault("Link", "")
             headers["Link"] = f"{headers['Link']}, {link}" if headers["Link"] else link
-    return web.Response(status=201, text=endpoint.pc.localDescription.sdp, content_type="application/sdp",
-                        headers=headers)
+    return web.Response(status=201, text=answer.sdp, content_type="application/sdp", headers=headers)
 
 
 async def _delete_resource(request: web.Request) -> web.StreamResponse:
@@ -288,21 +289,18 @@ async def live_page(request: web.Request) -> web.StreamResponse:
     async with request.app[keys.DATABASE].session() as db:
         points = await session_store.points_by_id(db, session.invited_point_ids)
         speaker = await db.get(User, session.speaker_id) if session.speaker_id else None
-    if principal.is_admin or principal.user_id == session.speaker_id:
-        template, role = "live_console.html", "host"
-    elif principal.role is Role.OPERATOR and principal.bridge_point_id in points:
-        template, role = "live_hall.html", "hall"
-    else:
-        template, role = "live_member.html", "member"
+    role = live_role(principal, session).role
+    template = {LiveRole.HOST: "live_console.html", LiveRole.HALL: "live_hall.html",
+                LiveRole.MEMBER: "live_member.html"}[role]
     settings = request.app[keys.SETTINGS]
     config = {
         "sessionId": session.id,
-        "role": role,
+        "role": role.value,
         "ws": f"/ws/sessions/{session.id}",
         "iceServers": browser_ice_servers(settings.ice, principal.user_id),
-        "pointId": principal.bridge_point_id if role == "hall" else None,
+        "pointId": principal.bridge_point_id if role is LiveRole.HALL else None,
     }
-    own_point = points.get(principal.bridge_point_id) if role == "hall" and principal.bridge_point_id else None
+    own_point = points.get(principal.bridge_point_id) if role is LiveRole.HALL and principal.bridge_point_id else None
     return render(request, template, {
         "session": session, "speaker": speaker, "own_point": own_point,
         "invited": sorted(points.values(), key=lambda p: p.name),

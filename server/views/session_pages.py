@@ -13,7 +13,9 @@ from server.live.lifecycle import SessionAction, SessionStatus, can
 from server.schemas import SESSION
 from server.storage import sessions as session_store
 from server.storage import units as unit_store
-from server.storage.models import Role, Session, User, utcnow
+from server.auth.roles import Role
+from server.storage.models import Session, User, utcnow
+from server.views import notify
 from server.views.auth import current, require
 from server.views.forms import form_values, parse_form, path_id
 from server.views.render import render
@@ -123,7 +125,7 @@ async def session_update(request: web.Request) -> web.StreamResponse:
         _, values = await parse_form(request, SESSION)
         async with request.app[keys.DATABASE].session() as db:
             await session_store.update_session(db, session_id, values)
-        await request.app[keys.LIVE].session_changed(session_id)
+        await notify.session_changed(request.app, session_id)
     except (ValidationFailed, AppError) as exc:
         async with request.app[keys.DATABASE].session() as db:
             session = await session_store.get_session(db, session_id)
@@ -145,5 +147,5 @@ async def session_cancel(request: web.Request) -> web.StreamResponse:
     session_id = path_id(request)
     async with request.app[keys.DATABASE].session() as db:
         await session_store.apply_action(db, session_id, SessionAction.CANCEL)
-    await request.app[keys.LIVE].session_changed(session_id)
+    await notify.session_changed(request.app, session_id)
     raise web.HTTPSeeOther(f"/sessions/{session_id}?done=cancelled")

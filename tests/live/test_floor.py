@@ -1,6 +1,6 @@
 import pytest
 
-from server.live.events import FloorGranted, FloorRevoked, HandLowered, HandRaised
+from server.live.floor import Ended, Granted, Lowered, Raised
 from server.live.floor import Floor, FloorError, FloorGrant
 
 HP, TN, SL = 1, 2, 3  # Hải Phòng, Thái Nguyên, Sơn La
@@ -8,7 +8,7 @@ HP, TN, SL = 1, 2, 3  # Hải Phòng, Thái Nguyên, Sơn La
 
 def test_queue_keeps_the_order_hands_were_raised() -> None:
     floor = Floor()
-    assert floor.raise_hand(TN, 10.0) == [HandRaised(TN, 10.0)]
+    assert floor.raise_hand(TN, 10.0) == [Raised(TN, 10.0)]
     floor.raise_hand(HP, 11.0)
     floor.raise_hand(SL, 12.0)
     assert floor.queue == (TN, HP, SL)
@@ -28,7 +28,7 @@ def test_lowering_leaves_the_queue_and_is_idempotent() -> None:
     floor = Floor()
     floor.raise_hand(TN, 10.0)
     floor.raise_hand(HP, 11.0)
-    assert floor.lower_hand(TN) == [HandLowered(TN)]
+    assert floor.lower_hand(TN) == [Lowered(TN)]
     assert floor.lower_hand(TN) == []
     assert floor.queue == (HP,)
 
@@ -38,7 +38,7 @@ def test_raising_again_after_lowering_goes_to_the_back() -> None:
     floor.raise_hand(TN, 10.0)
     floor.raise_hand(HP, 11.0)
     floor.lower_hand(TN)
-    assert floor.raise_hand(TN, 12.0) == [HandRaised(TN, 12.0)]
+    assert floor.raise_hand(TN, 12.0) == [Raised(TN, 12.0)]
     assert floor.queue == (HP, TN)
     assert floor.raised_at(TN) == 12.0
 
@@ -56,7 +56,7 @@ def test_grant_takes_the_point_out_of_the_queue() -> None:
     floor = Floor()
     floor.raise_hand(TN, 10.0)
     floor.raise_hand(HP, 11.0)
-    assert floor.grant(HP, 20.0, limit_seconds=120) == [FloorGranted(HP, 120, 20.0)]
+    assert floor.grant(HP, 20.0, limit_seconds=120) == [Granted(HP, 120, 20.0)]
     assert floor.holder == HP
     assert floor.queue == (TN,)
     assert floor.history == (FloorGrant(HP, 20.0, 120),)
@@ -64,7 +64,7 @@ def test_grant_takes_the_point_out_of_the_queue() -> None:
 
 def test_grant_to_a_point_that_did_not_raise_its_hand() -> None:
     floor = Floor()
-    assert floor.grant(SL, 5.0) == [FloorGranted(SL, None, 5.0)]
+    assert floor.grant(SL, 5.0) == [Granted(SL, None, 5.0)]
     assert floor.holder == SL
 
 
@@ -73,7 +73,7 @@ def test_grant_while_held_revokes_the_previous_holder_first() -> None:
     floor.grant(HP, 10.0)
     floor.raise_hand(TN, 12.0)
     events = floor.grant(TN, 30.0)
-    assert events == [FloorRevoked(HP, 30.0, "revoked"), FloorGranted(TN, None, 30.0)]
+    assert events == [Ended(HP, 30.0, "revoked"), Granted(TN, None, 30.0)]
     assert floor.holder == TN
     assert floor.history == (
         FloorGrant(HP, 10.0, None, 30.0, "revoked"),
@@ -111,7 +111,7 @@ def test_good_limits_are_kept(limit: float | None) -> None:
 def test_revoke_ends_the_grant_and_is_idempotent() -> None:
     floor = Floor()
     floor.grant(HP, 10.0)
-    assert floor.revoke(25.0) == [FloorRevoked(HP, 25.0, "revoked")]
+    assert floor.revoke(25.0) == [Ended(HP, 25.0, "revoked")]
     assert floor.holder is None
     assert floor.revoke(26.0) == []
     assert floor.history == (FloorGrant(HP, 10.0, None, 25.0, "revoked"),)
@@ -120,7 +120,7 @@ def test_revoke_ends_the_grant_and_is_idempotent() -> None:
 def test_revoke_never_ends_before_the_start() -> None:
     floor = Floor()
     floor.grant(HP, 10.0)
-    assert floor.revoke(9.0) == [FloorRevoked(HP, 10.0, "revoked")]
+    assert floor.revoke(9.0) == [Ended(HP, 10.0, "revoked")]
     assert floor.talk_time(HP, 100.0) == 0.0
 
 
@@ -133,7 +133,7 @@ def test_expire_revokes_once_the_limit_has_passed(now: float, expired: bool) -> 
     floor.grant(HP, 10.0, limit_seconds=60)
     events = floor.expire(now)
     if expired:
-        assert events == [FloorRevoked(HP, now, "expired")]
+        assert events == [Ended(HP, now, "expired")]
         assert floor.holder is None
         assert floor.history[-1].end_reason == "expired"
     else:
@@ -173,7 +173,7 @@ def test_forget_the_holder_revokes_with_the_reason() -> None:
     floor = Floor()
     floor.grant(HP, 10.0)
     floor.raise_hand(TN, 11.0)
-    assert floor.forget(HP, 20.0) == [FloorRevoked(HP, 20.0, "left")]
+    assert floor.forget(HP, 20.0) == [Ended(HP, 20.0, "left")]
     assert floor.holder is None
     assert floor.queue == (TN,)
     assert floor.history[-1] == FloorGrant(HP, 10.0, None, 20.0, "left")
@@ -183,7 +183,7 @@ def test_forget_a_queued_point_lowers_its_hand() -> None:
     floor = Floor()
     floor.grant(HP, 10.0)
     floor.raise_hand(TN, 11.0)
-    assert floor.forget(TN, 12.0, "removed") == [HandLowered(TN)]
+    assert floor.forget(TN, 12.0, "removed") == [Lowered(TN)]
     assert floor.queue == ()
     assert floor.holder == HP
 

@@ -3,14 +3,18 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from server.live.events import (
-    LiveRole,
+from server.live.events import LiveRole
+from server.live.roster import (
+    Participant,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantStateChanged,
+    RollCallEntry,
+    Roster,
+    RosterError,
     RosterEvent,
+    participant_key,
 )
-from server.live.roster import Participant, RollCallEntry, Roster, RosterError, participant_key
 
 T0 = datetime(2024, 5, 6, 8, 0, tzinfo=timezone.utc)
 HP, TN, SL = 1, 2, 3  # Hải Phòng, Thái Nguyên, Sơn La

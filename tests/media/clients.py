@@ -6,16 +6,20 @@ Everything runs over loopback only (``restrict_to_loopback``), as the network ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
+import logging
 import math
 import time
+from collections.abc import Iterator
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from server.media import hooks
 
@@ -78,21 +82,46 @@ class Publisher:
     pc: RTCPeerConnection
     video: ColourTrack
     audio: ToneTrack
+    # Picture loss indications the server sent this publisher.
+    plis: int = 0
 
     async def close(self) -> None:
         await self.pc.close()
 
 
+def _steady(sender: RTCRtpSender, publisher: Publisher) -> None:
+    """Make an aiortc publisher behave like a browser's: keyframes only when asked.
+
+    aiortc's VP8 encoder is re-created (and so sends a keyframe) whenever a
+    bandwidth estimate moves its target by more than 10 %; browsers do not.
+    Ignoring the estimates leaves the first keyframe and those a PLI asks for.
+    """
+    handle = sender._handle_rtcp_packet
+
+    async def without_estimates(packet: object) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            return
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
+            publisher.plis += 1
+        await handle(packet)
+
+    sender._handle_rtcp_packet = without_estimates  # type: ignore[method-assign]
+
+
 async def publish(answer: Answerer, rgb: tuple[int, int, int], frequency: float,
-                  size: tuple[int, int] = (320, 240)) -> Publisher:
+                  size: tuple[int, int] = (320, 240), *, steady: bool = False) -> Publisher:
+    """A publisher of one colour and one tone; ``steady``: keyframes only on request (see _steady)."""
     pc = new_client()
     video, audio = ColourTrack(rgb, size), ToneTrack(frequency)
-    pc.addTransceiver(video, direction="sendonly")
+    video_transceiver = pc.addTransceiver(video, direction="sendonly")
     pc.addTransceiver(audio, direction="sendonly")
+    publisher = Publisher(pc, video, audio)
+    if steady:
+        _steady(video_transceiver.sender, publisher)
     await pc.setLocalDescription(await pc.createOffer())
     answer_sdp = await answer(pc.localDescription.sdp)
     await pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
-    return Publisher(pc, video, audio)
+    return publisher
 
 
 @dataclass
@@ -185,6 +214,50 @@ async def view(answer: Answerer) -> Viewer:
 
 def close_to(colour: tuple[int, int, int], expected: tuple[int, int, int], tolerance: int = 40) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(colour, expected, strict=True))
+
+
+class DecodeFailures(logging.Handler):
+    """Counts the frames aiortc's receivers (the test's viewers) could not decode."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "failed to decode" in record.getMessage():
+            self.count += 1
+
+
+@contextlib.contextmanager
+def decode_failures() -> Iterator[DecodeFailures]:
+    handler = DecodeFailures()
+    logger = logging.getLogger("aiortc.rtcrtpreceiver")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+async def clean_cut(viewer: Viewer, old: tuple[int, int, int], new: tuple[int, int, int], *, since: int,
+                    after: int = 20, timeout: float = 10.0) -> int:
+    """Wait for the viewer's picture to cut from ``old`` to ``new``; return the index of the first new frame.
+
+    Every frame from ``since`` up to the cut must be the old picture and the
+    ``after`` frames from the cut on the new one: no garbage from a cut
+    without a keyframe, no flicker back, nothing undecodable shown.
+    """
+    def cut() -> int | None:
+        return next((i for i in range(since, len(viewer.colours)) if close_to(viewer.colours[i], new)), None)
+
+    await wait_until(lambda: cut() is not None, timeout)
+    first = cut()
+    assert first is not None
+    await wait_until(lambda: len(viewer.colours) >= first + after, timeout)
+    before, following = viewer.colours[since:first], viewer.colours[first:first + after]
+    assert all(close_to(colour, old) for colour in before), f"before the cut: {before}"
+    assert all(close_to(colour, new) for colour in following), f"after the cut: {following}"
+    return first
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> None:

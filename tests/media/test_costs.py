@@ -64,5 +64,5 @@ async def test_fanout_costs_no_encode_or_decode_per_viewer(counts: Counter[str])
     # Audio: the program mix is encoded once per 20 ms tick for the variant all
     # viewers share, never by a sender per viewer (the publisher's own sender
     # is the only one that encodes).
-    assert room.audio.encodes <= room.audio.ticks
-    assert counts["opus encodes by senders"] <= room.audio.ticks + 25 * 2, counts
+    assert room.feed.audio.encodes <= room.feed.audio.ticks
+    assert counts["opus encodes by senders"] <= room.feed.audio.ticks + 25 * 2, counts

@@ -76,19 +76,19 @@ async def test_a_lossy_viewer_moves_to_the_low_layer_and_back() -> None:
             await handle(data, arrival_time_ms)
 
         transport._handle_rtp_data = maybe_drop
-    endpoint = next(e for e in room.endpoints.values() if e.key == "user:2")
+    endpoint_id = next(e.id for e in room.endpoints("user:2"))
     try:
         await wait_until(lambda: healthy.frames >= 30, timeout=15)
-        await wait_until(lambda: endpoint.layers is not None and endpoint.layers.layer == "low", timeout=20)
+        await wait_until(lambda: room.layer_of(endpoint_id) == "low", timeout=20)
         dropping["on"] = False
         # Its picture becomes the low layer's (what was already on its way arrives first).
         await wait_until(lambda: lossy.sizes[-10:] == [(320, 240)] * 10, timeout=15)
         assert all(close_to(colour, RED, 50) for colour in lossy.recent_colours())
         # The healthy viewer never left the full picture.
         assert healthy.sizes[-1] == (640, 480)
-        assert room.video.low is not None and room.video.low.frames_out > 10
+        assert room.feed.low is not None and room.feed.low.frames_out > 10
         # Clear reports bring it back up.
-        await wait_until(lambda: endpoint.layers.layer == "high", timeout=20)
+        await wait_until(lambda: room.layer_of(endpoint_id) == "high", timeout=20)
         await wait_until(lambda: lossy.sizes[-10:] == [(640, 480)] * 10, timeout=10)
     finally:
         await speaker.close()

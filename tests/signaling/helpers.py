@@ -11,7 +11,8 @@ from aiohttp.test_utils import TestClient
 
 from server.live.lifecycle import SessionStatus
 from server.storage.db import Database
-from server.storage.models import BridgePoint, Role, Session, SessionInvite, User
+from server.auth.roles import Role
+from server.storage.models import BridgePoint, Session, SessionInvite, User
 from tests.conftest import Seed, bearer
 from tests.media.clients import Publisher, Viewer, publish, view
 
@@ -71,8 +72,8 @@ class LiveClient:
 
         return answer
 
-    async def publish(self, rgb: tuple[int, int, int], tone: float) -> Publisher:
-        return await publish(await self.answerer("publish"), rgb, tone)
+    async def publish(self, rgb: tuple[int, int, int], tone: float, *, steady: bool = True) -> Publisher:
+        return await publish(await self.answerer("publish"), rgb, tone, steady=steady)
 
     async def view(self) -> Viewer:
         return await view(await self.answerer("view"))

@@ -85,7 +85,7 @@ async def test_offers_the_server_cannot_honour_are_refused_cleanly(client: TestC
 
     session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
     headers = {**bearer(client.app, seed.member), "Content-Type": "application/sdp"}
-    room_endpoints = lambda: len(client.app[keys.LIVE].rooms[session_id].media.endpoints)  # noqa: E731
+    room_endpoints = lambda: len(client.app[keys.LIVE].rooms[session_id].media.endpoints())  # noqa: E731
 
     # Three media sections: an extra one would be received and decoded by nobody.
     extra = new_client()
@@ -129,9 +129,9 @@ async def test_removing_a_participant_ends_its_whep_feed(client: TestClient, see
     player = await view(http_answerer(client, f"/whep/sessions/{session_id}", bearer(client.app, seed.member),
                                       resources))
     room = client.app[keys.LIVE].rooms[session_id]
-    assert room.media.endpoints_of(f"user:{seed.member.id}")
+    assert room.media.endpoints(f"user:{seed.member.id}")
     await console.send("remove", key=f"user:{seed.member.id}")
-    await wait_until(lambda: not room.media.endpoints_of(f"user:{seed.member.id}"), timeout=5)
+    await wait_until(lambda: not room.media.endpoints(f"user:{seed.member.id}"), timeout=5)
     assert (await client.delete(resources[0], headers=bearer(client.app, seed.member))).status == 404
     await player.close()
     await console.close()

@@ -13,7 +13,8 @@ from server.storage import sessions as session_store
 from server.storage import units as unit_store
 from server.storage import users as user_store
 from server.storage.db import Database
-from server.storage.models import BridgePoint, Role, Session, Unit, UnitLevel, User
+from server.auth.roles import Role
+from server.storage.models import BridgePoint, Session, Unit, UnitLevel, User
 from tests.conftest import Seed, seed_database
 from server.views.auth import principal_of
 

@@ -9,7 +9,7 @@ import re
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.storage.models import Role
+from server.auth.roles import Role
 from server.views.routes import ROUTES, Route
 from tests.conftest import Seed, bearer, csrf_of, login
 

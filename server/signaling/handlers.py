@@ -1,0 +1,131 @@
+"""What each client message does: one handler per type, one table (docs/protocol.md).
+
+A handler validates nothing itself (``server.signaling.messages`` did) and
+decides nothing itself (``server.live.session`` does): it calls the domain
+with the sender as actor, and the room publishes the events that result.
+Every handler but ``offer`` and ``candidate`` runs under the room's lock;
+those two negotiate media (ICE gathering can take a while) outside it and
+take the lock only to record the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from server.live.permissions import PermissionDenied
+from server.signaling import outgoing
+from server.signaling.connections import Member
+from server.signaling.messages import ProtocolError
+
+if TYPE_CHECKING:
+    from server.signaling.room import LiveRoom
+
+Handler = Callable[["LiveRoom", Member, dict[str, Any]], Awaitable[None]]
+
+
+async def offer(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    pc, actor = values["pc"], member.participant
+    if pc == "publish":
+        room.session.check_publish(actor)
+    old = member.endpoints.pop(pc, None)
+    if old:
+        await room.media.close_endpoint(old)
+    if pc == "publish":
+        answer = await room.media.publish(actor.key, values["sdp"])
+    else:
+        answer = await room.media.view(actor.key, values["sdp"])
+    async with room.lock:
+        if pc == "publish":
+            try:
+                # Negotiating took time outside the lock: the floor may have moved meanwhile.
+                room.session.check_publish(actor)
+            except PermissionDenied:
+                await room.media.close_endpoint(answer.endpoint_id)
+                raise PermissionDenied(actor.role.value, "publish", "the floor was taken back meanwhile") from None
+        if room.members.get(member.connection.id) is not member:
+            # The socket left (or was removed) while the offer was negotiated.
+            await room.media.close_endpoint(answer.endpoint_id)
+            return
+        member.endpoints[pc] = answer.endpoint_id
+        room.owners[answer.endpoint_id] = member
+        await member.connection.send(outgoing.answer(pc, answer.sdp))
+        await room.commit(room.media_state(actor.key))
+
+
+async def candidate(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    endpoint_id = member.endpoints.get(values["pc"])
+    if endpoint_id is None:
+        raise ProtocolError("no_peer_connection", "send an offer for this pc first")
+    await room.media.add_candidate(endpoint_id, values.get("candidate") or "", values.get("sdpMid"),
+                                   values.get("sdpMLineIndex"))
+
+
+async def close_pc(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    endpoint_id = member.endpoints.pop(values["pc"], None)
+    if endpoint_id:
+        await room.media.close_endpoint(endpoint_id)
+        await room.commit(room.media_state(member.key))
+
+
+async def raise_hand(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    await room.commit(room.session.raise_hand(member.participant))
+
+
+async def lower_hand(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    await room.commit(room.session.lower_hand(member.participant, values.get("point_id")))
+
+
+async def grant_floor(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    await room.commit(room.session.grant_floor(member.participant, values["point_id"], values.get("limit_seconds")))
+
+
+async def revoke_floor(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    await room.commit(room.session.revoke_floor(member.participant))
+
+
+async def show(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    await room.commit(room.session.show(member.participant, values["source"]))
+
+
+async def mute(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    await room.commit(room.session.mute(member.participant, values["point_id"], values["muted"]))
+
+
+async def remove(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    _, events = room.session.remove(member.participant, values["key"])
+    await room.commit(events)
+
+
+async def question(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    asked, events = room.session.ask(member.participant, member.principal.full_name, values["text"])
+    await room.commit(events)
+    await member.connection.send({"type": "question_received", "id": asked.id})
+
+
+async def start(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    await room.do_start(member.participant)
+
+
+async def end(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    await room.do_end(member.participant)
+
+
+HANDLERS: dict[str, Handler] = {
+    "offer": offer,
+    "candidate": candidate,
+    "close_pc": close_pc,
+    "raise_hand": raise_hand,
+    "lower_hand": lower_hand,
+    "grant_floor": grant_floor,
+    "revoke_floor": revoke_floor,
+    "show": show,
+    "mute": mute,
+    "remove": remove,
+    "question": question,
+    "start": start,
+    "end": end,
+}
+# Negotiating media can take a while (ICE gathering): these run outside the
+# room's lock, which guards the domain state, so nobody waits behind them.
+UNLOCKED = frozenset({"offer", "candidate"})

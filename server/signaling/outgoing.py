@@ -1,0 +1,162 @@
+"""The messages the server sends, built from the live session's state, each with a schema.
+
+``SERVER_MESSAGES`` holds a JSON Schema per message type (the client's
+messages are validated by ``server.signaling.messages``); the tests validate
+every message they receive against it, and check that docs/protocol.md
+describes exactly these types.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.live.events import FloorEndReason, LiveRole
+from server.live.roster import Participant
+from server.live.session import LiveSession, Question
+
+# Schemas ----------------------------------------------------------------------------------
+
+
+def _obj(properties: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            "required": [name for name in properties if name not in optional]}
+
+
+def _message(kind: str, properties: dict[str, Any] | None = None, *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return _obj({"type": {"const": kind}, **(properties or {})}, optional=optional)
+
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_BOOL = {"type": "boolean"}
+_NUM = {"type": "number"}
+_TIME = {"type": "string", "format": "date-time"}
+_ID = {"type": "integer", "minimum": 1}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_REASONS = {"enum": ["revoked", "expired", "left", "removed", "dropped"]}
+_SESSION = _message("session", {"id": _ID, "title": _STR,
+                                "status": {"enum": ["scheduled", "live", "ended", "cancelled"]},
+                                "actual_start": _nullable(_TIME)})
+_FLOOR = _message("floor", {
+    "holder": _nullable(_obj({"point_id": _ID, "name": _STR, "limit_seconds": _nullable(_NUM),
+                              "remaining": _nullable(_NUM), "reconnecting": _BOOL})),
+    "queue": {"type": "array", "items": _obj({"point_id": _ID, "name": _STR})},
+    "program": {"enum": ["floor", "speaker"]},
+    "on_air": _nullable(_STR),
+})
+_PARTICIPANT = _obj({
+    "key": _STR, "user_id": _INT, "display_name": _STR, "role": {"enum": [r.value for r in LiveRole]},
+    "point_id": _nullable(_ID), "connected": _BOOL, "connections": _INT, "receiving_media": _BOOL,
+    "publishing": _BOOL, "reconnecting": _BOOL, "joined_at": _TIME, "last_seen": _TIME,
+})
+
+SERVER_MESSAGES: dict[str, dict[str, Any]] = {
+    "welcome": _message("welcome", {
+        "you": _obj({"key": _STR, "role": {"enum": [r.value for r in LiveRole]}, "point_id": _nullable(_ID),
+                     "name": _STR}),
+        "session": _SESSION, "floor": _FLOOR}),
+    "answer": _message("answer", {"pc": {"enum": ["publish", "view"]}, "sdp": _STR}),
+    "session": _SESSION,
+    "floor": _FLOOR,
+    "floor_granted": _message("floor_granted", {"limit_seconds": _nullable(_NUM)}),
+    "floor_revoked": _message("floor_revoked", {"reason": _REASONS}),
+    "floor_ended": _message("floor_ended", {"point_id": _ID, "name": _STR, "reason": _REASONS}),
+    "roll_call": _message("roll_call", {"points": {"type": "array", "items": _obj({
+        "point_id": _ID, "name": _STR,
+        "state": {"enum": ["not_connected", "reconnecting", "connected", "receiving", "floor"]},
+        "muted": _BOOL, "hand": _BOOL, "talk_seconds": _INT})}}),
+    "roster": _message("roster", {"participants": {"type": "array", "items": _PARTICIPANT},
+                                  "members": _obj({"connected": _INT, "seen": _INT})}),
+    "question": _message("question", {"id": _STR, "from": _STR, "key": _STR, "point_id": _nullable(_ID),
+                                      "text": _STR, "at": _TIME}),
+    "question_received": _message("question_received", {"id": _STR}),
+    "mute": _message("mute", {"muted": _BOOL}),
+    "removed": _message("removed"),
+    "pong": _message("pong", {"t": _nullable(_INT)}),
+    "error": _message("error", {"code": _STR, "message": _STR, "request": _STR, "details": {}},
+                      optional=("request", "details")),
+}
+
+# Builders -----------------------------------------------------------------------------------
+
+
+def session_message(session: LiveSession) -> dict[str, Any]:
+    info = session.info
+    return {"type": "session", "id": info.id, "title": info.title, "status": info.status.value,
+            "actual_start": info.actual_start.isoformat() if info.actual_start else None}
+
+
+def floor_message(session: LiveSession) -> dict[str, Any]:
+    holder = session.holder_state()
+    return {
+        "type": "floor",
+        "holder": None if holder is None else {
+            "point_id": holder.point_id, "name": holder.name, "limit_seconds": holder.limit_seconds,
+            "remaining": holder.remaining, "reconnecting": holder.reconnecting},
+        "queue": [{"point_id": point_id, "name": name} for point_id, name in session.hand_queue()],
+        "program": session.program_source,
+        "on_air": session.on_air,
+    }
+
+
+def welcome(session: LiveSession, participant: Participant) -> dict[str, Any]:
+    return {
+        "type": "welcome",
+        "you": {"key": participant.key, "role": participant.role.value, "point_id": participant.point_id,
+                "name": participant.display_name},
+        "session": session_message(session),
+        "floor": floor_message(session),
+    }
+
+
+def roll_call_message(session: LiveSession) -> dict[str, Any]:
+    return {"type": "roll_call", "points": [
+        {"point_id": p.point_id, "name": p.name, "state": p.state, "muted": p.muted, "hand": p.hand,
+         "talk_seconds": p.talk_seconds}
+        for p in session.roll_call()]}
+
+
+def roster_message(session: LiveSession) -> dict[str, Any]:
+    # Hosts and halls by name; members (possibly thousands) as counts.
+    participants = session.roster.participants
+    shown = [{**p.to_dict(), "reconnecting": session.is_reconnecting(p.key)}
+             for p in participants if p.role is not LiveRole.MEMBER]
+    members = [p for p in participants if p.role is LiveRole.MEMBER]
+    return {"type": "roster", "participants": shown,
+            "members": {"connected": sum(1 for p in members if p.connected), "seen": len(members)}}
+
+
+def question_message(question: Question) -> dict[str, Any]:
+    who = question.participant
+    return {"type": "question", "id": question.id, "from": question.sender_name, "key": who.key,
+            "point_id": who.point_id, "text": question.text, "at": question.at.isoformat()}
+
+
+def floor_granted(limit_seconds: float | None) -> dict[str, Any]:
+    return {"type": "floor_granted", "limit_seconds": limit_seconds}
+
+
+def floor_revoked(reason: FloorEndReason) -> dict[str, Any]:
+    return {"type": "floor_revoked", "reason": reason}
+
+
+def floor_ended(point_id: int, name: str, reason: FloorEndReason) -> dict[str, Any]:
+    return {"type": "floor_ended", "point_id": point_id, "name": name, "reason": reason}
+
+
+def answer(pc: str, sdp: str) -> dict[str, Any]:
+    return {"type": "answer", "pc": pc, "sdp": sdp}
+
+
+def pong(t: int | None) -> dict[str, Any]:
+    return {"type": "pong", "t": t}
+
+
+MUTED = {"type": "mute", "muted": True}
+UNMUTED = {"type": "mute", "muted": False}
+REMOVED = {"type": "removed"}

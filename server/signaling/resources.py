@@ -1,0 +1,93 @@
+"""WHIP and WHEP (RFC 9725): one HTTP resource is one endpoint of a participant, with one peer connection.
+
+A studio encoder publishes the speaker's feed without a websocket (WHIP); a
+player, or a hall's operator on a bare player, views the program (WHEP). In
+the roster each resource is an endpoint like a socket, so a hall watching by
+WHEP shows on the roll call and a member's player counts toward attendance.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from server.auth.principal import Principal
+from server.live.events import LiveRole
+from server.live.permissions import PermissionDenied
+from server.live.roles import live_role
+from server.media.room import Answer
+
+if TYPE_CHECKING:
+    from server.signaling.room import LiveRoom
+
+
+@dataclass(frozen=True)
+class Resource:
+    endpoint_id: str  # the media endpoint (the resource id in the URL)
+    connection_id: str  # the roster endpoint
+    key: str
+    user_id: int
+
+
+class Resources:
+    """The open WHIP/WHEP resources of a room."""
+
+    def __init__(self) -> None:
+        self._by_endpoint: dict[str, Resource] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_endpoint)
+
+    def __contains__(self, endpoint_id: object) -> bool:
+        return endpoint_id in self._by_endpoint
+
+    def add(self, resource: Resource) -> None:
+        self._by_endpoint[resource.endpoint_id] = resource
+
+    def get(self, endpoint_id: str) -> Resource | None:
+        return self._by_endpoint.get(endpoint_id)
+
+    def pop(self, endpoint_id: str) -> Resource | None:
+        return self._by_endpoint.pop(endpoint_id, None)
+
+    def of_user(self, user_id: int) -> list[Resource]:
+        return [r for r in self._by_endpoint.values() if r.user_id == user_id]
+
+
+async def open_resource(room: LiveRoom, principal: Principal, pc: str, sdp: str) -> Answer:
+    """Publish (WHIP: the speaker's feed) or view (WHEP); the answer's endpoint id names the resource."""
+    kind = "whip" if pc == "publish" else "whep"
+    connection_id = f"{kind}:{uuid.uuid4().hex}"
+    seat = live_role(principal, room.session.info)
+    if pc == "publish" and seat.role is not LiveRole.HOST:
+        raise PermissionDenied(seat.role.value, "publish", "WHIP ingest takes the session speaker's token")
+    async with room.lock:
+        # Into the roster first: a refusal (removed, role_conflict) leaves nothing half-made.
+        participant, events = room.session.join(connection_id, kind, principal)
+        await room.commit(events)
+    try:
+        if pc == "publish":
+            answer = await room.media.publish(participant.key, sdp)
+        else:
+            answer = await room.media.view(participant.key, sdp)
+    except BaseException:
+        async with room.lock:
+            await room.commit(room.session.leave(connection_id, dropped=False))
+        raise
+    async with room.lock:
+        room.resources.add(Resource(answer.endpoint_id, connection_id, participant.key, principal.user_id))
+        await room.commit(room.media_state(participant.key))
+    return answer
+
+
+async def close_resource(room: LiveRoom, endpoint_id: str, *, dropped: bool = False) -> bool:
+    """End a resource: its DELETE (``dropped`` False), or its peer connection failed (True)."""
+    resource = room.resources.pop(endpoint_id)
+    if resource is None:
+        return False
+    async with room.lock:
+        await room.media.close_endpoint(endpoint_id)
+        await room.commit(room.session.leave(resource.connection_id, dropped=dropped))
+    room.check_idle()
+    return True
