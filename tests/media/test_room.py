@@ -2,6 +2,8 @@
 
 import pytest
 
+from server.media import hooks
+
 from server.media.peer import IceConfig
 from server.media.room import MediaRoom
 from tests.media.clients import clean_cut, close_to, decode_failures, publish, view, wait_until
@@ -61,3 +63,41 @@ async def test_speaker_reaches_viewers_and_floor_switch(room: MediaRoom) -> None
         await speaker.close()
         for viewer in viewers:
             await viewer.close()
+
+
+async def test_a_viewers_keyframe_request_reaches_the_source_on_air(room: MediaRoom) -> None:
+    room.show("speaker")
+    speaker = await publish(answerer(room, "publish", "speaker"), RED, 440, steady=True)
+    viewer = await view(answerer(room, "view", "user:1"))
+    try:
+        await wait_until(lambda: viewer.frames >= 30, timeout=15)
+        asked = speaker.plis
+        # The viewer lost its picture and says so, as a browser does (RTCP PLI).
+        receiver = next(t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video")
+        ssrc = hooks.remote_media_ssrc(viewer.pc, "video")
+        assert ssrc is not None
+        await hooks.send_pli(receiver, ssrc)
+        await wait_until(lambda: speaker.plis > asked, timeout=5)
+    finally:
+        await speaker.close()
+        await viewer.close()
+
+
+async def test_a_muted_publisher_leaves_the_mix_and_comes_back(room: MediaRoom) -> None:
+    room.show("speaker")
+    speaker = await publish(answerer(room, "publish", "speaker"), RED, 440)
+    hall = await publish(answerer(room, "publish", "point:1"), GREEN, 1000)
+    viewer = await view(answerer(room, "view", "user:1"))
+    try:
+        await wait_until(lambda: viewer.tone_energy(1000, 0.5) > 0.2 and viewer.tone_energy(440, 0.5) > 0.2,
+                         timeout=15)
+        room.mute("point:1", True)
+        # Half a second of audio without the hall's tone: its energy is gone, the speaker's stays.
+        await wait_until(lambda: viewer.tone_energy(1000, 0.5) < 0.01, timeout=5)
+        assert viewer.tone_energy(440, 0.5) > 0.5
+        room.mute("point:1", False)
+        await wait_until(lambda: viewer.tone_energy(1000, 0.5) > 0.2, timeout=5)
+    finally:
+        await speaker.close()
+        await hall.close()
+        await viewer.close()

@@ -1,3 +1,4 @@
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,3 +20,15 @@ def settings(settings: Settings) -> Settings:
 async def client(aiohttp_client: Any, settings: Settings, seed: Seed) -> TestClient:
     app: web.Application = create_app(settings)
     return await aiohttp_client(app)
+
+
+@pytest.fixture(autouse=True)
+def server_messages_match_their_schemas() -> Iterator[None]:
+    """Every message any test client received must match the server's schema for its type."""
+    from tests.signaling.helpers import OPENED
+
+    OPENED.clear()
+    yield
+    invalid = [problem for live in OPENED for problem in live.invalid]
+    OPENED.clear()
+    assert not invalid, invalid[:3]

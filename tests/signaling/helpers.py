@@ -6,15 +6,28 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jsonschema
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from server.live.lifecycle import SessionStatus
+from server.signaling.outgoing import SERVER_MESSAGES
 from server.storage.db import Database
 from server.auth.roles import Role
 from server.storage.models import BridgePoint, Session, SessionInvite, User
 from tests.conftest import Seed, bearer
 from tests.media.clients import Publisher, Viewer, publish, view
+
+
+_VALIDATORS = {kind: jsonschema.Draft202012Validator(schema) for kind, schema in SERVER_MESSAGES.items()}
+
+
+def check_server_message(message: dict[str, Any]) -> None:
+    """Fail unless ``message`` is one of the server's message types and matches its schema."""
+    validator = _VALIDATORS.get(message.get("type"))  # type: ignore[arg-type]
+    assert validator is not None, f"the server sent an undocumented message type: {message!r}"
+    errors = sorted(validator.iter_errors(message), key=str)
+    assert not errors, f"{message.get('type')} does not match its schema: {errors[0].message} in {message!r}"
 
 
 class LiveClient:
@@ -23,6 +36,8 @@ class LiveClient:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.received: list[dict[str, Any]] = []
+        # Messages that did not match their schema (checked by the fixture at the end of each test).
+        self.invalid: list[str] = []
         self._changed = asyncio.Condition()
         self.closed_code: int | None = None
         self._reader = asyncio.ensure_future(self._read())
@@ -30,8 +45,13 @@ class LiveClient:
     async def _read(self) -> None:
         async for message in self.ws:
             if message.type == WSMsgType.TEXT:
+                body = message.json()
+                try:
+                    check_server_message(body)
+                except AssertionError as problem:
+                    self.invalid.append(str(problem))
                 async with self._changed:
-                    self.received.append(message.json())
+                    self.received.append(body)
                     self._changed.notify_all()
         self.closed_code = self.ws.close_code
         async with self._changed:
@@ -83,9 +103,13 @@ class LiveClient:
         self._reader.cancel()
 
 
+OPENED: list[LiveClient] = []
+
+
 async def connect(client: TestClient, session_id: int, user: User, **join: Any) -> LiveClient:
     ws = await client.ws_connect(f"/ws/sessions/{session_id}", headers=bearer(client.app, user))
     live = LiveClient(ws)
+    OPENED.append(live)
     await live.send("join", **join)
     await live.expect("welcome")
     return live

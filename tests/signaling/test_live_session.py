@@ -67,6 +67,27 @@ async def test_speaker_to_five_halls_with_the_floor(client: TestClient, seed: Se
         states = {p["point_id"]: p["state"] for p in speaker.last("roll_call")["points"]}
         assert states[point0.id] == "floor"
 
+        # Muting the hall takes its voice out of everyone's mix, and the hall is told.
+        mark = hall_clients[0].mark()
+        await speaker.send("mute", point_id=point0.id, muted=True)
+        assert (await hall_clients[0].expect("mute", since=mark))["muted"] is True
+        await wait_until(lambda: all(v.tone_energy(1000, 0.5) < 0.01 for v in others), timeout=10)
+        assert all(v.tone_energy(440, 0.5) > 0.5 for v in others)
+        await speaker.send("mute", point_id=point0.id, muted=False)
+        await wait_until(lambda: all(v.tone_energy(1000, 0.5) > 0.2 for v in others), timeout=10)
+
+        # "Show the speaker" puts the speaker's picture on air while the hall still holds the floor; "show the
+        # floor" brings the hall back: clean cuts both ways.
+        marks = [viewer.frames for viewer in viewers]
+        await speaker.send("show", source="speaker")
+        for viewer, since in zip(viewers, marks, strict=True):
+            await clean_cut(viewer, GREEN, RED, since=since)
+        assert (await speaker.expect("floor", program="speaker"))["holder"]["point_id"] == point0.id
+        marks = [viewer.frames for viewer in viewers]
+        await speaker.send("show", source="floor")
+        for viewer, since in zip(viewers, marks, strict=True):
+            await clean_cut(viewer, RED, GREEN, since=since)
+
         # Refused: a hall granting, a hall without the floor publishing, a hall lowering another's hand.
         mark = hall_clients[1].mark()
         await hall_clients[1].send("grant_floor", point_id=halls[1][0].id)

@@ -267,3 +267,51 @@ async def test_an_unused_room_closes_by_itself(client: TestClient, seed: Seed, s
     member = await connect(client, session_id, seed.member)
     await member.close()
     await wait_until(lambda: session_id not in client.app[keys.LIVE].rooms, timeout=5)
+
+
+async def test_a_hall_that_reloads_during_its_floor_keeps_it(client: TestClient, seed: Seed, session_id: int) -> None:
+    speaker = await connect(client, session_id, seed.speaker)
+    hall = await connect(client, session_id, seed.operator)
+    await speaker.send("grant_floor", point_id=seed.point_a.id, limit_seconds=120)
+    await hall.expect("floor_granted")
+    # A reload: the browser closes the socket with "going away" and opens a new one a moment later.
+    await hall.ws.close(code=1001)
+    await wait_until(lambda: speaker.last("floor")["holder"]["reconnecting"] is True)
+    assert speaker.last("floor")["holder"]["point_id"] == seed.point_a.id
+    back = await connect(client, session_id, seed.operator)
+    assert back.received[0]["floor"]["holder"]["point_id"] == seed.point_a.id
+    await wait_until(lambda: speaker.last("floor")["holder"]["reconnecting"] is False)
+    assert speaker.last("floor_ended") is None
+    # It may publish again: the offer is refused only for a bad description, not for want of the floor.
+    mark = back.mark()
+    await back.send("offer", pc="publish", sdp="v=0\r\nbad")
+    assert (await back.expect("error", since=mark))["code"] == "bad_sdp"
+    await back.close()
+    await speaker.close()
+
+
+async def test_a_lost_hall_loses_the_floor_after_the_grace_period(aiohttp_client: Any, settings: Any,
+                                                                 seed: Seed) -> None:
+    from sqlalchemy import select
+
+    from server.app import create_app
+    from server.storage.models import FloorGrant
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(settings.data_dir, ice={"loopback_only": True},
+                                   live={"reconnect_grace_seconds": 1}))
+    client = await aiohttp_client(app)
+    session_id = await add_session(app[keys.DATABASE], seed, [seed.point_a.id])
+    speaker = await connect(client, session_id, seed.speaker)
+    hall = await connect(client, session_id, seed.operator)
+    await speaker.send("grant_floor", point_id=seed.point_a.id)
+    await hall.expect("floor_granted")
+    # The network goes: no close frame at all.
+    hall.ws._conn.transport.abort()
+    ended = await speaker.expect("floor_ended", timeout=10)
+    assert ended == {"type": "floor_ended", "point_id": seed.point_a.id, "name": seed.point_a.name,
+                     "reason": "dropped"}
+    async with app[keys.DATABASE].session() as db:
+        grants = list(await db.scalars(select(FloorGrant).where(FloorGrant.session_id == session_id)))
+    assert [(g.end_reason, g.ended_at is not None) for g in grants] == [("dropped", True)]
+    await speaker.close()
