@@ -1,6 +1,6 @@
 """The program's video: one publisher's encoded frames on air at a time.
 
-Switching sources follows the recipe in ARCHITECTURE.md ("Source switching"):
+Switching sources follows the recipe in docs/architecture.md ("The media hot path"):
 ask the new source for a keyframe, keep the old source on air until that
 keyframe arrives, switch on it, and rewrite timestamps once, on the shared
 packet, so the output stays monotonic for every viewer.

@@ -1,4 +1,4 @@
-"""The demo data set: the central hub and the 9 pilot provinces (BRIEF.md).
+"""The demo data set: the central hub and the 9 pilot provinces (the README).
 
 Loading is idempotent: what exists is kept, what is missing is added.  There
 are no built-in passwords: the first load generates one per role group and
