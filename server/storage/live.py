@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from server.collation import sorted_by_name
 from server.live.lifecycle import SessionAction
 from server.live.store import SessionInfo
 from server.storage import sessions as session_store
@@ -17,8 +18,8 @@ async def load_info(database: Database, session_id: int) -> SessionInfo:
     """The session as a live room needs it: status, speaker and invited points by name."""
     async with database.session() as db:
         session = await session_store.get_session(db, session_id)
-        points = list(await db.scalars(
-            select(BridgePoint).where(BridgePoint.id.in_(session.invited_point_ids)).order_by(BridgePoint.name)))
+        points = sorted_by_name(await db.scalars(
+            select(BridgePoint).where(BridgePoint.id.in_(session.invited_point_ids))))
         return SessionInfo(id=session.id, title=session.title, speaker_id=session.speaker_id, status=session.status,
                            invited={point.id: point.name for point in points}, actual_start=session.actual_start)
 

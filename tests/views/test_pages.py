@@ -184,3 +184,32 @@ async def test_members_csv_import_page_reports_rows(client: TestClient, seed: Se
     assert re.search(r"\b3\b", text)  # the bad row's line number is shown
     async with client.app[keys.DATABASE].session() as db:
         assert await user_by_username(db, "ok-1") is None  # all or nothing
+
+
+async def _add_provinces(client: TestClient, seed: Seed, names: tuple[str, ...]) -> list[int]:
+    """Provinces with a hall each, named ``names``; the halls' ids."""
+    from server.storage import units as unit_store
+
+    ids = []
+    async with client.app[keys.DATABASE].session() as db:
+        for index, name in enumerate(names):
+            unit = await unit_store.create_unit(db, {"name": f"Tỉnh {name}", "slug": f"p{index}", "level": "province",
+                                                     "parent_id": seed.central.id})
+            point = await unit_store.create_point(db, {"name": f"Điểm cầu {name}", "slug": f"p{index}",
+                                                       "unit_id": unit.id})
+            ids.append(point.id)
+    return ids
+
+
+async def test_pages_and_the_api_list_names_in_vietnamese_order(client: TestClient, seed: Seed) -> None:
+    # Byte order puts "Đắk Lắk" after "Gia Lai" (U+0110 > "G").
+    await _add_provinces(client, seed, ("Gia Lai", "Đắk Lắk"))
+    await login(client, "admin")
+    page = await (await client.get("/bridge-points")).text()
+    assert page.index("Điểm cầu Đắk Lắk") < page.index("Điểm cầu Gia Lai")
+    units = await (await client.get("/units")).text()
+    assert units.index("Tỉnh Đắk Lắk") < units.index("Tỉnh Gia Lai")
+    points = [p["name"] for p in (await (await client.get("/api/v1/bridge-points")).json())["bridge_points"]]
+    assert points.index("Điểm cầu Đắk Lắk") == points.index("Điểm cầu Gia Lai") - 1
+    names = [u["name"] for u in (await (await client.get("/api/v1/units")).json())["units"]]
+    assert names.index("Tỉnh Đắk Lắk") == names.index("Tỉnh Gia Lai") - 1

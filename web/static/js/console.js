@@ -316,8 +316,23 @@
       mute.disabled = p.state === "not_connected" && !p.muted;
     });
     el.summary.textContent = t("summary", { connected: connected, total: total, receiving: receiving });
+    keepServerOrder(message.points || []);
     updateGrantButtons();
   });
+
+  // The server lists the points in the one alphabetical order (server/collation.py),
+  // the same as the page's first rows: follow it rather than sorting again here.
+  function keepServerOrder(points) {
+    var rows = el.rollcall.querySelectorAll("tr[data-point-id]");
+    var same = rows.length === points.length && points.every(function (p, i) {
+      return rows[i].getAttribute("data-point-id") === String(p.point_id);
+    });
+    if (same) return;
+    points.forEach(function (p) {
+      var row = rowOf(p.point_id);
+      if (row) el.rollcall.appendChild(row);
+    });
+  }
 
   function updateGrantButtons() {
     var holder = state.floor && state.floor.holder ? state.floor.holder.point_id : null;
@@ -355,17 +370,6 @@
       client.send("mute", { point_id: id, muted: target.getAttribute("aria-pressed") !== "true" });
     }
   });
-
-  // Rows in the language's alphabetical order (Đ after D, not after Z).
-  (function sortRows() {
-    var rows = Array.prototype.slice.call(el.rollcall.querySelectorAll("tr[data-point-id]"));
-    var collator = window.Intl && Intl.Collator ? new Intl.Collator(lang) : null;
-    rows.sort(function (a, b) {
-      var x = a.querySelector(".rc-point").textContent, y = b.querySelector(".rc-point").textContent;
-      return collator ? collator.compare(x, y) : x.localeCompare(y);
-    });
-    rows.forEach(function (row) { el.rollcall.appendChild(row); });
-  })();
 
   // Questions ------------------------------------------------------------------------------------
 
