@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.i18n import CATALOGUE_DIR, CODE_MESSAGES, Catalogues
+from server.i18n import CATALOGUE_DIR, CODE_MESSAGES, Catalogues, error_messages
 from server.storage.models import Role, UnitLevel
 from server.live.lifecycle import SessionStatus
 
@@ -20,7 +20,7 @@ def message_ids() -> set[str]:
     for path in TEMPLATES.glob("*.html"):
         for match in CALL.finditer(path.read_text(encoding="utf-8")):
             found.add(match.group("text"))
-    return found | set(CODE_MESSAGES.values())
+    return found | set(CODE_MESSAGES.values()) | error_messages()
 
 
 def test_templates_use_the_translation_function() -> None:
