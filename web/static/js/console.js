@@ -3,10 +3,11 @@
   "use strict";
 
   var B = window.Bridgecast;
-  if (!B) return;
-  var config = B.readJSON("live-config");
+  if (!B || !B.LiveClient || !B.ui) return;
+  var UI = B.ui;
+  var config = UI.readJSON("live-config");
   if (!config) return;
-  var t = B.Strings("live-strings");
+  var t = UI.Strings("live-strings");
   var $ = function (id) { return document.getElementById(id); };
   var lang = document.documentElement.lang || "vi";
 
@@ -63,7 +64,7 @@
   function tickClock() {
     if (state.status === "live" && state.actualStart) {
       el.clock.hidden = false;
-      el.clock.textContent = t("live_for", { time: B.formatDuration((Date.now() - state.actualStart) / 1000) });
+      el.clock.textContent = t("live_for", { time: UI.formatDuration((Date.now() - state.actualStart) / 1000) });
     } else {
       el.clock.hidden = true;
     }
@@ -269,12 +270,12 @@
     if (!holder) return;
     if (typeof holder.remaining === "number") {
       var left = holder.remaining - (Date.now() - state.floorAt) / 1000;
-      el.floorRemaining.textContent = t("remaining", { time: B.formatDuration(Math.max(0, left)) });
+      el.floorRemaining.textContent = t("remaining", { time: UI.formatDuration(Math.max(0, left)) });
       el.floorRemaining.classList.toggle("is-short", left < 30);
     } else {
       var point = state.points[holder.point_id];
       var talked = point ? point.talk_seconds + (Date.now() - state.rollcallAt) / 1000 : 0;
-      el.floorRemaining.textContent = t("no_limit") + " · " + t("speaking_for", { time: B.formatDuration(talked) });
+      el.floorRemaining.textContent = t("no_limit") + " · " + t("speaking_for", { time: UI.formatDuration(talked) });
       el.floorRemaining.classList.remove("is-short");
     }
   }
@@ -309,7 +310,7 @@
       row.querySelector(".hand-badge").hidden = !p.hand;
       row.classList.toggle("has-hand", !!p.hand);
       row.querySelector(".mute-badge").hidden = !p.muted;
-      row.querySelector(".rc-talk").textContent = B.formatDuration(p.talk_seconds || 0);
+      row.querySelector(".rc-talk").textContent = UI.formatDuration(p.talk_seconds || 0);
       var mute = row.querySelector("[data-mute]");
       mute.setAttribute("aria-pressed", p.muted ? "true" : "false");
       mute.textContent = p.muted ? t("unmute") : t("mute");
@@ -352,7 +353,7 @@
     var row = rowOf(holder);
     if (row) {
       var talked = state.points[holder].talk_seconds + (Date.now() - state.rollcallAt) / 1000;
-      row.querySelector(".rc-talk").textContent = B.formatDuration(talked);
+      row.querySelector(".rc-talk").textContent = UI.formatDuration(talked);
     }
   }
 

@@ -4,10 +4,11 @@
   "use strict";
 
   var B = window.Bridgecast;
-  if (!B) return;
-  var config = B.readJSON("live-config");
+  if (!B || !B.LiveClient || !B.ui) return;
+  var UI = B.ui;
+  var config = UI.readJSON("live-config");
   if (!config) return;
-  var t = B.Strings("live-strings");
+  var t = UI.Strings("live-strings");
   var $ = function (id) { return document.getElementById(id); };
 
   var client = new B.LiveClient(config);
@@ -184,7 +185,7 @@
     onTrack: function () { if (state.status === "live") play(); },
   });
 
-  var sound = B.ProgramSound({
+  var sound = UI.ProgramSound({
     video: el.program, enableButton: el.enableSound, toggleButton: el.toggleSound,
     isLive: function () { return state.status === "live"; },
     label: function (muted) { return muted ? t("unmute_sound") : t("mute_sound"); },
@@ -211,7 +212,7 @@
         var fps = sample.fps != null ? Math.round(sample.fps) : 0;
         var ok = sample.bitrate > 100000 && fps >= 10 ? "yes" : sample.bitrate > 0 ? "warn" : "no";
         check(el.checkVideo, ok, t("video_stats", {
-          bitrate: B.formatBitrate(sample.bitrate), fps: fps,
+          bitrate: UI.formatBitrate(sample.bitrate), fps: fps,
           width: sample.width || 0, height: sample.height || 0,
         }));
       }
@@ -321,7 +322,7 @@
     var holder = state.floor && state.floor.holder;
     if (holder && own(holder.point_id) && typeof holder.remaining === "number") {
       var left = Math.max(0, holder.remaining - (Date.now() - state.floorAt) / 1000);
-      el.floorLeft.textContent = t("remaining", { time: B.formatDuration(left) });
+      el.floorLeft.textContent = t("remaining", { time: UI.formatDuration(left) });
       el.floorLeft.classList.toggle("is-short", left < 30);
     } else {
       el.floorLeft.textContent = "";

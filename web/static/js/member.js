@@ -3,10 +3,11 @@
   "use strict";
 
   var B = window.Bridgecast;
-  if (!B) return;
-  var config = B.readJSON("live-config");
+  if (!B || !B.LiveClient || !B.ui) return;
+  var UI = B.ui;
+  var config = UI.readJSON("live-config");
   if (!config) return;
-  var t = B.Strings("live-strings");
+  var t = UI.Strings("live-strings");
   var $ = function (id) { return document.getElementById(id); };
 
   // An administrator who is not hosting this page watches as a member.
@@ -75,7 +76,7 @@
 
   client.openView({ video: el.program, onTrack: function () { if (state.status === "live") play(); } });
 
-  var sound = B.ProgramSound({
+  var sound = UI.ProgramSound({
     video: el.program, enableButton: el.enableSound, toggleButton: el.toggleSound,
     isLive: function () { return state.status === "live"; },
     label: function (muted) { return muted ? t("unmute_sound") : t("mute_sound"); },
