@@ -1,5 +1,7 @@
 """Pages through the test client: sign-in, CSRF, forms, language, errors."""
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -339,3 +341,48 @@ async def test_every_refusal_page_is_translated_by_its_code(client: TestClient, 
     assert "<h1>Biểu mẫu đã hết hạn</h1>" in await expired.text()
     await _switch_language(client, csrf, "en")
     assert "<h1>Access denied</h1>" in await (await client.get("/users")).text()
+
+
+def _json_block(html: str, ident: str) -> Any:
+    match = re.search(rf'<script type="application/json" id="{ident}">(.*?)</script>', html, re.S)
+    assert match, ident
+    return json.loads(match.group(1))
+
+
+async def test_the_console_has_the_schedule_and_zone_for_its_checks(
+        aiohttp_client: Any, tmp_path: Any, migrated_sqlite: Any, password_hash: str) -> None:
+    import shutil
+
+    from server.storage.db import Database
+    from tests.conftest import make_settings, seed_database
+
+    # A server configured for another zone than the default: the page must carry that one.
+    data_dir = tmp_path / "tokyo"
+    data_dir.mkdir()
+    shutil.copy(migrated_sqlite, data_dir / "bridgecast.db")
+    settings = make_settings(data_dir, i18n={"timezone": "Asia/Tokyo"})
+    database = Database(settings.effective_database_url)
+    seed = await seed_database(database, password_hash)
+    await database.close()
+    client = await aiohttp_client(create_app(settings))
+    halls = await _add_provinces(client, seed, ("Gia Lai", "Đắk Lắk"))
+    start = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo
+    session_id = await _session_for(client, seed, [*halls, seed.point_a.id], start=start)
+
+    await login(client, "speaker")
+    html = await (await client.get(f"/sessions/{session_id}/live")).text()
+    page = _json_block(html, "live-page")
+    assert page["timezone"] == "Asia/Tokyo"
+    assert datetime.fromisoformat(page["scheduledStart"]) == start
+    assert datetime.fromisoformat(page["scheduledEnd"]) == start + timedelta(hours=2)
+    assert page["earlyStartMinutes"] == 30
+    # The confirmation says when the session is scheduled, in that zone.
+    dialog = html[html.index('<dialog id="start-dialog"'):]
+    dialog = " ".join(dialog[:dialog.index("</dialog>")].split())
+    assert "02/12/2026" in dialog and "10:00 – 12:00" in dialog and "Asia/Tokyo" in dialog
+    # The helpers load after the protocol and before the page script.
+    scripts = [html.index(f"js/{name}.js") for name in ("protocol", "ui", "console")]
+    assert scripts == sorted(scripts)
+    # The roll call starts in alphabetical order (the server's, which roll_call keeps).
+    rows = re.findall(r'<span class="rc-point">(.*?)</span>', html)
+    assert rows == ["Điểm cầu A", "Điểm cầu Đắk Lắk", "Điểm cầu Gia Lai"]

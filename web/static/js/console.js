@@ -9,12 +9,17 @@
   if (!config) return;
   var t = UI.Strings("live-strings");
   var $ = function (id) { return document.getElementById(id); };
-  var lang = document.documentElement.lang || "vi";
+  var page = UI.readJSON("live-page") || {};
+  var lang = page.locale || document.documentElement.lang || "vi";
+  // Times as every other page shows them: in the configured zone, not the browser's.
+  var clockTime = UI.timeFormatter(page.timezone, lang, "time");
+  var dateTime = UI.timeFormatter(page.timezone, lang, "datetime");
 
   var client = new B.LiveClient(config);
   var el = {
     status: $("session-status"), clock: $("live-clock"), conn: $("conn-state"),
     goLive: $("go-live"), end: $("end-session"), endDialog: $("end-dialog"),
+    startDialog: $("start-dialog"), startNow: $("start-now"),
     alert: $("console-alert"),
     preview: $("local-preview"), sourceLabel: $("source-label"), cameraError: $("camera-error"),
     publishState: $("publish-state"), mic: $("toggle-mic"), screen: $("toggle-screen"),
@@ -97,9 +102,37 @@
     if (e.request === "start") el.goLive.disabled = false;
   });
 
-  el.goLive.addEventListener("click", function () {
+  function start() {
     if (client.send("start")) el.goLive.disabled = true;
+  }
+
+  /** "early" more than page.earlyStartMinutes before the scheduled start, "late" after its end, else "". */
+  function offSchedule(now) {
+    var begins = Date.parse(page.scheduledStart), ends = Date.parse(page.scheduledEnd);
+    var margin = (typeof page.earlyStartMinutes === "number" ? page.earlyStartMinutes : 30) * 60000;
+    if (!isNaN(begins) && now < begins - margin) return "early";
+    if (!isNaN(ends) && now > ends) return "late";
+    return "";
+  }
+
+  el.goLive.addEventListener("click", function () {
+    var now = Date.now();
+    var when = offSchedule(now);
+    if (!when || !el.startDialog || !el.startDialog.showModal) { start(); return; }
+    el.startDialog.setAttribute("data-when", when);
+    el.startDialog.querySelectorAll("[data-when]").forEach(function (node) {
+      node.hidden = node.getAttribute("data-when") !== when;
+    });
+    el.startNow.setAttribute("datetime", new Date(now).toISOString());
+    el.startNow.textContent = dateTime(now);
+    el.startDialog.returnValue = "";
+    el.startDialog.showModal();
   });
+  if (el.startDialog) {
+    el.startDialog.addEventListener("close", function () {
+      if (el.startDialog.returnValue === "start") start();
+    });
+  }
   el.end.addEventListener("click", function () {
     if (el.endDialog.showModal) el.endDialog.showModal();
   });
@@ -385,7 +418,7 @@
     var at = item.querySelector(".question-at");
     if (q.at) {
       at.setAttribute("datetime", q.at);
-      at.textContent = new Date(q.at).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+      at.textContent = clockTime(q.at);
     }
     item.querySelector(".question-text").textContent = q.text;
     item.classList.add("is-new");

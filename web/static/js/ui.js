@@ -127,6 +127,35 @@
     return Math.round(bps / 1e3) + " kbit/s";
   }
 
+  /**
+   * Format times in ``zone`` (the configured [i18n] timezone, given to the page), not
+   * in the browser's own: a hall's or speaker's computer may be set to another zone.
+   * kind: "time" (14:05) or "datetime" (02/12/2026 14:05). An unknown zone falls back
+   * to the browser's rather than failing.
+   */
+  function timeFormatter(zone, locale, kind) {
+    var options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    if (kind === "datetime") { options.day = "2-digit"; options.month = "2-digit"; options.year = "numeric"; }
+    var format = null;
+    if (window.Intl && Intl.DateTimeFormat) {
+      try {
+        format = new Intl.DateTimeFormat(locale || "vi", Object.assign({ timeZone: zone || undefined }, options));
+      } catch (e) {
+        format = new Intl.DateTimeFormat(locale || "vi", options);
+      }
+    }
+    return function (value) {
+      var date = value instanceof Date ? value : new Date(value);
+      if (isNaN(date.getTime())) return "";
+      if (!format) return date.toISOString().slice(kind === "datetime" ? 0 : 11, 16).replace("T", " ");
+      if (kind !== "datetime") return format.format(date);
+      // dd/mm/yyyy hh:mm in every language, as the server's pages write it (render.format_datetime).
+      var parts = {};
+      format.formatToParts(date).forEach(function (part) { parts[part.type] = part.value; });
+      return parts.day + "/" + parts.month + "/" + parts.year + " " + parts.hour + ":" + parts.minute;
+    };
+  }
+
   NS.ui = {
     readJSON: readJSON,
     Strings: Strings,
@@ -134,5 +163,6 @@
     ProgramSound: ProgramSound,
     formatDuration: formatDuration,
     formatBitrate: formatBitrate,
+    timeFormatter: timeFormatter,
   };
 })();
