@@ -386,3 +386,23 @@ async def test_the_console_has_the_schedule_and_zone_for_its_checks(
     # The roll call starts in alphabetical order (the server's, which roll_call keeps).
     rows = re.findall(r'<span class="rc-point">(.*?)</span>', html)
     assert rows == ["Điểm cầu A", "Điểm cầu Đắk Lắk", "Điểm cầu Gia Lai"]
+
+
+async def test_the_dashboards_date_badge_names_the_month_in_each_language(client: TestClient, seed: Seed) -> None:
+    from zoneinfo import ZoneInfo
+
+    start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=10)
+    await _session_for(client, seed, [seed.point_a.id], start=start)
+    local = start.astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
+    csrf = await login(client, "member-a")
+
+    def badge(html: str) -> tuple[str, str]:
+        day = re.search(r'<span class="date-chip-day">(.*?)</span>', html)
+        month = re.search(r'<span class="date-chip-month">(.*?)</span>', html)
+        assert day and month
+        return day.group(1), month.group(1)
+
+    assert badge(await (await client.get("/")).text()) == (f"{local.day:02d}", f"Tháng {local.month}")
+    await _switch_language(client, csrf, "en")
+    english = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][local.month - 1]
+    assert badge(await (await client.get("/")).text()) == (f"{local.day:02d}", english)
