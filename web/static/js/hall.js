@@ -384,6 +384,15 @@
     if (event.key === "Escape" && !el.questionForm.hidden) toggleQuestion(false);
   });
 
+  // An unattended hall screen must not blank during a lecture (docs/operations.md).
+  // The browser releases the lock when the page is hidden: ask again when it is back.
+  function keepScreenOn() {
+    if (!navigator.wakeLock || document.visibilityState !== "visible" || state.ended) return;
+    navigator.wakeLock.request("screen").catch(function () { /* not allowed here (no HTTPS) */ });
+  }
+  document.addEventListener("visibilitychange", keepScreenOn);
+  keepScreenOn();
+
   if (state.status !== "live") startSelfPreview();
   updateWaiting();
   client.connect();
