@@ -27,6 +27,7 @@
     rollcall: $("rollcall"), summary: $("rollcall-summary"),
     floorPanel: $("floor-panel"), floorNone: $("floor-none"), floorCurrent: $("floor-current"),
     floorName: $("floor-name"), floorRemaining: $("floor-remaining"), revoke: $("revoke-floor"),
+    floorReconnecting: $("floor-reconnecting"), floorAlerts: $("floor-alerts"),
     queue: $("hand-queue"), queueEmpty: $("queue-empty"), queueCount: $("queue-count"), limit: $("grant-limit"),
     questions: $("questions"), questionsEmpty: $("questions-empty"), questionCount: $("question-count"),
     ended: $("ended-screen"), endedReason: $("ended-reason"),
@@ -79,6 +80,19 @@
     el.endedReason.textContent = reason || "";
     el.ended.hidden = false;
     stopMedia();
+  }
+
+  // A point's connection in the roll call: "reconnecting" is a hall whose socket dropped
+  // less than the server's grace period ago (it keeps its floor and hand meanwhile).
+  function isConnected(state) { return state !== "not_connected" && state !== "reconnecting"; }
+
+  /** An alert that stays until the speaker closes it: a floor that ended without their doing. */
+  function floorAlert(text) {
+    var item = $("floor-alert").content.firstElementChild.cloneNode(true);
+    item.querySelector(".floor-alert-text").textContent = text;
+    item.querySelector(".floor-alert-close").addEventListener("click", function () { item.remove(); });
+    el.floorAlerts.appendChild(item);
+    while (el.floorAlerts.children.length > 4) el.floorAlerts.firstElementChild.remove();
   }
 
   function showAlert(text) {
@@ -271,8 +285,10 @@
     state.floorAt = Date.now();
     var holder = floor.holder;
     el.floorPanel.setAttribute("data-holder", holder ? String(holder.point_id) : "");
+    el.floorPanel.setAttribute("data-reconnecting", holder && holder.reconnecting ? "true" : "false");
     el.floorNone.hidden = !!holder;
     el.floorCurrent.hidden = !holder;
+    el.floorReconnecting.hidden = !(holder && holder.reconnecting);
     if (holder) el.floorName.textContent = holder.name || pointName(holder.point_id);
     tickFloor();
 
@@ -315,18 +331,26 @@
 
   el.revoke.addEventListener("click", function () { client.send("revoke_floor"); });
 
+  // A grant ended: say so when it was not the speaker's doing (revoked, removed).
+  client.on("floor_ended", function (message) {
+    var key = "floor_ended_" + message.reason;
+    if (!t.table[key]) return;
+    floorAlert(t(key, { name: message.name || pointName(message.point_id) || String(message.point_id) }));
+  });
+
   // Roll call ------------------------------------------------------------------------------------
 
   function rowOf(id) { return el.rollcall.querySelector('tr[data-point-id="' + id + '"]'); }
 
   client.on("roll_call", function (message) {
     state.rollcallAt = Date.now();
-    var connected = 0, receiving = 0, total = 0;
+    var connected = 0, receiving = 0, reconnecting = 0, total = 0;
     state.points = {};
     (message.points || []).forEach(function (p) {
       total += 1;
       state.points[p.point_id] = p;
-      if (p.state !== "not_connected") connected += 1;
+      if (isConnected(p.state)) connected += 1;
+      if (p.state === "reconnecting") reconnecting += 1;
       if (p.state === "receiving" || p.state === "floor") receiving += 1;
       var row = rowOf(p.point_id);
       if (!row) {
@@ -347,9 +371,10 @@
       var mute = row.querySelector("[data-mute]");
       mute.setAttribute("aria-pressed", p.muted ? "true" : "false");
       mute.textContent = p.muted ? t("unmute") : t("mute");
-      mute.disabled = p.state === "not_connected" && !p.muted;
+      mute.disabled = !isConnected(p.state) && !p.muted;
     });
-    el.summary.textContent = t("summary", { connected: connected, total: total, receiving: receiving });
+    el.summary.textContent = t(reconnecting ? "summary_reconnecting" : "summary",
+                               { connected: connected, total: total, receiving: receiving, reconnecting: reconnecting });
     keepServerOrder(message.points || []);
     updateGrantButtons();
   });
@@ -373,7 +398,7 @@
     document.querySelectorAll("[data-grant]").forEach(function (button) {
       var id = Number(button.getAttribute("data-grant"));
       var point = state.points[id];
-      button.disabled = !id || id === holder || (point ? point.state === "not_connected" : !button.closest(".hand-queue"));
+      button.disabled = !id || id === holder || (point ? !isConnected(point.state) : !button.closest(".hand-queue"));
     });
     el.rollcall.querySelectorAll("tr[data-point-id]").forEach(function (row) {
       row.classList.toggle("is-holder", Number(row.getAttribute("data-point-id")) === holder);

@@ -55,6 +55,8 @@
     if (s.state === "online") check(el.checkWs, "yes", t("ok_connected"));
     else check(el.checkWs, s.state === "closed" ? "no" : "pending", t("ws_" + s.state));
     el.reconnecting.hidden = !(s.state === "reconnecting" && client.everJoined);
+    // A hall holding the floor keeps it for the server's grace period: say so.
+    el.reconnecting.textContent = state.holding ? t("reconnecting_floor") : t("ws_reconnecting");
     if (s.state === "closed") {
       el.barConn.querySelector(".bar-conn-text").textContent = t("ws_closed");
       if (s.reason === "removed") showEnded(t("ended_removed"));
@@ -224,7 +226,15 @@
 
   function own(pointId) { return pointId != null && pointId === config.pointId; }
 
+  // The floor as the server has it. After a reconnect (or a reload) the welcome's floor
+  // is the first news: a hall still holding the floor resumes publishing at once (no new
+  // floor_granted comes), and one whose grace period ran out stops and is told why.
+  var rejoined = false;
+  client.on("status", function (s) { if (s.state === "online") rejoined = !!s.rejoined; });
+
   client.on("floor", function (floor) {
+    var fromWelcome = rejoined;
+    rejoined = false;
     state.floor = floor;
     state.floorAt = Date.now();
     var holder = floor.holder;
@@ -233,9 +243,13 @@
     state.hand = queued;
     showFloorLine();
     el.barFloor.classList.toggle("is-hall", !!holder);
+    el.barFloor.classList.toggle("is-reconnecting", !!(holder && holder.reconnecting && !holding));
     setHand(holding ? "floor" : queued ? "up" : "down");
     if (holding && !state.holding) startPublishing();
-    if (!holding && state.holding) stopPublishing();
+    if (!holding && state.holding) {
+      stopPublishing();
+      if (fromWelcome) notice(t("revoked_dropped"), true);
+    }
     tickFloor();
   });
 
@@ -243,7 +257,8 @@
     var holder = state.floor && state.floor.holder;
     var live = state.status === "live";
     el.barFloor.textContent = !live ? "" : holder && own(holder.point_id) ? t("floor_self")
-      : holder ? t("floor_point", { name: holder.name }) : t("floor_speaker");
+      : holder ? t(holder.reconnecting ? "floor_point_reconnecting" : "floor_point", { name: holder.name })
+      : t("floor_speaker");
   }
 
   function setHand(mode) {

@@ -54,7 +54,9 @@
     var holder = state.floor && state.floor.holder;
     var live = state.status === "live";
     el.floorLine.hidden = !live;
-    el.floorLine.textContent = holder ? t("floor_point", { name: holder.name }) : t("floor_speaker");
+    el.floorLine.textContent = !holder ? t("floor_speaker")
+      : t(holder.reconnecting ? "floor_point_reconnecting" : "floor_point", { name: holder.name });
+    el.floorLine.classList.toggle("is-reconnecting", !!(holder && holder.reconnecting));
     el.floorLine.classList.toggle("is-hall", !!holder);
   }
 

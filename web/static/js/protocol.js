@@ -23,6 +23,9 @@
   var ANSWER_TIMEOUT = 10000;     // ms to wait for the server's answer
   var DISCONNECTED_GRACE = 5000;  // ms "disconnected" before rebuilding a peer connection
   var CLOSE_FINAL = { 1000: "closed", 4003: "removed" };
+  // Our own close of a socket without "leave" (a dead socket, the page going away):
+  // the server treats it as a drop and keeps a hall's floor and hand for its grace period.
+  var CLOSE_DROPPED = 4000;
 
   function socketURL(path) {
     var scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -59,9 +62,14 @@
     this._pingTimer = null;
     this._offers = [];
     this._lastMessage = 0;
+    this.dropped = false;
     var self = this;
     window.addEventListener("online", function () { if (!self.final && !self.ws) self._reconnectNow(); });
-    window.addEventListener("pagehide", function () { self.close(); });
+    // A reload or a closed tab is not leaving: drop the socket, send no "leave".
+    window.addEventListener("pagehide", function () { self.drop("pagehide"); });
+    // Back from the browser's page cache with a dropped socket and closed peers:
+    // load the page afresh rather than show a frozen one.
+    window.addEventListener("pageshow", function (event) { if (event.persisted && self.dropped) location.reload(); });
   }
 
   LiveClient.prototype.on = function (type, fn) {
@@ -240,7 +248,7 @@
         self.ws = null;
         self.joined = false;
         self._stopPing();
-        try { ws.close(4000, "no pong"); } catch (e) { /* already closing */ }
+        try { ws.close(CLOSE_DROPPED, "no pong"); } catch (e) { /* already closing */ }
         self._scheduleReconnect("timeout");
         return;
       }
@@ -265,6 +273,10 @@
     return true;
   };
 
+  /**
+   * Leave the session on purpose (a button, the session's end): tell the server
+   * ("leave"), which ends a hall's floor and lowers its hand at once.
+   */
   LiveClient.prototype.close = function () {
     if (this.final && !this.ws) return;
     this.final = true;
@@ -277,6 +289,23 @@
       try { ws.send(JSON.stringify({ type: "leave" })); } catch (e) { /* closing */ }
     }
     if (ws) try { ws.close(1000, "left"); } catch (e) { /* closing */ }
+  };
+
+  /**
+   * The page goes away (reload, closed tab, navigation): close the socket and the
+   * peer connections without "leave". The server sees a drop and gives a hall its
+   * grace period, so a reload does not cost it the floor or its place in the queue.
+   */
+  LiveClient.prototype.drop = function (reason) {
+    if (this.final && !this.ws) return;
+    this.final = true;
+    this.dropped = true;
+    this.finalReason = this.finalReason || "dropped";
+    clearTimeout(this._retryTimer);
+    this._stopPing();
+    this._closePeers(false);
+    var ws = this.ws;
+    if (ws) try { ws.close(CLOSE_DROPPED, reason || "dropped"); } catch (e) { /* closing */ }
   };
 
   LiveClient.prototype._resumePeers = function (welcome, rejoined) {
