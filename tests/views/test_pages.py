@@ -13,10 +13,9 @@ from aiohttp.test_utils import TestClient
 from server import keys
 from server.app import create_app
 from server.config import Settings
-from server.storage.users import user_by_username
-
 from server.storage import sessions as session_store
 from server.storage.models import Session
+from server.storage.users import user_by_username
 from tests.conftest import TEST_PASSWORD, Seed, csrf_of, login
 
 
