@@ -10,6 +10,7 @@ English fallback in production.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,115 @@ CODE_MESSAGES = {
 }
 
 
+
+
+@dataclass(frozen=True)
+class ErrorPage:
+    """What an error page says: a heading, why, and what to do (English message ids)."""
+
+    heading: str
+    explanation: str
+    advice: str = ""
+    # A way on that fits the refusal better than the dashboard: (path, label).
+    link: tuple[str, str] | None = None
+
+
+_SESSIONS_LINK = ("/sessions", "See the sessions open to you")
+
+# Error pages by error code (server/errors.py and where errors are raised):
+# the page says why in the reader's language, whatever the code's status.
+ERROR_PAGES = {
+    "not_invited": ErrorPage(
+        "Your bridge point is not invited to this session",
+        "This session is broadcast only to the bridge points the administrator invited, and yours is not "
+        "among them.",
+        "If your hall should take part, ask the administrator to add your bridge point to the session's "
+        "invitations, then open the page again.",
+        _SESSIONS_LINK),
+    "other_units": ErrorPage(
+        "This session is for other units",
+        "This session is shown in the halls of other units, and members see only the sessions of their own "
+        "unit and of the units above it.",
+        "If you should attend, ask your unit's administrator to invite a bridge point of your unit, or to "
+        "move your account to the right unit.",
+        _SESSIONS_LINK),
+    "not_speaker": ErrorPage(
+        "Another speaker presents this session",
+        "A speaker sees and hosts only the sessions they are the speaker of.",
+        "If you should present it, ask the administrator to make you the session's speaker.",
+        _SESSIONS_LINK),
+    "forbidden": ErrorPage(
+        "Access denied",
+        "Your account does not have permission to open this page.",
+        "If you need it for your work, ask an administrator to change your account's role."),
+    "csrf_failed": ErrorPage(
+        "The form has expired",
+        "For your security the form could not be accepted. Reload the page and try again."),
+    "bad_origin": ErrorPage(
+        "Request refused",
+        "The request did not come from this site and was refused."),
+    "unauthorized": ErrorPage(
+        "Please sign in",
+        "You need to sign in to see this page."),
+    "token_expired": ErrorPage(
+        "Please sign in again",
+        "Your sign-in has expired."),
+    "token_revoked": ErrorPage(
+        "Please sign in again",
+        "You were signed out: your password, role or account changed."),
+    "not_found": ErrorPage(
+        "Page not found",
+        "The page you asked for does not exist or has been removed."),
+    "method_not_allowed": ErrorPage(
+        "Action not allowed",
+        "This address does not accept this kind of request."),
+    "payload_too_large": ErrorPage(
+        "The file is too large",
+        "Send a smaller file (at most 2 MB)."),
+    "too_many_requests": ErrorPage(
+        "Too many attempts",
+        "Wait a moment and try again."),
+    "internal_error": ErrorPage(
+        "Something went wrong",
+        "The server could not complete the request. Try again in a moment; if it keeps happening, tell the "
+        "administrator."),
+}
+
+# When a code has no page of its own: by status.
+STATUS_PAGES = {
+    400: ErrorPage("The request is not valid", "Check what you entered and try again."),
+    401: ERROR_PAGES["unauthorized"],
+    403: ERROR_PAGES["forbidden"],
+    404: ERROR_PAGES["not_found"],
+    405: ERROR_PAGES["method_not_allowed"],
+    409: ErrorPage("This action is not possible", "It conflicts with the current state of the data."),
+    413: ERROR_PAGES["payload_too_large"],
+    422: ErrorPage("The request is not valid", "Check what you entered and try again."),
+    429: ERROR_PAGES["too_many_requests"],
+    500: ERROR_PAGES["internal_error"],
+}
+OTHER_ERROR = ErrorPage("Something went wrong", "The request could not be completed.")
+
+
+def error_page(code: str, status: int) -> tuple[ErrorPage, bool]:
+    """The page for an error, and whether it is the code's own (else the status's)."""
+    if code in ERROR_PAGES:
+        return ERROR_PAGES[code], True
+    if code in CODE_MESSAGES:
+        # A rule of the data (a conflict, a validation code): its message says why.
+        return ErrorPage("This action is not possible", CODE_MESSAGES[code]), True
+    fallback = STATUS_PAGES.get(status) or (ERROR_PAGES["internal_error"] if status >= 500 else OTHER_ERROR)
+    return fallback, False
+
+
+def error_messages() -> set[str]:
+    """Every message id the error pages may show (for the catalogue test)."""
+    pages = [*ERROR_PAGES.values(), *STATUS_PAGES.values(), OTHER_ERROR]
+    found = {text for page in pages for text in (page.heading, page.explanation, page.advice) if text}
+    found |= {page.link[1] for page in pages if page.link}
+    return found | {"This action is not possible"}
+
+
 class Catalogues:
     """The loaded message catalogues."""
 
@@ -100,6 +210,19 @@ class Translator:
     def code(self, code: str) -> str:
         """The translated message for an error code."""
         return self(CODE_MESSAGES.get(code, "This value is not valid."))
+
+    def error_page(self, code: str, status: int) -> dict[str, Any]:
+        """An error page's texts, translated: heading, explanation, advice, link, and
+        ``specific`` (false when only the status was known: the page then shows the
+        server's technical message too)."""
+        page, specific = error_page(code, status)
+        return {
+            "heading": self(page.heading),
+            "explanation": self(page.explanation),
+            "advice": self(page.advice) if page.advice else "",
+            "link": (page.link[0], self(page.link[1])) if page.link else None,
+            "specific": specific,
+        }
 
 
 def pick_locale(requested: str | None, default: str) -> str:

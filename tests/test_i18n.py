@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from server.i18n import CATALOGUE_DIR, CODE_MESSAGES, Catalogues
 from server.auth.roles import Role
+from server.i18n import CATALOGUE_DIR, CODE_MESSAGES, Catalogues, error_messages
 from server.storage.models import UnitLevel
 from server.live.lifecycle import SessionStatus
 
@@ -21,7 +21,7 @@ def message_ids() -> set[str]:
     for path in TEMPLATES.glob("*.html"):
         for match in CALL.finditer(path.read_text(encoding="utf-8")):
             found.add(match.group("text"))
-    return found | set(CODE_MESSAGES.values())
+    return found | set(CODE_MESSAGES.values()) | error_messages()
 
 
 def test_templates_use_the_translation_function() -> None:

@@ -233,7 +233,9 @@ class LiveSession:
             if participant.role is LiveRole.HALL and participant.point_id is not None:
                 events += self._floor_events(self.floor.forget(participant.point_id, mono, "dropped"))
             events.append(self._event(ev.ParticipantLost, participant=participant.ref))
-        return events + self._program_events() if events else events
+        if not events:
+            return []
+        return events + self._program_events()
 
     # the floor ----------------------------------------------------------------------
 

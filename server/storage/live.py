@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from server.collation import sorted_by_name
 from server.live import events as ev
 from server.live.bus import EventBus, Subscription, dispatcher
 from server.live.lifecycle import SessionAction
@@ -18,8 +19,8 @@ async def load_info(database: Database, session_id: int) -> SessionInfo:
     """The session as a live room needs it: status, speaker and invited points by name."""
     async with database.session() as db:
         session = await session_store.get_session(db, session_id)
-        points = list(await db.scalars(
-            select(BridgePoint).where(BridgePoint.id.in_(session.invited_point_ids)).order_by(BridgePoint.name)))
+        points = sorted_by_name(await db.scalars(
+            select(BridgePoint).where(BridgePoint.id.in_(session.invited_point_ids))))
         return SessionInfo(id=session.id, title=session.title, speaker_id=session.speaker_id, status=session.status,
                            invited={point.id: point.name for point in points}, actual_start=session.actual_start,
                            scheduled_start=session.scheduled_start, scheduled_end=session.scheduled_end)

@@ -69,12 +69,21 @@ async def get_session(db: AsyncSession, session_id: int) -> Session:
     return session
 
 
+# Why a session is hidden from a role: a stable code the pages translate (server/i18n.py).
+_REFUSALS = {
+    Role.SPEAKER: ("not_speaker", "this session has another speaker"),
+    Role.OPERATOR: ("not_invited", "your bridge point is not invited to this session"),
+    Role.MEMBER: ("other_units", "this session is shown in the halls of other units, not of yours"),
+}
+
+
 async def visible_session(db: AsyncSession, principal: Principal, session_id: int) -> Session:
-    """The session if the caller may see it; NotFound or Forbidden otherwise."""
+    """The session if the caller may see it; NotFound, or Forbidden with the reason's code."""
     session = await get_session(db, session_id)
     query = await _visible(db, principal, select(Session.id).where(Session.id == session_id))  # type: ignore[arg-type]
     if await db.scalar(query) is None:
-        raise Forbidden("you are not invited to this session")
+        code, message = _REFUSALS.get(principal.role, ("forbidden", "you may not see this session"))
+        raise Forbidden(message, code=code)
     return session
 
 

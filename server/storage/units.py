@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.collation import vietnamese_key
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.storage.models import PARENT_LEVEL, BridgePoint, SessionInvite, Unit, UnitLevel, User
 
 
 async def list_units(db: AsyncSession) -> list[Unit]:
-    # Central first, then provinces, then communes (not alphabetical by level).
-    rank = case({level.value: index for index, level in enumerate(UnitLevel)}, value=Unit.level, else_=99)
-    result = await db.scalars(select(Unit).order_by(rank, Unit.name))
-    return list(result)
+    """Central first, then provinces, then communes; by name within a level (server/collation.py)."""
+    rank = {level: index for index, level in enumerate(UnitLevel)}
+    units = await db.scalars(select(Unit))
+    return sorted(units, key=lambda unit: (rank[unit.level], vietnamese_key(unit.name)))
 
 
 async def get_unit(db: AsyncSession, unit_id: int) -> Unit:
@@ -101,10 +102,12 @@ async def delete_unit(db: AsyncSession, unit_id: int) -> None:
 
 
 async def list_points(db: AsyncSession, *, active_only: bool = False) -> list[BridgePoint]:
-    query = select(BridgePoint).order_by(BridgePoint.is_hub.desc(), BridgePoint.name)
+    """The hub first, then the halls by name (server/collation.py)."""
+    query = select(BridgePoint)
     if active_only:
         query = query.where(BridgePoint.active.is_(True))
-    return list(await db.scalars(query))
+    points = await db.scalars(query)
+    return sorted(points, key=lambda point: (not point.is_hub, vietnamese_key(point.name)))
 
 
 async def get_point(db: AsyncSession, point_id: int) -> BridgePoint:

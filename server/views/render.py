@@ -10,6 +10,7 @@ import jinja2
 from aiohttp import web
 
 from server import keys
+from server.collation import sorted_by_name, vietnamese_key
 from server.i18n import LOCALE_NAMES, LOCALES, Translator, pick_locale
 from server.views.auth import LANG_COOKIE, csrf_token, current
 
@@ -24,6 +25,9 @@ def create_environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # Lists in Vietnamese alphabetical order, the same as the storage's (server/collation.py).
+    env.filters["by_name"] = sorted_by_name
+    env.filters["collate"] = lambda texts: sorted(texts, key=vietnamese_key)
     return env
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from server import keys
+from server.collation import sorted_by_name, vietnamese_key
 from server.errors import AppError, ValidationFailed
 from server.live.lifecycle import SessionAction, SessionStatus, can
 from server.schemas import SESSION
@@ -25,7 +26,7 @@ STATUS_FILTERS = {status.value: status for status in SessionStatus}
 
 async def _speakers(db: Any) -> list[User]:
     query = select(User).where(User.role.in_([Role.SPEAKER, Role.ADMIN]), User.active.is_(True))
-    return list(await db.scalars(query.order_by(User.full_name)))
+    return sorted(await db.scalars(query), key=lambda user: vietnamese_key(user.full_name))
 
 
 @require()
@@ -63,8 +64,7 @@ async def session_detail(request: web.Request) -> web.StreamResponse:
         session = await session_store.visible_session(db, principal, path_id(request))
         points = await session_store.points_by_id(db, session.invited_point_ids)
         speaker = await db.get(User, session.speaker_id) if session.speaker_id else None
-    invited = [points[pid] for pid in session.invited_point_ids if pid in points]
-    invited.sort(key=lambda point: point.name)
+    invited = sorted_by_name(points[pid] for pid in session.invited_point_ids if pid in points)
     return render(request, "session_detail.html", {
         "session": session, "invited": invited, "speaker": speaker,
         "can_edit": principal.is_admin and can(session.status, SessionAction.EDIT),

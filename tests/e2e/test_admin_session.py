@@ -40,3 +40,18 @@ async def test_admin_creates_a_session_and_sees_it_listed(server: Server, page: 
     text = await row.inner_text()
     assert "15/12/2026" in text and "08:00" in text
     await page.screenshot(path=str(server.data_dir / "sessions.png"), full_page=True)
+
+    # On a phone every list stays within the screen: rows stack, nothing is cut off at the right.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/sessions", "/units", "/bridge-points", "/users", "/"):
+        await page.goto(f"{server.url}{path}")
+        overflow = await page.evaluate("""() => {
+          const wide = (el) => el.scrollWidth > el.clientWidth + 1;
+          return [document.documentElement, ...document.querySelectorAll('.table-wrap, .card')]
+            .filter(wide).map((el) => el.className || el.tagName);
+        }""")
+        assert overflow == [], (path, overflow)
+    row = page.locator("table tr", has_text=title)
+    await page.goto(f"{server.url}/sessions")
+    assert "15/12/2026" in await row.inner_text()
+    assert await row.is_visible()

@@ -10,7 +10,9 @@ on air.  "Playing" means a decoded picture whose time advances.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from server.storage.demo import SESSION_TITLE
 from tests.e2e.conftest import Server
@@ -26,8 +28,8 @@ PLAYS = """async (selector) => {
 
 
 async def _signed_in(browser: Any, server: Server, username: str, password: str,
-                     viewport: dict[str, int]) -> Any:
-    context = await browser.new_context(viewport=viewport, locale="vi-VN")
+                     viewport: dict[str, int], timezone: str = "Asia/Ho_Chi_Minh") -> Any:
+    context = await browser.new_context(viewport=viewport, locale="vi-VN", timezone_id=timezone)
     page = await context.new_page()
     page.set_default_timeout(15_000)
     await page.goto(f"{server.url}/login")
@@ -65,7 +67,9 @@ async def _shows(page: Any, red: bool) -> None:
 
 async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, browser: Any,
                                                             red_camera_browser: Any) -> None:
-    speaker = await _signed_in(browser, server, "speaker", server.logins["speaker"], {"width": 1366, "height": 768})
+    # The speaker's computer is set to another zone than the server's: times must still read in the server's.
+    speaker = await _signed_in(browser, server, "speaker", server.logins["speaker"], {"width": 1366, "height": 768},
+                               timezone="America/New_York")
     hall1 = await _signed_in(red_camera_browser, server, "op-hai-phong", server.logins["operators"],
                              {"width": 1280, "height": 720})
     hall2 = await _signed_in(browser, server, "op-can-tho", server.logins["operators"], {"width": 1280, "height": 720})
@@ -90,8 +94,13 @@ async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, brow
     for point in (point1, point2):
         await speaker.wait_for_selector(f"#rollcall tr[data-point-id='{point}']:not([data-state=not_connected])")
 
-    # Go live: both halls see and hear the program.
+    # Go live: the demo session is scheduled for tomorrow, so the console asks first, saying when.
     await speaker.click("#go-live")
+    dialog = speaker.locator("#start-dialog[data-when=early]")
+    await dialog.wait_for()
+    assert "08:00" in await dialog.inner_text()
+    await speaker.click("#confirm-start")
+    # Both halls see and hear the program.
     await speaker.wait_for_function("() => document.body.dataset.status === 'live'")
     for hall in (hall1, hall2, member):
         await hall.wait_for_function("() => document.querySelector('#program').videoWidth > 0", timeout=20_000)
@@ -132,6 +141,15 @@ async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, brow
     # A member at home sees it too, and is told who speaks.
     await _shows(member, red=True)
     await member.wait_for_function("() => document.querySelector('#floor-line').textContent.includes('Hải Phòng')")
+
+    # The member's question reaches the console, its time in the configured zone (not New York's).
+    await member.fill("#question-text", "Xin làm rõ mục 3?")
+    await member.click("#question-form button[type=submit]")
+    asked = speaker.locator("#questions .question", has_text="Xin làm rõ mục 3?")
+    await asked.wait_for()
+    sent_at = datetime.fromisoformat(await asked.locator(".question-at").get_attribute("datetime"))
+    expected = sent_at.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%H:%M")
+    assert (await asked.locator(".question-at").inner_text()).strip() == expected
 
     # The speaker takes the floor back: hall 1 stops publishing, the program returns to the speaker.
     await speaker.click("#revoke-floor")

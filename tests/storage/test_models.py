@@ -202,3 +202,29 @@ async def test_session_references_are_checked(database: Database, seeded: Seed, 
     assert caught.value.by_field() == {field: code}
     async with database.session() as db:
         assert list(await db.scalars(select(Session))) == []
+
+
+async def test_units_points_and_invitations_come_in_vietnamese_order(database: Database, seeded: Seed) -> None:
+    # Byte order (SQLite's ORDER BY) would put every "Đ" after "G": U+0110 > "G".
+    from server.storage.live import load_info
+
+    async with database.session() as db:
+        for name, slug in (("Tỉnh Gia Lai", "gia-lai"), ("Tỉnh Đắk Lắk", "dak-lak"), ("Tỉnh Bình Định", "binh-dinh"),
+                           ("Tỉnh Bình Dương", "binh-duong")):
+            unit = await unit_store.create_unit(db, {"name": name, "slug": slug, "level": "province",
+                                                     "parent_id": seeded.central.id})
+            await unit_store.create_point(db, {"name": name.replace("Tỉnh", "Điểm cầu"), "slug": slug,
+                                               "unit_id": unit.id})
+        units = [unit.name for unit in await unit_store.list_units(db)]
+        points = await unit_store.list_points(db)
+        session = await session_store.create_session(db, {
+            "title": "Thứ tự", "scheduled_start": datetime(2026, 12, 1, 8, tzinfo=UTC),
+            "scheduled_end": datetime(2026, 12, 1, 9, tzinfo=UTC),
+            "invited_point_ids": [point.id for point in points if not point.is_hub]}, None)
+    assert units == ["Trung ương", "Tỉnh A", "Tỉnh B", "Tỉnh Bình Dương", "Tỉnh Bình Định", "Tỉnh Đắk Lắk",
+                     "Tỉnh Gia Lai"]
+    halls = ["Điểm cầu A", "Điểm cầu B", "Điểm cầu Bình Dương", "Điểm cầu Bình Định", "Điểm cầu Đắk Lắk",
+             "Điểm cầu Gia Lai"]
+    assert [point.name for point in points] == ["Điểm cầu Trung ương", *halls]  # the hub first
+    info = await load_info(database, session.id)
+    assert list(info.invited.values()) == halls  # the roll call's order

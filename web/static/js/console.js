@@ -3,17 +3,23 @@
   "use strict";
 
   var B = window.Bridgecast;
-  if (!B) return;
-  var config = B.readJSON("live-config");
+  if (!B || !B.LiveClient || !B.ui) return;
+  var UI = B.ui;
+  var config = UI.readJSON("live-config");
   if (!config) return;
-  var t = B.Strings("live-strings");
+  var t = UI.Strings("live-strings");
   var $ = function (id) { return document.getElementById(id); };
-  var lang = document.documentElement.lang || "vi";
+  var page = UI.readJSON("live-page") || {};
+  var lang = page.locale || document.documentElement.lang || "vi";
+  // Times as every other page shows them: in the configured zone, not the browser's.
+  var clockTime = UI.timeFormatter(page.timezone, lang, "time");
+  var dateTime = UI.timeFormatter(page.timezone, lang, "datetime");
 
   var client = new B.LiveClient(config);
   var el = {
     status: $("session-status"), clock: $("live-clock"), conn: $("conn-state"),
     goLive: $("go-live"), end: $("end-session"), endDialog: $("end-dialog"),
+    startDialog: $("start-dialog"), startNow: $("start-now"),
     alert: $("console-alert"),
     preview: $("local-preview"), sourceLabel: $("source-label"), cameraError: $("camera-error"),
     publishState: $("publish-state"), mic: $("toggle-mic"), screen: $("toggle-screen"),
@@ -21,6 +27,7 @@
     rollcall: $("rollcall"), summary: $("rollcall-summary"),
     floorPanel: $("floor-panel"), floorNone: $("floor-none"), floorCurrent: $("floor-current"),
     floorName: $("floor-name"), floorRemaining: $("floor-remaining"), revoke: $("revoke-floor"),
+    floorReconnecting: $("floor-reconnecting"), floorAlerts: $("floor-alerts"),
     queue: $("hand-queue"), queueEmpty: $("queue-empty"), queueCount: $("queue-count"), limit: $("grant-limit"),
     questions: $("questions"), questionsEmpty: $("questions-empty"), questionCount: $("question-count"),
     ended: $("ended-screen"), endedReason: $("ended-reason"),
@@ -63,7 +70,7 @@
   function tickClock() {
     if (state.status === "live" && state.actualStart) {
       el.clock.hidden = false;
-      el.clock.textContent = t("live_for", { time: B.formatDuration((Date.now() - state.actualStart) / 1000) });
+      el.clock.textContent = t("live_for", { time: UI.formatDuration((Date.now() - state.actualStart) / 1000) });
     } else {
       el.clock.hidden = true;
     }
@@ -73,6 +80,19 @@
     el.endedReason.textContent = reason || "";
     el.ended.hidden = false;
     stopMedia();
+  }
+
+  // A point's connection in the roll call: "reconnecting" is a hall whose socket dropped
+  // less than the server's grace period ago (it keeps its floor and hand meanwhile).
+  function isConnected(state) { return state !== "not_connected" && state !== "reconnecting"; }
+
+  /** An alert that stays until the speaker closes it: a floor that ended without their doing. */
+  function floorAlert(text) {
+    var item = $("floor-alert").content.firstElementChild.cloneNode(true);
+    item.querySelector(".floor-alert-text").textContent = text;
+    item.querySelector(".floor-alert-close").addEventListener("click", function () { item.remove(); });
+    el.floorAlerts.appendChild(item);
+    while (el.floorAlerts.children.length > 4) el.floorAlerts.firstElementChild.remove();
   }
 
   function showAlert(text) {
@@ -96,9 +116,37 @@
     if (e.request === "start") el.goLive.disabled = false;
   });
 
-  el.goLive.addEventListener("click", function () {
+  function start() {
     if (client.send("start")) el.goLive.disabled = true;
+  }
+
+  /** "early" more than page.earlyStartMinutes before the scheduled start, "late" after its end, else "". */
+  function offSchedule(now) {
+    var begins = Date.parse(page.scheduledStart), ends = Date.parse(page.scheduledEnd);
+    var margin = (typeof page.earlyStartMinutes === "number" ? page.earlyStartMinutes : 30) * 60000;
+    if (!isNaN(begins) && now < begins - margin) return "early";
+    if (!isNaN(ends) && now > ends) return "late";
+    return "";
+  }
+
+  el.goLive.addEventListener("click", function () {
+    var now = Date.now();
+    var when = offSchedule(now);
+    if (!when || !el.startDialog || !el.startDialog.showModal) { start(); return; }
+    el.startDialog.setAttribute("data-when", when);
+    el.startDialog.querySelectorAll("[data-when]").forEach(function (node) {
+      node.hidden = node.getAttribute("data-when") !== when;
+    });
+    el.startNow.setAttribute("datetime", new Date(now).toISOString());
+    el.startNow.textContent = dateTime(now);
+    el.startDialog.returnValue = "";
+    el.startDialog.showModal();
   });
+  if (el.startDialog) {
+    el.startDialog.addEventListener("close", function () {
+      if (el.startDialog.returnValue === "start") start();
+    });
+  }
   el.end.addEventListener("click", function () {
     if (el.endDialog.showModal) el.endDialog.showModal();
   });
@@ -237,8 +285,10 @@
     state.floorAt = Date.now();
     var holder = floor.holder;
     el.floorPanel.setAttribute("data-holder", holder ? String(holder.point_id) : "");
+    el.floorPanel.setAttribute("data-reconnecting", holder && holder.reconnecting ? "true" : "false");
     el.floorNone.hidden = !!holder;
     el.floorCurrent.hidden = !holder;
+    el.floorReconnecting.hidden = !(holder && holder.reconnecting);
     if (holder) el.floorName.textContent = holder.name || pointName(holder.point_id);
     tickFloor();
 
@@ -269,17 +319,24 @@
     if (!holder) return;
     if (typeof holder.remaining === "number") {
       var left = holder.remaining - (Date.now() - state.floorAt) / 1000;
-      el.floorRemaining.textContent = t("remaining", { time: B.formatDuration(Math.max(0, left)) });
+      el.floorRemaining.textContent = t("remaining", { time: UI.formatDuration(Math.max(0, left)) });
       el.floorRemaining.classList.toggle("is-short", left < 30);
     } else {
       var point = state.points[holder.point_id];
       var talked = point ? point.talk_seconds + (Date.now() - state.rollcallAt) / 1000 : 0;
-      el.floorRemaining.textContent = t("no_limit") + " · " + t("speaking_for", { time: B.formatDuration(talked) });
+      el.floorRemaining.textContent = t("no_limit") + " · " + t("speaking_for", { time: UI.formatDuration(talked) });
       el.floorRemaining.classList.remove("is-short");
     }
   }
 
   el.revoke.addEventListener("click", function () { client.send("revoke_floor"); });
+
+  // A grant ended: say so when it was not the speaker's doing (revoked, removed).
+  client.on("floor_ended", function (message) {
+    var key = "floor_ended_" + message.reason;
+    if (!t.table[key]) return;
+    floorAlert(t(key, { name: message.name || pointName(message.point_id) || String(message.point_id) }));
+  });
 
   // Roll call ------------------------------------------------------------------------------------
 
@@ -287,12 +344,13 @@
 
   client.on("roll_call", function (message) {
     state.rollcallAt = Date.now();
-    var connected = 0, receiving = 0, total = 0;
+    var connected = 0, receiving = 0, reconnecting = 0, total = 0;
     state.points = {};
     (message.points || []).forEach(function (p) {
       total += 1;
       state.points[p.point_id] = p;
-      if (p.state !== "not_connected") connected += 1;
+      if (isConnected(p.state)) connected += 1;
+      if (p.state === "reconnecting") reconnecting += 1;
       if (p.state === "receiving" || p.state === "floor") receiving += 1;
       var row = rowOf(p.point_id);
       if (!row) {
@@ -309,22 +367,38 @@
       row.querySelector(".hand-badge").hidden = !p.hand;
       row.classList.toggle("has-hand", !!p.hand);
       row.querySelector(".mute-badge").hidden = !p.muted;
-      row.querySelector(".rc-talk").textContent = B.formatDuration(p.talk_seconds || 0);
+      row.querySelector(".rc-talk").textContent = UI.formatDuration(p.talk_seconds || 0);
       var mute = row.querySelector("[data-mute]");
       mute.setAttribute("aria-pressed", p.muted ? "true" : "false");
       mute.textContent = p.muted ? t("unmute") : t("mute");
-      mute.disabled = p.state === "not_connected" && !p.muted;
+      mute.disabled = !isConnected(p.state) && !p.muted;
     });
-    el.summary.textContent = t("summary", { connected: connected, total: total, receiving: receiving });
+    el.summary.textContent = t(reconnecting ? "summary_reconnecting" : "summary",
+                               { connected: connected, total: total, receiving: receiving, reconnecting: reconnecting });
+    keepServerOrder(message.points || []);
     updateGrantButtons();
   });
+
+  // The server lists the points in the one alphabetical order (server/collation.py),
+  // the same as the page's first rows: follow it rather than sorting again here.
+  function keepServerOrder(points) {
+    var rows = el.rollcall.querySelectorAll("tr[data-point-id]");
+    var same = rows.length === points.length && points.every(function (p, i) {
+      return rows[i].getAttribute("data-point-id") === String(p.point_id);
+    });
+    if (same) return;
+    points.forEach(function (p) {
+      var row = rowOf(p.point_id);
+      if (row) el.rollcall.appendChild(row);
+    });
+  }
 
   function updateGrantButtons() {
     var holder = state.floor && state.floor.holder ? state.floor.holder.point_id : null;
     document.querySelectorAll("[data-grant]").forEach(function (button) {
       var id = Number(button.getAttribute("data-grant"));
       var point = state.points[id];
-      button.disabled = !id || id === holder || (point ? point.state === "not_connected" : !button.closest(".hand-queue"));
+      button.disabled = !id || id === holder || (point ? !isConnected(point.state) : !button.closest(".hand-queue"));
     });
     el.rollcall.querySelectorAll("tr[data-point-id]").forEach(function (row) {
       row.classList.toggle("is-holder", Number(row.getAttribute("data-point-id")) === holder);
@@ -337,7 +411,7 @@
     var row = rowOf(holder);
     if (row) {
       var talked = state.points[holder].talk_seconds + (Date.now() - state.rollcallAt) / 1000;
-      row.querySelector(".rc-talk").textContent = B.formatDuration(talked);
+      row.querySelector(".rc-talk").textContent = UI.formatDuration(talked);
     }
   }
 
@@ -356,17 +430,6 @@
     }
   });
 
-  // Rows in the language's alphabetical order (Đ after D, not after Z).
-  (function sortRows() {
-    var rows = Array.prototype.slice.call(el.rollcall.querySelectorAll("tr[data-point-id]"));
-    var collator = window.Intl && Intl.Collator ? new Intl.Collator(lang) : null;
-    rows.sort(function (a, b) {
-      var x = a.querySelector(".rc-point").textContent, y = b.querySelector(".rc-point").textContent;
-      return collator ? collator.compare(x, y) : x.localeCompare(y);
-    });
-    rows.forEach(function (row) { el.rollcall.appendChild(row); });
-  })();
-
   // Questions ------------------------------------------------------------------------------------
 
   client.on("question", function (q) {
@@ -380,7 +443,7 @@
     var at = item.querySelector(".question-at");
     if (q.at) {
       at.setAttribute("datetime", q.at);
-      at.textContent = new Date(q.at).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+      at.textContent = clockTime(q.at);
     }
     item.querySelector(".question-text").textContent = q.text;
     item.classList.add("is-new");

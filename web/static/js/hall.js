@@ -4,10 +4,11 @@
   "use strict";
 
   var B = window.Bridgecast;
-  if (!B) return;
-  var config = B.readJSON("live-config");
+  if (!B || !B.LiveClient || !B.ui) return;
+  var UI = B.ui;
+  var config = UI.readJSON("live-config");
   if (!config) return;
-  var t = B.Strings("live-strings");
+  var t = UI.Strings("live-strings");
   var $ = function (id) { return document.getElementById(id); };
 
   var client = new B.LiveClient(config);
@@ -54,6 +55,8 @@
     if (s.state === "online") check(el.checkWs, "yes", t("ok_connected"));
     else check(el.checkWs, s.state === "closed" ? "no" : "pending", t("ws_" + s.state));
     el.reconnecting.hidden = !(s.state === "reconnecting" && client.everJoined);
+    // A hall holding the floor keeps it for the server's grace period: say so.
+    el.reconnecting.textContent = state.holding ? t("reconnecting_floor") : t("ws_reconnecting");
     if (s.state === "closed") {
       el.barConn.querySelector(".bar-conn-text").textContent = t("ws_closed");
       if (s.reason === "removed") showEnded(t("ended_removed"));
@@ -184,7 +187,7 @@
     onTrack: function () { if (state.status === "live") play(); },
   });
 
-  var sound = B.ProgramSound({
+  var sound = UI.ProgramSound({
     video: el.program, enableButton: el.enableSound, toggleButton: el.toggleSound,
     isLive: function () { return state.status === "live"; },
     label: function (muted) { return muted ? t("unmute_sound") : t("mute_sound"); },
@@ -211,7 +214,7 @@
         var fps = sample.fps != null ? Math.round(sample.fps) : 0;
         var ok = sample.bitrate > 100000 && fps >= 10 ? "yes" : sample.bitrate > 0 ? "warn" : "no";
         check(el.checkVideo, ok, t("video_stats", {
-          bitrate: B.formatBitrate(sample.bitrate), fps: fps,
+          bitrate: UI.formatBitrate(sample.bitrate), fps: fps,
           width: sample.width || 0, height: sample.height || 0,
         }));
       }
@@ -223,7 +226,15 @@
 
   function own(pointId) { return pointId != null && pointId === config.pointId; }
 
+  // The floor as the server has it. After a reconnect (or a reload) the welcome's floor
+  // is the first news: a hall still holding the floor resumes publishing at once (no new
+  // floor_granted comes), and one whose grace period ran out stops and is told why.
+  var rejoined = false;
+  client.on("status", function (s) { if (s.state === "online") rejoined = !!s.rejoined; });
+
   client.on("floor", function (floor) {
+    var fromWelcome = rejoined;
+    rejoined = false;
     state.floor = floor;
     state.floorAt = Date.now();
     var holder = floor.holder;
@@ -232,9 +243,13 @@
     state.hand = queued;
     showFloorLine();
     el.barFloor.classList.toggle("is-hall", !!holder);
+    el.barFloor.classList.toggle("is-reconnecting", !!(holder && holder.reconnecting && !holding));
     setHand(holding ? "floor" : queued ? "up" : "down");
     if (holding && !state.holding) startPublishing();
-    if (!holding && state.holding) stopPublishing();
+    if (!holding && state.holding) {
+      stopPublishing();
+      if (fromWelcome) notice(t("revoked_dropped"), true);
+    }
     tickFloor();
   });
 
@@ -242,7 +257,8 @@
     var holder = state.floor && state.floor.holder;
     var live = state.status === "live";
     el.barFloor.textContent = !live ? "" : holder && own(holder.point_id) ? t("floor_self")
-      : holder ? t("floor_point", { name: holder.name }) : t("floor_speaker");
+      : holder ? t(holder.reconnecting ? "floor_point_reconnecting" : "floor_point", { name: holder.name })
+      : t("floor_speaker");
   }
 
   function setHand(mode) {
@@ -321,7 +337,7 @@
     var holder = state.floor && state.floor.holder;
     if (holder && own(holder.point_id) && typeof holder.remaining === "number") {
       var left = Math.max(0, holder.remaining - (Date.now() - state.floorAt) / 1000);
-      el.floorLeft.textContent = t("remaining", { time: B.formatDuration(left) });
+      el.floorLeft.textContent = t("remaining", { time: UI.formatDuration(left) });
       el.floorLeft.classList.toggle("is-short", left < 30);
     } else {
       el.floorLeft.textContent = "";
@@ -382,6 +398,15 @@
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape" && !el.questionForm.hidden) toggleQuestion(false);
   });
+
+  // An unattended hall screen must not blank during a lecture (docs/operations.md).
+  // The browser releases the lock when the page is hidden: ask again when it is back.
+  function keepScreenOn() {
+    if (!navigator.wakeLock || document.visibilityState !== "visible" || state.ended) return;
+    navigator.wakeLock.request("screen").catch(function () { /* not allowed here (no HTTPS) */ });
+  }
+  document.addEventListener("visibilitychange", keepScreenOn);
+  keepScreenOn();
 
   if (state.status !== "live") startSelfPreview();
   updateWaiting();

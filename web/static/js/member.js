@@ -3,10 +3,11 @@
   "use strict";
 
   var B = window.Bridgecast;
-  if (!B) return;
-  var config = B.readJSON("live-config");
+  if (!B || !B.LiveClient || !B.ui) return;
+  var UI = B.ui;
+  var config = UI.readJSON("live-config");
   if (!config) return;
-  var t = B.Strings("live-strings");
+  var t = UI.Strings("live-strings");
   var $ = function (id) { return document.getElementById(id); };
 
   // An administrator who is not hosting this page watches as a member.
@@ -53,7 +54,9 @@
     var holder = state.floor && state.floor.holder;
     var live = state.status === "live";
     el.floorLine.hidden = !live;
-    el.floorLine.textContent = holder ? t("floor_point", { name: holder.name }) : t("floor_speaker");
+    el.floorLine.textContent = !holder ? t("floor_speaker")
+      : t(holder.reconnecting ? "floor_point_reconnecting" : "floor_point", { name: holder.name });
+    el.floorLine.classList.toggle("is-reconnecting", !!(holder && holder.reconnecting));
     el.floorLine.classList.toggle("is-hall", !!holder);
   }
 
@@ -75,7 +78,7 @@
 
   client.openView({ video: el.program, onTrack: function () { if (state.status === "live") play(); } });
 
-  var sound = B.ProgramSound({
+  var sound = UI.ProgramSound({
     video: el.program, enableButton: el.enableSound, toggleButton: el.toggleSound,
     isLive: function () { return state.status === "live"; },
     label: function (muted) { return muted ? t("unmute_sound") : t("mute_sound"); },

@@ -7,7 +7,8 @@
  * offered over the socket and answered by the server; rebuilt and re-offered
  * when it fails (the server, aiortc, has no ICE restart).
  *
- * No user-visible strings here: the pages translate states and errors.
+ * No user-visible strings and no page here: the pages (console.js, hall.js,
+ * member.js) translate states and errors, with the helpers of ui.js.
  */
 (function () {
   "use strict";
@@ -22,12 +23,9 @@
   var ANSWER_TIMEOUT = 10000;     // ms to wait for the server's answer
   var DISCONNECTED_GRACE = 5000;  // ms "disconnected" before rebuilding a peer connection
   var CLOSE_FINAL = { 1000: "closed", 4003: "removed" };
-
-  function readJSON(id) {
-    var el = document.getElementById(id);
-    if (!el) return null;
-    try { return JSON.parse(el.textContent); } catch (e) { return null; }
-  }
+  // Our own close of a socket without "leave" (a dead socket, the page going away):
+  // the server treats it as a drop and keeps a hall's floor and hand for its grace period.
+  var CLOSE_DROPPED = 4000;
 
   function socketURL(path) {
     var scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -64,9 +62,14 @@
     this._pingTimer = null;
     this._offers = [];
     this._lastMessage = 0;
+    this.dropped = false;
     var self = this;
     window.addEventListener("online", function () { if (!self.final && !self.ws) self._reconnectNow(); });
-    window.addEventListener("pagehide", function () { self.close(); });
+    // A reload or a closed tab is not leaving: drop the socket, send no "leave".
+    window.addEventListener("pagehide", function () { self.drop("pagehide"); });
+    // Back from the browser's page cache with a dropped socket and closed peers:
+    // load the page afresh rather than show a frozen one.
+    window.addEventListener("pageshow", function (event) { if (event.persisted && self.dropped) location.reload(); });
   }
 
   LiveClient.prototype.on = function (type, fn) {
@@ -245,7 +248,7 @@
         self.ws = null;
         self.joined = false;
         self._stopPing();
-        try { ws.close(4000, "no pong"); } catch (e) { /* already closing */ }
+        try { ws.close(CLOSE_DROPPED, "no pong"); } catch (e) { /* already closing */ }
         self._scheduleReconnect("timeout");
         return;
       }
@@ -270,6 +273,10 @@
     return true;
   };
 
+  /**
+   * Leave the session on purpose (a button, the session's end): tell the server
+   * ("leave"), which ends a hall's floor and lowers its hand at once.
+   */
   LiveClient.prototype.close = function () {
     if (this.final && !this.ws) return;
     this.final = true;
@@ -282,6 +289,23 @@
       try { ws.send(JSON.stringify({ type: "leave" })); } catch (e) { /* closing */ }
     }
     if (ws) try { ws.close(1000, "left"); } catch (e) { /* closing */ }
+  };
+
+  /**
+   * The page goes away (reload, closed tab, navigation): close the socket and the
+   * peer connections without "leave". The server sees a drop and gives a hall its
+   * grace period, so a reload does not cost it the floor or its place in the queue.
+   */
+  LiveClient.prototype.drop = function (reason) {
+    if (this.final && !this.ws) return;
+    this.final = true;
+    this.dropped = true;
+    this.finalReason = this.finalReason || "dropped";
+    clearTimeout(this._retryTimer);
+    this._stopPing();
+    this._closePeers(false);
+    var ws = this.ws;
+    if (ws) try { ws.close(CLOSE_DROPPED, reason || "dropped"); } catch (e) { /* closing */ }
   };
 
   LiveClient.prototype._resumePeers = function (welcome, rejoined) {
@@ -579,125 +603,6 @@
     }).catch(function () { return null; });
   };
 
-  // ---------------------------------------------------------------------------------------------
-  // Small shared helpers for the pages
-
-  /** Translated strings from <script type="application/json" id="live-strings">, with {name} filling. */
-  function Strings(id) {
-    var table = readJSON(id || "live-strings") || {};
-    var t = function (key, values) {
-      var text = Object.prototype.hasOwnProperty.call(table, key) ? table[key] : key;
-      if (values) {
-        text = text.replace(/\{(\w+)\}/g, function (m, name) {
-          return Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : m;
-        });
-      }
-      return text;
-    };
-    t.table = table;
-    return t;
-  }
-
-  /** Play a <video> with sound if the browser lets us, else muted; resolves to "sound" | "muted" | "failed". */
-  var playing = typeof WeakMap === "function" ? new WeakMap() : null;
-
-  function playWithSound(video, wantSound) {
-    // One attempt at a time per element: a second unmute while the first
-    // muted fallback plays would make the browser pause the video.
-    var pending = playing && playing.get(video);
-    if (pending) return pending;
-    var activated = !navigator.userActivation || navigator.userActivation.hasBeenActive;
-    if (!video.paused && video.muted && wantSound && !activated) return Promise.resolve("muted");
-    video.muted = !wantSound;
-    var attempt = video.play();
-    if (!attempt || !attempt.then) return Promise.resolve(video.muted ? "muted" : "sound");
-    var result = attempt.then(function () { return video.muted ? "muted" : "sound"; }, function (error) {
-      if (error && error.name === "NotAllowedError" && !video.muted) {
-        video.muted = true;
-        return video.play().then(function () { return "muted"; }, function () { return "failed"; });
-      }
-      return error && error.name === "AbortError" ? (video.muted ? "muted" : "sound") : "failed";
-    });
-    var done = result.then(function (value) { if (playing) playing.delete(video); return value; });
-    if (playing) playing.set(video, done);
-    return done;
-  }
-
-  /**
-   * The sound of a program <video>: with sound when the browser allows it,
-   * otherwise muted with a visible "enable sound" button, and the first click
-   * anywhere on the page turns the sound on.
-   * options: {video, enableButton, toggleButton, isLive: () => bool, label: (muted) => text}
-   * Returns {play(), refresh()}.
-   */
-  function ProgramSound(options) {
-    var video = options.video;
-    var state = { wantSound: true, autoMuted: false };
-
-    function refresh(result) {
-      if (result === "muted" && state.wantSound) state.autoMuted = true;
-      var muted = video.muted;
-      options.enableButton.hidden = !(muted && state.wantSound && options.isLive());
-      options.toggleButton.setAttribute("aria-pressed", muted ? "true" : "false");
-      options.toggleButton.textContent = options.label(muted);
-      options.toggleButton.classList.toggle("is-off", muted);
-      return result;
-    }
-
-    function unmute() {
-      video.muted = false;
-      video.play().then(refresh, refresh);
-    }
-
-    video.addEventListener("volumechange", function () { refresh(); });
-    // The browser kept the sound off until someone used the page.
-    document.addEventListener("pointerdown", function () {
-      if (!state.autoMuted || !state.wantSound) return;
-      state.autoMuted = false;
-      unmute();
-    }, true);
-    options.enableButton.addEventListener("click", function () {
-      state.wantSound = true;
-      unmute();
-    });
-    options.toggleButton.addEventListener("click", function () {
-      video.muted = !video.muted;
-      state.wantSound = !video.muted;
-      state.autoMuted = false;
-      if (!video.muted) video.play().catch(function () { /* stays as it is */ });
-      refresh();
-    });
-
-    return {
-      play: function () {
-        if (video.srcObject) playWithSound(video, state.wantSound).then(refresh);
-      },
-      refresh: refresh,
-    };
-  }
-
-  function formatDuration(seconds) {
-    if (seconds == null || !isFinite(seconds)) return "";
-    var s = Math.max(0, Math.round(seconds));
-    var h = Math.floor(s / 3600);
-    var m = Math.floor((s % 3600) / 60);
-    var r = s % 60;
-    var mm = h ? String(m).padStart(2, "0") : String(m);
-    return (h ? h + ":" : "") + mm + ":" + String(r).padStart(2, "0");
-  }
-
-  function formatBitrate(bps) {
-    if (bps == null || !isFinite(bps)) return "";
-    if (bps >= 1e6) return (bps / 1e6).toFixed(1) + " Mbit/s";
-    return Math.round(bps / 1e3) + " kbit/s";
-  }
-
   NS.LiveClient = LiveClient;
   NS.PeerLink = PeerLink;
-  NS.readJSON = readJSON;
-  NS.Strings = Strings;
-  NS.playWithSound = playWithSound;
-  NS.ProgramSound = ProgramSound;
-  NS.formatDuration = formatDuration;
-  NS.formatBitrate = formatBitrate;
 })();
