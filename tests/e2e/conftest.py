@@ -129,3 +129,18 @@ async def page(browser: Any) -> AsyncIterator[Any]:
     page.set_default_timeout(15_000)
     yield page
     await context.close()
+
+
+async def signed_in(browser: Any, server: Server, username: str, password: str,
+                    viewport: dict[str, int] | None = None, timezone: str = "Asia/Ho_Chi_Minh") -> Any:
+    """A new browser context signed in through the login form, on the dashboard."""
+    context = await browser.new_context(viewport=viewport or {"width": 1280, "height": 720}, locale="vi-VN",
+                                        timezone_id=timezone)
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    await page.goto(f"{server.url}/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("form[action='/login'] button[type=submit]")
+    await page.wait_for_url(f"{server.url}/")
+    return page

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from server.storage.demo import SESSION_TITLE
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, signed_in
 
 # The program <video> has a picture and its time moves on over two seconds.
 PLAYS = """async (selector) => {
@@ -25,19 +25,6 @@ PLAYS = """async (selector) => {
   await new Promise((resolve) => setTimeout(resolve, 2000));
   return video.videoWidth > 0 && !video.paused && video.currentTime > start + 1;
 }"""
-
-
-async def _signed_in(browser: Any, server: Server, username: str, password: str,
-                     viewport: dict[str, int], timezone: str = "Asia/Ho_Chi_Minh") -> Any:
-    context = await browser.new_context(viewport=viewport, locale="vi-VN", timezone_id=timezone)
-    page = await context.new_page()
-    page.set_default_timeout(15_000)
-    await page.goto(f"{server.url}/login")
-    await page.fill("input[name=username]", username)
-    await page.fill("input[name=password]", password)
-    await page.click("form[action='/login'] button[type=submit]")
-    await page.wait_for_url(f"{server.url}/")
-    return page
 
 
 async def _demo_session_id(page: Any, server: Server) -> int:
@@ -86,12 +73,12 @@ async def _shows(page: Any, red: bool) -> None:
 async def test_speaker_goes_live_and_gives_a_hall_the_floor(server: Server, browser: Any,
                                                             red_camera_browser: Any) -> None:
     # The speaker's computer is set to another zone than the server's: times must still read in the server's.
-    speaker = await _signed_in(browser, server, "speaker", server.logins["speaker"], {"width": 1366, "height": 768},
+    speaker = await signed_in(browser, server, "speaker", server.logins["speaker"], {"width": 1366, "height": 768},
                                timezone="America/New_York")
-    hall1 = await _signed_in(red_camera_browser, server, "op-hai-phong", server.logins["operators"],
+    hall1 = await signed_in(red_camera_browser, server, "op-hai-phong", server.logins["operators"],
                              {"width": 1280, "height": 720})
-    hall2 = await _signed_in(browser, server, "op-can-tho", server.logins["operators"], {"width": 1280, "height": 720})
-    member = await _signed_in(browser, server, "can-tho-01", server.logins["members"], {"width": 1024, "height": 700})
+    hall2 = await signed_in(browser, server, "op-can-tho", server.logins["operators"], {"width": 1280, "height": 720})
+    member = await signed_in(browser, server, "can-tho-01", server.logins["members"], {"width": 1024, "height": 700})
     session_id = await _demo_session_id(speaker, server)
     live = f"{server.url}/sessions/{session_id}/live"
 

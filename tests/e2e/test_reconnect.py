@@ -13,26 +13,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, signed_in
 
 WS = "**/ws/sessions/*"
 
 
-async def _signed_in(browser: Any, server: Server, username: str, password: str) -> Any:
-    context = await browser.new_context(viewport={"width": 1280, "height": 720}, locale="vi-VN")
-    page = await context.new_page()
-    page.set_default_timeout(15_000)
-    await page.goto(f"{server.url}/login")
-    await page.fill("input[name=username]", username)
-    await page.fill("input[name=password]", password)
-    await page.click("form[action='/login'] button[type=submit]")
-    await page.wait_for_url(f"{server.url}/")
-    return page
-
-
 async def _new_session(browser: Any, server: Server) -> tuple[int, dict[str, int]]:
     """A session of the demo's halls starting now; its id and the halls' ids by slug."""
-    admin = await _signed_in(browser, server, "admin", server.logins["admin"])
+    admin = await signed_in(browser, server, "admin", server.logins["admin"])
     points = (await (await admin.request.get(f"{server.url}/api/v1/bridge-points")).json())["bridge_points"]
     halls = {point["slug"]: point["id"] for point in points if not point["is_hub"]}
     speakers = (await (await admin.request.get(f"{server.url}/api/v1/users?role=speaker")).json())["users"]
@@ -52,7 +40,7 @@ async def test_the_console_shows_a_reconnecting_hall_and_floors_that_end_by_them
         server: Server, browser: Any) -> None:
     session_id, halls = await _new_session(browser, server)
     hai_phong = halls["hai-phong"]
-    speaker = await _signed_in(browser, server, "speaker", server.logins["speaker"])
+    speaker = await signed_in(browser, server, "speaker", server.logins["speaker"])
     sockets: list[Any] = []
     quiet: set[str] = set()  # server message types held back once the test plays its own
 
@@ -121,7 +109,7 @@ async def test_a_hall_drops_rather_than_leaves_on_pagehide_and_resumes_its_floor
         server: Server, browser: Any) -> None:
     session_id, halls = await _new_session(browser, server)
     hai_phong = halls["hai-phong"]
-    hall = await _signed_in(browser, server, "op-hai-phong", server.logins["operators"])
+    hall = await signed_in(browser, server, "op-hai-phong", server.logins["operators"])
     # The server, played here: what each welcome says about the floor, in connection order.
     holders: list[int | None] = [hai_phong, hai_phong, None]
     connections: list[dict[str, Any]] = []
