@@ -112,9 +112,10 @@ class LiveRoom:
         """Handle one text frame: parse, check, dispatch; answer errors, never raise."""
         kind = "?"
         try:
-            kind, values = messages.parse(raw)
+            # Counted before parsing: a flood of garbage costs its sender, not the room.
             if not self.members.allow(connection.id):
                 raise ProtocolError("rate_limited", "too many messages: slow down")
+            kind, values = messages.parse(raw)
             member = self.members.get(connection.id)
             if kind == "ping":
                 await connection.send(outgoing.pong(values.get("t")))

@@ -301,6 +301,14 @@ async def test_the_rate_limit_refuses_a_flood_and_the_socket_stays(harness: Harn
     assert member.last("pong") == {"type": "pong", "t": 1}
 
 
+async def test_a_flood_of_garbage_is_rate_limited_too(harness: Harness) -> None:
+    stranger = FakeConnection("x")
+    for _ in range(60):
+        await harness.room.handle(stranger, MEMBER, "not json")
+    codes = [m["code"] for m in stranger.of("error")]
+    assert codes.count("invalid_json") <= 45 and "rate_limited" in codes
+
+
 async def test_a_failing_subscriber_does_not_stop_the_room(harness: Harness,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     async def broken(event: ev.Event) -> None:
