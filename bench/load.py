@@ -27,8 +27,10 @@ from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from aiortc.rtp import RtpPacket
 
 from server.media import hooks
+from server.media.peer import LOOPBACK
 
-hooks.restrict_to_loopback()
+# Media stays on 127.0.0.1: every connection of this process is confined.
+hooks.restrict_addresses(LOOPBACK)
 
 
 class PatternTrack(VideoStreamTrack):

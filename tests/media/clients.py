@@ -1,6 +1,7 @@
 """Real aiortc peers for media tests: publishers with a known picture and tone, viewers that decode and measure.
 
-Everything runs over loopback only (``restrict_to_loopback``), as the network rule requires.
+Everything runs over loopback only (``ice.addresses`` = 127.0.0.1 for every connection of
+the process), as the network rule requires.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 
 from server.media import hooks
+from server.media.peer import LOOPBACK
 
-hooks.restrict_to_loopback()
+hooks.restrict_addresses(LOOPBACK)
 
 Answerer = Callable[[str], Awaitable[str]]
 

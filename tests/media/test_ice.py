@@ -18,6 +18,7 @@ def test_turn_credentials_follow_coturns_rest_form() -> None:
     assert turn["credential"] == expected
 
 
-def test_no_turn_without_a_secret_and_nothing_in_loopback_mode() -> None:
+def test_no_turn_without_a_secret_and_nothing_while_addresses_are_confined() -> None:
     assert browser_ice_servers(IceSettings(turn_urls="turn:x:3478"), 1) == []
-    assert browser_ice_servers(IceSettings(stun_urls="stun:x:3478", loopback_only=True), 1) == []
+    confined = IceSettings(stun_urls="stun:x:3478", turn_urls="turn:x:3478", turn_secret="s", addresses="127.0.0.1")
+    assert browser_ice_servers(confined, 1) == []

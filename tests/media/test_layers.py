@@ -5,7 +5,7 @@ import random
 import pytest
 
 from server.media.layers import LayerPolicy
-from server.media.peer import IceConfig
+from server.media.peer import LOOPBACK, IceConfig
 from server.media.room import MediaRoom
 from tests.media.clients import close_to, publish, view, wait_until
 from tests.media.test_room import RED, answerer
@@ -57,7 +57,7 @@ def test_a_starved_link_moves_down_and_clean_reports_bring_it_back() -> None:
 
 
 async def test_a_lossy_viewer_moves_to_the_low_layer_and_back() -> None:
-    room = MediaRoom(IceConfig(loopback_only=True))
+    room = MediaRoom(IceConfig(addresses=LOOPBACK))
     room.show("speaker")
     speaker = await publish(answerer(room, "publish", "speaker"), RED, 440, size=(640, 480))
     healthy = await view(answerer(room, "view", "user:1"))
