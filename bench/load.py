@@ -23,37 +23,15 @@ import aiohttp
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack
 from aiortc.rtp import RtpPacket
 
 from server.media import hooks
 from server.media.peer import LOOPBACK
+from tests.media.clients import PatternTrack
 
 # Media stays on 127.0.0.1: every connection of this process is confined.
 hooks.restrict_addresses(LOOPBACK)
-
-
-class PatternTrack(VideoStreamTrack):
-    """Synthetic video: a moving gradient so the encoder produces a realistic bitrate."""
-
-    def __init__(self, width: int, height: int) -> None:
-        super().__init__()
-        self.width, self.height = width, height
-        y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-        x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-        self._base = (x + y) / 2
-        self.sent = 0
-
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        shift = (self.sent * 4) % 256
-        luma = ((self._base + shift) % 256).astype(np.uint8)
-        noise = np.random.randint(0, 24, size=luma.shape, dtype=np.uint8)
-        image = np.stack([luma, 255 - luma, luma // 2 + noise], axis=-1)
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts, frame.time_base = pts, time_base
-        self.sent += 1
-        return frame
 
 
 class ToneTrack(AudioStreamTrack):

@@ -26,6 +26,7 @@ import ipaddress
 import logging
 import queue
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -121,14 +122,29 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
+@dataclass(frozen=True)
+class ReceiverReport:
+    """One RTCP receiver report block about a sender's stream, and what the sender had sent by then."""
+
+    fraction_lost: float  # 0..1, since the receiver's previous report
+    packets_lost: int  # cumulative, as the receiver counts it
+    highest_sequence: int  # extended highest sequence number received
+    octets_sent: int  # media payload octets the sender had sent when the report arrived
+
+
 class ReceiverReports(Protocol):
     """What :func:`on_receiver_report` tells about one viewer's view of a sender's stream."""
 
-    def report(self, fraction_lost: float) -> None:
-        """One RTCP receiver report block about the stream (loss 0..1 since the last one)."""
+    def report(self, report: ReceiverReport) -> None:
+        """One receiver report block about the stream."""
 
-    def bandwidth(self, bits_per_second: int) -> None:
-        """One REMB estimate that names the stream."""
+    def bandwidth(self, bits_per_second: int, octets_sent: int) -> None:
+        """One REMB estimate that names the stream, and the sender's media octets so far."""
+
+
+def octets_sent(sender: RTCRtpSender) -> int:
+    """Media payload octets ``sender`` has sent (what its sender reports count; no RTX, no headers)."""
+    return sender._RTCRtpSender__octet_count  # type: ignore[attr-defined,no-any-return]
 
 
 def on_receiver_report(sender: RTCRtpSender, listener: ReceiverReports) -> None:
@@ -138,16 +154,17 @@ def on_receiver_report(sender: RTCRtpSender, listener: ReceiverReports) -> None:
     async def handle_and_report(packet: Any) -> None:
         await handle(packet)
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
-            for report in packet.reports:
-                if report.ssrc == sender._ssrc:
-                    listener.report(report.fraction_lost / 256)
+            for block in packet.reports:
+                if block.ssrc == sender._ssrc:
+                    listener.report(ReceiverReport(block.fraction_lost / 256, block.packets_lost,
+                                                   block.highest_sequence, octets_sent(sender)))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
             if sender._ssrc in ssrcs:
-                listener.bandwidth(bitrate)
+                listener.bandwidth(bitrate, octets_sent(sender))
 
     sender._handle_rtcp_packet = handle_and_report  # type: ignore[method-assign]
 
