@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -250,6 +251,13 @@ def write_doc(all_results: list[dict[str, Any]], args: argparse.Namespace) -> No
     write_section("layer-policy", "Layer policy on real browsers", "\n".join(body))
 
 
+async def cancellable(work: Any) -> Any:
+    """Run ``work``; SIGTERM cancels it, so browsers, the server and namespaces are cleaned up."""
+    task = asyncio.ensure_future(work)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await task
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
@@ -258,17 +266,23 @@ def main() -> None:
     parser.add_argument("--policies", default="before,after", help="before: the policy of before issue 8")
     parser.add_argument("--constrained-runs", type=int, default=3, help="per browser and constraint (new policy)")
     parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument("--doc-from", nargs="*", help="only write docs/benchmarks.md from these results files")
     args = parser.parse_args()
-    results = []
+    if args.doc_from:
+        write_doc([r for path in args.doc_from for r in json.loads(Path(path).read_text())["results"]], args)
+        return
+    results: list[dict[str, Any]] = []
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    partial = RESULTS / f"layer-policy-{stamp}.json"
     with steady_vp8(1_000_000):
         for policy in args.policies.split(","):
             for name in args.browsers.split(","):
                 constrained = args.constrained_runs if policy == "after" else 0
-                results.append(asyncio.run(run_browser(name, policy, args.runs, args.seconds, constrained)))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (RESULTS / f"layer-policy-{stamp}.json").write_text(json.dumps({"machine": machine(), "results": results},
-                                                                   indent=2))
+                results.append(asyncio.run(cancellable(run_browser(name, policy, args.runs, args.seconds,
+                                                                   constrained))))
+                # Saved as it goes: a long run that is stopped keeps what it measured.
+                partial.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
     if not args.no_doc:
         write_doc(results, args)
 

@@ -178,8 +178,9 @@ class LayerPolicy:
     * **Loss** is the strongest signal: measured from the cumulative counters
       of the receiver reports (lost / expected), never from one report's
       fraction (over 30 ms it is 0 % or 66 %). Down when the loss over the
-      last ``LOSS_WINDOW`` seconds is at least ``DOWN_LOSS`` and has stayed so
-      for ``DOWN_HOLD`` seconds.
+      last ``LOSS_WINDOW`` seconds is at least ``DOWN_LOSS``, packets kept
+      going missing (some lost in the last ``RECENT`` seconds), and both held
+      for ``DOWN_HOLD`` seconds: a sustained loss, not one burst.
     * **The bandwidth estimate** (REMB) of a browser starts low and ramps up
       over its first seconds, then tracks what it receives. It is not read
       for ``ESTIMATE_GRACE`` seconds after joining or a move, and then it
@@ -203,7 +204,9 @@ class LayerPolicy:
 
     LOSS_WINDOW = 2.0
     DOWN_LOSS = 0.05
-    DOWN_HOLD = 1.0
+    DOWN_HOLD = 1.5
+    # ...and packets still go missing: some lost over the last RECENT seconds.
+    RECENT = 0.5
     # Fewer packets expected in a window than this, and its loss says nothing.
     MIN_PACKETS = 30
     ESTIMATE_GRACE = 5.0
@@ -259,13 +262,15 @@ class LayerPolicy:
         if self._went_up_at is not None and now - self._went_up_at >= self.PROBE_PASSED:
             self._up_after, self._went_up_at = self.UP_AFTER, None
         loss = self._loss(now, self.LOSS_WINDOW)
-        if loss is not None and loss >= self.DOWN_LOSS:
+        recent = self._loss(now, self.RECENT, min_packets=1)
+        if loss is not None and loss >= self.DOWN_LOSS and recent != 0:
             if self._lossy_since is None:
                 self._lossy_since = now
             if now - self._lossy_since >= self.DOWN_HOLD:
                 self._switch("low", now, f"loss {loss:.0%} over {self.LOSS_WINDOW:g} s")
                 return
         elif loss is not None:
+            # Clean, or a burst that is over: an outage shorter than DOWN_HOLD moves nobody.
             self._lossy_since = None
         starved = self._starved(now)
         if starved is not None:
@@ -282,7 +287,7 @@ class LayerPolicy:
         if clean is not None and clean < self.UP_LOSS:
             self._switch("high", now, f"loss {clean:.0%} over {self.UP_CLEAN:g} s after {self._up_after:g} s low")
 
-    def _loss(self, now: float, window: float) -> float | None:
+    def _loss(self, now: float, window: float, min_packets: int | None = None) -> float | None:
         """Packets lost / expected over the last ``window`` seconds since the last move, or None (too little to say)."""
         reports = self._reports
         if len(reports) < 2:
@@ -296,7 +301,7 @@ class LayerPolicy:
         if reference is None:
             return None
         expected = newest.highest - reference.highest
-        if expected < self.MIN_PACKETS:
+        if expected < (self.MIN_PACKETS if min_packets is None else min_packets):
             return None
         return max(0, newest.lost - reference.lost) / expected
 
