@@ -49,6 +49,7 @@ from tests.media.browsers import Namespace, ViewerPage, browser, namespace
 from tests.media.clients import PatternTrack, steady_vp8
 
 FULL_WIDTH = 640
+DOWN, UP = "layer policy: to the low layer", "layer policy: to the high layer"
 
 
 class ServerLog:
@@ -114,8 +115,12 @@ async def healthy_run(name: str, answer, ns: Namespace | None, log: ServerLog, s
         first = await until(lambda: page.last_picture() is not None, 20)
         if first is None:
             return {"error": f"no picture: {page.errors}"}
-        await asyncio.sleep(seconds)
-    moves = log.since(started, "to the low layer")
+        # Poll the log all along: a line's time is when it was first seen.
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            log.poll()
+            await asyncio.sleep(0.1)
+    moves = log.since(started, DOWN)
     narrow_at = next((s["at"] for s in page.samples if s.get("width") and s["width"] < FULL_WIDTH), None)
     return {"first_picture_s": round(first - started, 2), "moved_down": bool(moves) or narrow_at is not None,
             "moved_after_s": round((moves[0][0] if moves else narrow_at) - first, 2)  # type: ignore[operator]
@@ -135,14 +140,14 @@ async def constrained_run(name: str, answer, ns: Namespace, log: ServerLog, kind
         shaped = time.monotonic()
         ns.shape(rate_kbit=400) if kind == "rate" else ns.shape(loss_percent=15)
         try:
-            decided = await until(lambda: bool(log.since(shaped, "to the low layer")), 15)
+            decided = await until(lambda: bool(log.since(shaped, DOWN)), 15)
             shown = await until(lambda: narrow(page, shaped), 15)
             await asyncio.sleep(10)
-            flapped = bool(log.since((decided or shaped) + 0.1, "to the high layer"))
+            flapped = bool(log.since((decided or shaped) + 0.1, UP))
         finally:
             ns.clear()
         lifted = time.monotonic()
-        back = await until(lambda: bool(log.since(lifted, "to the high layer")), 30)
+        back = await until(lambda: bool(log.since(lifted, UP)), 30)
         back_shown = await until(lambda: page.last_picture() == (640, 480) and not narrow(page, time.monotonic() - 1),
                                  30)
         # Every move of this run, with its time relative to the constraint.
