@@ -129,20 +129,22 @@ async def healthy_run(name: str, answer, ns: Namespace | None, log: ServerLog, s
             "pictures": sorted({f"{w}x{h}" for w, h in page.pictures()})}
 
 
-async def constrained_run(name: str, answer, ns: Namespace, log: ServerLog, kind: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+async def constrained_run(name: str, answer, ns: Namespace, log: ServerLog, kind: str,  # type: ignore[no-untyped-def]
+                          settle: float = 8, hold: float = 10) -> dict[str, Any]:
+    """Watch ``settle`` s, constrain the link (``kind``: "rate" or "loss") until ``hold`` s past the move down, lift it."""
     started = time.monotonic()
     async with viewer(name, answer, ns) as page:
         first = await until(lambda: page.last_picture() == (640, 480), 20)
         if first is None:
             return {"error": f"no picture: {page.errors}"}
-        await asyncio.sleep(8)
+        await asyncio.sleep(settle)
         moved_early = narrow(page)
         shaped = time.monotonic()
         ns.shape(rate_kbit=400) if kind == "rate" else ns.shape(loss_percent=15)
         try:
             decided = await until(lambda: bool(log.since(shaped, DOWN)), 15)
             shown = await until(lambda: narrow(page, shaped), 15)
-            await asyncio.sleep(10)
+            await asyncio.sleep(hold)
             flapped = bool(log.since((decided or shaped) + 0.1, UP))
         finally:
             ns.clear()

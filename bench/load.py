@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from fractions import Fraction
@@ -28,7 +29,7 @@ from aiortc.rtp import RtpPacket
 
 from server.media import hooks
 from server.media.peer import LOOPBACK
-from tests.media.clients import PatternTrack
+from tests.media.clients import PatternTrack, steady_vp8
 
 # Media stays on 127.0.0.1: every connection of this process is confined.
 hooks.restrict_addresses(LOOPBACK)
@@ -226,7 +227,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--size", default="640x480")
-    print(json.dumps(asyncio.run(run(parser.parse_args()))), flush=True)
+    parser.add_argument("--bitrate", type=int, default=0,
+                        help="encode VP8 at this constant bit/s (default: follow the server's estimate)")
+    args = parser.parse_args()
+    with steady_vp8(args.bitrate) if args.bitrate else contextlib.nullcontext():
+        print(json.dumps(asyncio.run(run(args))), flush=True)
 
 
 if __name__ == "__main__":

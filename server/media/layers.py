@@ -8,13 +8,15 @@ high-layer viewers share the forwarded ones. Low-layer packets keep the
 program's timestamps, so a viewer moving between layers (on a keyframe of the
 layer it joins) keeps one monotonic timeline.
 
-Who moves is decided per viewer by :class:`LayerPolicy` from the loss its
-RTCP receiver reports.
+Who moves is decided per viewer by :class:`LayerPolicy`, from what its RTCP
+says over time: the loss in its receiver reports, and its bandwidth estimate
+against what is actually sent to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
@@ -219,6 +221,7 @@ class LayerPolicy:
     UP_AFTER_MAX = 120.0
     PROBE_FAILED = 15.0
     PROBE_PASSED = 60.0
+    DECIDE_EVERY = 0.1
 
     def __init__(self, move: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
                  needed: Callable[[], float] = lambda: 1_000_000) -> None:
@@ -235,6 +238,7 @@ class LayerPolicy:
         self._lossy_since: float | None = None
         self._up_after = self.UP_AFTER
         self._went_up_at: float | None = None
+        self._decided_at = -1e9
 
     # what the viewer reports (server.media.hooks.ReceiverReports) ----------------
 
@@ -253,6 +257,10 @@ class LayerPolicy:
     # the rules ----------------------------------------------------------------------
 
     def _decide(self, now: float) -> None:
+        # A lossy viewer sends RTCP every 30 ms; deciding ten times a second is plenty.
+        if now - self._decided_at < self.DECIDE_EVERY:
+            return
+        self._decided_at = now
         if self.layer == "high":
             self._decide_high(now)
         else:
@@ -293,11 +301,8 @@ class LayerPolicy:
         if len(reports) < 2:
             return None
         newest = reports[-1]
-        reference = None
-        for report in reports:
-            if report.at > newest.at - window:
-                break
-            reference = report
+        # The newest report at least ``window`` before the newest (searched from the end: the deque is long).
+        reference = next((r for r in reversed(reports) if r.at <= newest.at - window), None)
         if reference is None:
             return None
         expected = newest.highest - reference.highest
@@ -308,7 +313,7 @@ class LayerPolicy:
     def _window(self, now: float) -> list[_Estimate] | None:
         """The estimates of the last STARVED_WINDOW seconds (after the grace), if they cover it."""
         start = max(now - self.STARVED_WINDOW, self._since + self.ESTIMATE_GRACE)
-        estimates = [e for e in self._estimates if e.at >= start]
+        estimates = list(itertools.takewhile(lambda e: e.at >= start, reversed(self._estimates)))[::-1]
         if len(estimates) < 2 or estimates[-1].at - estimates[0].at < 0.8 * self.STARVED_WINDOW:
             return None
         return estimates
