@@ -33,9 +33,11 @@ import asyncio
 import contextlib
 import datetime
 import json
+import re
 import signal
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,28 +212,34 @@ async def run_browser(name: str, policy: str, runs: int, seconds: float, constra
 
 
 def _figures(values: list[float | None]) -> str:
+    """Seconds as "min–max" (and the median when there are more than two)."""
     known = sorted(v for v in values if v is not None)
     if not known:
         return "—"
     missing = len(values) - len(known)
-    text = f"{known[len(known) // 2]:.1f} s (max {known[-1]:.1f} s)"
+    text = f"{known[0]:.1f}–{known[-1]:.1f} s" if known[0] != known[-1] else f"{known[0]:.1f} s"
+    if len(known) > 2:
+        text += f" (median {known[len(known) // 2]:.1f} s)"
     return text + (f", {missing} never" if missing else "")
 
 
 def write_doc(all_results: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    rows = ["| browser | policy | runs | moved down (healthy link) | first picture p50 | why it moved |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| browser | policy | runs | moved down (healthy link) | when, after the first picture | why "
+            "| first picture after launch (median) |", "|---|---|---|---|---|---|---|"]
     for r in all_results:
         healthy = [h for h in r["healthy"] if "error" not in h]
         errors = len(r["healthy"]) - len(healthy)
         moved = sum(1 for h in healthy if h["moved_down"])
         firsts = sorted(h["first_picture_s"] for h in healthy)
-        reasons = sorted({reason.split(" (")[-1].rstrip(")").split(" ")[0]
-                          for h in healthy for reason in h["reasons"]})
+        # "to the low layer (starved, before issue 8)" / "(loss 12% over 2 s)" / "(estimate ...)"
+        reasons = Counter(re.search(r"\((\w+)", reason).group(1)  # type: ignore[union-attr]
+                          for h in healthy for reason in h["reasons"][:1])
+        why = ", ".join(f"{word} ({count})" for word, count in sorted(reasons.items())) or "—"
+        when = _figures([h["moved_after_s"] for h in healthy if h["moved_down"]])
         rows.append(f"| {r['browser']} | {r['policy']} | {len(r['healthy'])}"
-                    f"{f' ({errors} failed to start)' if errors else ''} | **{moved} of {len(healthy)}** "
-                    f"| {firsts[len(firsts) // 2]:.1f} s | {', '.join(reasons) or '—'} |" if firsts else
-                    f"| {r['browser']} | {r['policy']} | {len(r['healthy'])} | — | — | — |")
+                    f"{f' ({errors} without a picture in 20 s)' if errors else ''} | **{moved} of {len(healthy)}** "
+                    f"| {when} | {why} | {firsts[len(firsts) // 2]:.1f} s |" if firsts else
+                    f"| {r['browser']} | {r['policy']} | {len(r['healthy'])} | — | — | — | — |")
     body = [f"Measured {datetime.date.today().isoformat()} on {machine()}: `python -m bench.layer_policy "
             f"--runs {args.runs} --seconds {args.seconds:g} --constrained-runs {args.constrained_runs}`. "
             "Server (`bridgecast serve`, core 0) with a WHIP publisher of 640x480@30 VP8 at a constant 1 Mbit/s; "
@@ -243,8 +251,7 @@ def write_doc(all_results: list[dict[str, Any]], args: argparse.Namespace) -> No
     if constrained:
         body += ["", "On a constrained link (a namespace; 8 s of clean watching, then the constraint, kept 10 s "
                  "past the move down, then lifted): time from applying it to the server's decision / to the "
-                 "browser's 320x240 picture, and from lifting it to the decision / to 640x480 again "
-                 "(median, max).", "",
+                 "browser's 320x240 picture, and from lifting it to the decision / to 640x480 again.", "",
                  "| browser | constraint | runs | down: decided | down: picture | up: decided | up: picture "
                  "| back up while constrained |", "|---|---|---|---|---|---|---|---|"]
         for name in dict.fromkeys(b for b, _ in constrained):

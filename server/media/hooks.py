@@ -12,6 +12,9 @@ here.  What each hook is for:
 * :func:`on_keyframe_request` — in pack mode an ``RTCRtpSender`` only sets a
   flag its own encoder would read when a viewer sends PLI/FIR; we need the
   request forwarded to the source.
+* :func:`on_receiver_report` — the viewer's receiver reports and REMB about
+  a sender's stream, with the octets the sender had sent by then
+  (:func:`octets_sent`), for the layer policy.
 * :func:`send_pli` — ask a publisher for a keyframe.
 * :func:`restrict_addresses` — gather only on named addresses, and ignore,
   never answer and never send to any other (``ice.addresses``; tests and

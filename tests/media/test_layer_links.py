@@ -11,6 +11,7 @@ the end, also on failure. bench/layer_policy.py runs the same cases 20 times.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def stage() -> Iterator[Stage]:
         if missing:
             pytest.fail(missing)
     with tempfile.TemporaryDirectory(prefix="bc-links-") as tmp:
-        with (namespace() if netns_unavailable() is None else _no_namespace()) as ns:
+        with namespace() if netns_unavailable() is None else contextlib.nullcontext() as ns:
             demo = prepare(Path(tmp) / "data")
             addresses = ["127.0.0.1"] + ([ns.host_address, ns.address] if ns else [])
             log = ServerLog(Path(tmp) / "server.log")
@@ -72,14 +73,6 @@ def stage() -> Iterator[Stage]:
                 finally:
                     publisher.terminate()
                     publisher.wait(timeout=10)
-
-
-class _no_namespace:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _needs_namespace(stage: Stage) -> Namespace:
