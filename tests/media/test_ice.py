@@ -24,7 +24,7 @@ def test_no_turn_without_a_secret_and_nothing_while_addresses_are_confined() -> 
     assert browser_ice_servers(confined, 1) == []
 
 
-def test_the_servers_own_agents_follow_the_same_setting() -> None:
+async def test_the_servers_own_agents_follow_the_same_setting() -> None:
     from server.media import hooks
     from server.media.peer import IceConfig, new_peer
 
@@ -37,3 +37,4 @@ def test_the_servers_own_agents_follow_the_same_setting() -> None:
     rule = hooks.address_rule(connection)
     assert rule is not None and rule.addresses == ("127.0.0.1", "198.18.7.1")
     assert connection.stun_server is None and connection.turn_server is None
+    await pc.close()
