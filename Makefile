@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export BRIDGECAST_DATA_DIR ?= data
 
-.PHONY: run test test-fast bench clean-venv chromium migrate demo
+.PHONY: run test test-fast bench clean-venv browsers chromium migrate demo
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -31,15 +31,23 @@ demo: migrate
 run: demo
 	$(PY) -m server serve
 
-# Debian's Chromium drives the browser tests (never a downloaded browser build).
-chromium:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		echo "installing Chromium from Debian"; \
+# Debian's Chromium and Firefox ESR drive the browser tests (never a downloaded
+# browser build); iptables drops packets on the lossy test link of the layer
+# tests (this kernel's tc has no netem).
+browsers:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/firefox-esr ] || missing="$$missing firefox-esr"; \
+	command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$$missing iptables"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-test: $(VENV)/.deps-test chromium
+chromium: browsers
+
+test: $(VENV)/.deps-test browsers
 	$(PY) -m pytest
 
 # Benchmarks print their figures and rewrite their sections of docs/benchmarks.md.
@@ -50,6 +58,7 @@ bench: $(VENV)/.deps-test
 	$(PY) -m bench.fanout $(FANOUT_ARGS)
 	$(PY) -m bench.signaling $(SIGNALING_ARGS)
 	$(PY) -m bench.layers
+	$(PY) -m bench.layer_policy
 
 test-fast: $(VENV)/.deps-test
 	$(PY) -m pytest -m "not e2e"

@@ -72,7 +72,7 @@ class Demo:
 def prepare(data_dir: Path) -> Demo:
     """Migrate and load the demo into ``data_dir``; media stays on loopback."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGECAST_")}
-    env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_ICE_LOOPBACK_ONLY": "1"})
+    env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1"})
     run = lambda *args: subprocess.run([sys.executable, "-m", "server", *args], env=env, check=True,  # noqa: E731
                                        capture_output=True, text=True).stdout
     run("db", "upgrade")
@@ -86,14 +86,19 @@ def prepare(data_dir: Path) -> Demo:
 
 
 @contextmanager
-def serving(demo: Demo, command: list[str] | None = None, core: int = 0) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The server (``bridgecast serve`` unless told otherwise) pinned to ``core``; (process, base URL)."""
+def serving(demo: Demo, command: list[str] | None = None, core: int = 0, *, env: dict[str, str] | None = None,
+            log: Path | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The server (``bridgecast serve`` unless told otherwise) pinned to ``core``; (process, base URL).
+
+    ``env`` adds to (or overrides) the demo's environment; ``log`` receives the server's output.
+    """
     port = free_port()
-    env = {**demo.env, "BRIDGECAST_SERVER_PORT": str(port)}
+    env = {**demo.env, **(env or {}), "BRIDGECAST_SERVER_PORT": str(port)}
     command = command or ["-m", "server", "serve"]
     command = [part.replace("{port}", str(port)) for part in command]
+    output = log.open("w") if log is not None else subprocess.DEVNULL
     server = subprocess.Popen(["taskset", "-c", str(core), sys.executable, *command], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+                              stdout=output, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -108,6 +113,8 @@ def serving(demo: Demo, command: list[str] | None = None, core: int = 0) -> Iter
     finally:
         server.terminate()
         server.wait(timeout=10)
+        if log is not None:
+            output.close()  # type: ignore[union-attr]
 
 
 def start_session(url: str, demo: Demo) -> None:

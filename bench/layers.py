@@ -16,13 +16,13 @@ import datetime
 import json
 
 from bench.common import machine, write_section
-from server.media.peer import IceConfig
+from server.media.peer import LOOPBACK, IceConfig
 from server.media.room import MediaRoom
 from tests.media.clients import publish, view, wait_until
 
 
 async def measure(seconds: float) -> dict[str, object]:
-    room = MediaRoom(IceConfig(loopback_only=True))
+    room = MediaRoom(IceConfig(addresses=LOOPBACK))
     room.show("speaker")
 
     def answerer(kind: str, key: str):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from fractions import Fraction
@@ -23,35 +24,15 @@ import aiohttp
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack
 from aiortc.rtp import RtpPacket
 
 from server.media import hooks
+from server.media.peer import LOOPBACK
+from tests.media.clients import PatternTrack, steady_vp8
 
-hooks.restrict_to_loopback()
-
-
-class PatternTrack(VideoStreamTrack):
-    """Synthetic video: a moving gradient so the encoder produces a realistic bitrate."""
-
-    def __init__(self, width: int, height: int) -> None:
-        super().__init__()
-        self.width, self.height = width, height
-        y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-        x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-        self._base = (x + y) / 2
-        self.sent = 0
-
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        shift = (self.sent * 4) % 256
-        luma = ((self._base + shift) % 256).astype(np.uint8)
-        noise = np.random.randint(0, 24, size=luma.shape, dtype=np.uint8)
-        image = np.stack([luma, 255 - luma, luma // 2 + noise], axis=-1)
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts, frame.time_base = pts, time_base
-        self.sent += 1
-        return frame
+# Media stays on 127.0.0.1: every connection of this process is confined.
+hooks.restrict_addresses(LOOPBACK)
 
 
 class ToneTrack(AudioStreamTrack):
@@ -246,7 +227,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--size", default="640x480")
-    print(json.dumps(asyncio.run(run(parser.parse_args()))), flush=True)
+    parser.add_argument("--bitrate", type=int, default=0,
+                        help="encode VP8 at this constant bit/s (default: follow the server's estimate)")
+    args = parser.parse_args()
+    with steady_vp8(args.bitrate) if args.bitrate else contextlib.nullcontext():
+        print(json.dumps(asyncio.run(run(args))), flush=True)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 
 from server.media import hooks
+from server.media.peer import LOOPBACK
 
-hooks.restrict_to_loopback()
+# Media stays on 127.0.0.1: every connection of this process is confined.
+hooks.restrict_addresses(LOOPBACK)
 
 
 class Naive:

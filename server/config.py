@@ -11,6 +11,7 @@ environment variable is its path joined by ``_`` in capitals:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import secrets
@@ -57,11 +58,19 @@ class I18nSettings:
 
 @dataclass(frozen=True)
 class IceSettings:
-    loopback_only: bool = False
+    # Comma-separated IP addresses: the server's ICE agents gather candidates
+    # only on those of them that belong to this machine, and accept, answer and
+    # send to no remote address outside the list.  Empty: no restriction.
+    addresses: str = ""
     stun_urls: str = ""
     turn_urls: str = ""
     turn_secret: str = field(default="", repr=False)
     turn_ttl_seconds: int = 86400
+
+    @property
+    def address_list(self) -> tuple[str, ...]:
+        """``addresses`` parsed and normalised (``ipaddress`` form); empty: unrestricted."""
+        return parse_addresses(self.addresses)
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,25 @@ class Settings:
         return ZoneInfo(self.i18n.timezone)
 
 
+def parse_addresses(value: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses, normalised, duplicates dropped; ValueError on anything else."""
+    found: list[str] = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        address = str(ipaddress.ip_address(part))
+        if address not in found:
+            found.append(address)
+    return tuple(found)
+
+
+# Settings that were replaced: a deployment that still sets one must not start
+# as if it were unset (a test that meant to stay on loopback would not).
+_REPLACED = {
+    ("ice", "loopback_only"): 'ice.addresses (BRIDGECAST_ICE_ADDRESSES): "127.0.0.1" for loopback only',
+}
+
+
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -110,6 +138,11 @@ def load_settings(
     _merge(merged, _from_environment(environ))
     if overrides:
         _merge(merged, dict(overrides))
+    for path, replacement in _REPLACED.items():
+        variable = ENV_PREFIX + "_".join(path).upper()
+        section = merged.get(path[0])
+        if variable in environ or (isinstance(section, dict) and path[-1] in section):
+            raise ConfigError(f"{'.'.join(path)} ({variable}) was replaced by {replacement}")
     settings = _build(Settings, merged, "")
     _validate(settings)
     return settings
@@ -239,6 +272,10 @@ def _validate(settings: Settings) -> None:
         ZoneInfo(settings.i18n.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"i18n.timezone unknown: {settings.i18n.timezone}") from None
+    try:
+        settings.ice.address_list
+    except ValueError as exc:
+        raise ConfigError(f"ice.addresses: {exc} (comma-separated IP addresses, or empty)") from None
     url = settings.database_url
     if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ConfigError("database_url must use sqlite+aiosqlite:// or postgresql+asyncpg://")

@@ -12,7 +12,7 @@ def test_defaults_come_from_the_default_file() -> None:
     assert settings.server.port == 8080
     assert settings.server.host == "127.0.0.1"
     assert settings.i18n.default_locale == "vi"
-    assert settings.ice.loopback_only is False
+    assert settings.ice.addresses == "" and settings.ice.address_list == ()  # production: no restriction
     assert settings.auth.jwt_secret == ""
     assert settings.recordings_dir == Path("recordings")
 
@@ -20,12 +20,12 @@ def test_defaults_come_from_the_default_file() -> None:
 def test_layers_file_then_environment_then_overrides(tmp_path: Path) -> None:
     config = tmp_path / "site.toml"
     config.write_text('database_url = "postgresql+asyncpg://u@h/db"\n[server]\nport = 9000\nhost = "0.0.0.0"\n')
-    environ = {"BRIDGECAST_CONFIG": str(config), "BRIDGECAST_SERVER_PORT": "9100", "BRIDGECAST_ICE_LOOPBACK_ONLY": "1"}
+    environ = {"BRIDGECAST_CONFIG": str(config), "BRIDGECAST_SERVER_PORT": "9100", "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1"}
     settings = load_settings(environ=environ)
     assert settings.database_url == "postgresql+asyncpg://u@h/db"
     assert settings.server.host == "0.0.0.0"  # from the file
     assert settings.server.port == 9100  # the environment wins over the file
-    assert settings.ice.loopback_only is True
+    assert settings.ice.address_list == ("127.0.0.1",)
     assert load_settings(environ=environ, overrides={"server": {"port": 9200}}).server.port == 9200
 
 
@@ -47,7 +47,10 @@ def test_sqlite_in_the_data_folder_by_default(tmp_path: Path) -> None:
         ({"BRIDGECAST_SERVER_PORT": "http"}, "server.port"),
         ({"BRIDGECAST_SERVER_PORT": "70000"}, "out of range"),
         ({"BRIDGECAST_SERVER_PORT": "--5"}, "server.port"),
-        ({"BRIDGECAST_ICE_LOOPBACK_ONLY": "maybe"}, "ice.loopback_only"),
+        ({"BRIDGECAST_ICE_ADDRESSES": "localhost"}, "ice.addresses"),
+        ({"BRIDGECAST_ICE_ADDRESSES": "127.0.0.1,10.0.0.300"}, "ice.addresses"),
+        # The replaced switch is refused, not silently ignored (media would leave loopback).
+        ({"BRIDGECAST_ICE_LOOPBACK_ONLY": "1"}, "replaced by ice.addresses"),
         ({"BRIDGECAST_AUTH_JWT_SECRET": "short"}, "at least 32"),
         ({"BRIDGECAST_DATABASE_URL": "mysql://x"}, "database_url"),
         ({"BRIDGECAST_I18N_TIMEZONE": "Mars/Olympus"}, "timezone"),
@@ -57,6 +60,26 @@ def test_sqlite_in_the_data_folder_by_default(tmp_path: Path) -> None:
 def test_bad_values_are_refused_at_start(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(environ=environ)
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("", ()),
+        ("127.0.0.1", ("127.0.0.1",)),
+        (" 127.0.0.1 , 198.18.7.1,198.18.7.2, ", ("127.0.0.1", "198.18.7.1", "198.18.7.2")),
+        ("::1, 0:0::1, 127.0.0.1", ("::1", "127.0.0.1")),  # normalised, duplicates dropped
+    ],
+)
+def test_ice_addresses_are_a_list_of_ip_addresses(value: str, parsed: tuple[str, ...]) -> None:
+    assert load_settings(environ={"BRIDGECAST_ICE_ADDRESSES": value}).ice.address_list == parsed
+
+
+def test_the_replaced_loopback_switch_is_refused_in_a_file_too(tmp_path: Path) -> None:
+    config = tmp_path / "old.toml"
+    config.write_text("[ice]\nloopback_only = true\n")
+    with pytest.raises(ConfigError, match='ice.addresses.*"127.0.0.1"'):
+        load_settings(config, environ={})
 
 
 def test_unknown_keys_in_a_file_are_refused(tmp_path: Path) -> None:

@@ -12,29 +12,32 @@ here.  What each hook is for:
 * :func:`on_keyframe_request` — in pack mode an ``RTCRtpSender`` only sets a
   flag its own encoder would read when a viewer sends PLI/FIR; we need the
   request forwarded to the source.
+* :func:`on_receiver_report` — the viewer's receiver reports and REMB about
+  a sender's stream, with the octets the sender had sent by then
+  (:func:`octets_sent`), for the layer policy.
 * :func:`send_pli` — ask a publisher for a keyframe.
-* :func:`restrict_to_loopback` — gather only 127.0.0.1 and ignore remote
-  candidates that are not loopback (tests and benchmarks; see "Networks in
-  tests").
+* :func:`restrict_addresses` — gather only on named addresses, and ignore,
+  never answer and never send to any other (``ice.addresses``; tests and
+  benchmarks name 127.0.0.1, see "Networks in tests").
 * :func:`answer_as_dtls_server` — answer ``a=setup:passive`` to an ``actpass``
   offer, so publishers whose DTLS certificate is RSA (GStreamer) connect.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
 
 import aioice.ice
 import av
+import ifaddr
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
 from aiortc.sdp import SessionDescription
 
@@ -122,14 +125,29 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
+@dataclass(frozen=True)
+class ReceiverReport:
+    """One RTCP receiver report block about a sender's stream, and what the sender had sent by then."""
+
+    fraction_lost: float  # 0..1, since the receiver's previous report
+    packets_lost: int  # cumulative, as the receiver counts it
+    highest_sequence: int  # extended highest sequence number received
+    octets_sent: int  # media payload octets the sender had sent when the report arrived
+
+
 class ReceiverReports(Protocol):
     """What :func:`on_receiver_report` tells about one viewer's view of a sender's stream."""
 
-    def report(self, fraction_lost: float) -> None:
-        """One RTCP receiver report block about the stream (loss 0..1 since the last one)."""
+    def report(self, report: ReceiverReport) -> None:
+        """One receiver report block about the stream."""
 
-    def bandwidth(self, bits_per_second: int) -> None:
-        """One REMB estimate that names the stream."""
+    def bandwidth(self, bits_per_second: int, octets_sent: int) -> None:
+        """One REMB estimate that names the stream, and the sender's media octets so far."""
+
+
+def octets_sent(sender: RTCRtpSender) -> int:
+    """Media payload octets ``sender`` has sent (what its sender reports count; no RTX, no headers)."""
+    return sender._RTCRtpSender__octet_count  # type: ignore[attr-defined,no-any-return]
 
 
 def on_receiver_report(sender: RTCRtpSender, listener: ReceiverReports) -> None:
@@ -139,16 +157,17 @@ def on_receiver_report(sender: RTCRtpSender, listener: ReceiverReports) -> None:
     async def handle_and_report(packet: Any) -> None:
         await handle(packet)
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
-            for report in packet.reports:
-                if report.ssrc == sender._ssrc:
-                    listener.report(report.fraction_lost / 256)
+            for block in packet.reports:
+                if block.ssrc == sender._ssrc:
+                    listener.report(ReceiverReport(block.fraction_lost / 256, block.packets_lost,
+                                                   block.highest_sequence, octets_sent(sender)))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
             if sender._ssrc in ssrcs:
-                listener.bandwidth(bitrate)
+                listener.bandwidth(bitrate, octets_sent(sender))
 
     sender._handle_rtcp_packet = handle_and_report  # type: ignore[method-assign]
 
@@ -192,55 +211,124 @@ def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
             transport._set_role("server")
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_loopback(host: str) -> bool:
-    # Cached: the send guard asks for every packet, and parsing an address
-    # each time cost 8 % of the server's CPU in the fan-out benchmark.
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        # A hostname (an mDNS ".local" name): never resolve it, never use it.
-        return False
+class AddressRule:
+    """The only IP addresses an ICE agent may use (``ice.addresses``).
 
-
-_restricted = False
-
-
-def restrict_to_loopback() -> None:
-    """Process-wide: gather only 127.0.0.1 and never send to a non-loopback address.
-
-    For tests and benchmarks (``ice.loopback_only``): aioice skips 127.0.0.1
-    when gathering, and would otherwise try every remote candidate it is given,
-    including other addresses of this machine.  Idempotent.
+    It gathers host candidates on the listed addresses that belong to this
+    machine, and it ignores remote candidates, drops incoming checks and
+    refuses to send to any address not listed.  aioice skips 127.0.0.1 when
+    it gathers by itself; listed, 127.0.0.1 is gathered like any other.
     """
-    global _restricted
-    if _restricted:
+
+    def __init__(self, addresses: Iterable[str]) -> None:
+        self.addresses = tuple(dict.fromkeys(str(ipaddress.ip_address(a)) for a in addresses))
+        if not self.addresses:
+            raise ValueError("an address rule names at least one address")
+        self._allowed = frozenset(self.addresses)
+        # host -> allowed.  The send guard asks for every packet: parsing the
+        # address each time cost 8 % of the server's CPU in the fan-out
+        # benchmark.  Few distinct hosts ever come by; the bound is a backstop.
+        self._verdicts: dict[str, bool] = {}
+
+    def allows(self, host: str) -> bool:
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            try:
+                verdict = str(ipaddress.ip_address(host)) in self._allowed
+            except ValueError:
+                # A hostname (an mDNS ".local" name): never resolved, never used.
+                verdict = False
+            if len(self._verdicts) > 1024:
+                self._verdicts.clear()
+            self._verdicts[host] = verdict
+        return verdict
+
+    def local_addresses(self) -> list[str]:
+        """The listed addresses this machine has (where host candidates are gathered)."""
+        own = {str(ipaddress.ip_address(ip.ip if isinstance(ip.ip, str) else ip.ip[0]))
+               for adapter in ifaddr.get_adapters() for ip in adapter.ips}
+        return [a for a in self.addresses if a in own or ipaddress.ip_address(a).is_loopback]
+
+
+def restrict_addresses(addresses: Iterable[str], pc: RTCPeerConnection | None = None) -> AddressRule:
+    """Confine ICE to ``addresses``: for ``pc`` only, or (no ``pc``) for every connection of the process.
+
+    The server confines each of its peer connections (``server.media.peer``);
+    tests and benchmarks also confine the whole process, so that a client
+    they forget to confine still never leaves the addresses they name.  A
+    connection's own rule wins over the process's.  Call it on ``pc`` before
+    any transceiver is added.
+    """
+    rule = AddressRule(addresses)
+    _install_address_guards()
+    if pc is None:
+        aioice.ice.Connection._bridgecast_rule = rule
+        return rule
+    create = pc._RTCPeerConnection__createDtlsTransport  # type: ignore[attr-defined]
+
+    def create_confined() -> Any:
+        dtls = create()
+        dtls.transport.iceGatherer._connection._bridgecast_rule = rule
+        return dtls
+
+    pc._RTCPeerConnection__createDtlsTransport = create_confined  # type: ignore[attr-defined]
+    return rule
+
+
+def address_rule(connection: aioice.ice.Connection) -> AddressRule | None:
+    """The rule an ICE connection is under (its own, the process's, or none)."""
+    return getattr(connection, "_bridgecast_rule", None)
+
+
+def _install_address_guards() -> None:
+    """Once per process: aioice asks each connection's rule before it gathers, accepts or sends."""
+    connection = aioice.ice.Connection
+    if "_bridgecast_rule" in vars(connection):
         return
-    _restricted = True
+    connection._bridgecast_rule = None  # type: ignore[attr-defined]  # unrestricted unless told
 
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
+    gather = connection.get_component_candidates
 
-    add_remote = RTCIceTransport.addRemoteCandidate
+    async def gather_confined(self: Any, component: int, addresses: list[str], timeout: int = 5) -> Any:
+        rule = self._bridgecast_rule
+        if rule is not None:
+            addresses = rule.local_addresses()
+        return await gather(self, component, addresses, timeout)
 
-    async def add_remote_loopback_only(self: RTCIceTransport, candidate: Any) -> None:
-        if candidate is not None and not _is_loopback(candidate.ip):
-            log.debug("ignoring non-loopback remote candidate %s", candidate.ip)
+    add_remote = connection.add_remote_candidate
+
+    async def add_remote_confined(self: Any, candidate: Any) -> None:
+        rule = self._bridgecast_rule
+        if candidate is not None and rule is not None and not rule.allows(candidate.host):
+            log.debug("ignoring remote candidate %s: not in ice.addresses", candidate.host)
             return
         await add_remote(self, candidate)
 
-    RTCIceTransport.addRemoteCandidate = add_remote_loopback_only  # type: ignore[method-assign]
+    request_received = connection.request_received
 
-    # A backstop for peer-reflexive candidates learned from incoming checks.
+    def request_received_confined(self: Any, message: Any, addr: tuple[str, int], protocol: Any) -> None:
+        # Not even a peer-reflexive candidate is learned from an address not listed.
+        rule = self._bridgecast_rule
+        if rule is None or rule.allows(addr[0]):
+            request_received(self, message, addr, protocol)
+
+    connection.get_component_candidates = gather_confined  # type: ignore[method-assign]
+    connection.add_remote_candidate = add_remote_confined  # type: ignore[method-assign]
+    connection.request_received = request_received_confined  # type: ignore[method-assign]
+
+    # The backstop: whatever the agent decided, nothing goes to an address not listed.
     send_stun = aioice.ice.StunProtocol.send_stun
     send_data = aioice.ice.StunProtocol.send_data
 
-    def guarded_send_stun(self: Any, message: Any, addr: tuple[str, int]) -> None:
-        if _is_loopback(addr[0]):
+    def send_stun_confined(self: Any, message: Any, addr: tuple[str, int]) -> None:
+        rule = self.receiver._bridgecast_rule
+        if rule is None or rule.allows(addr[0]):
             send_stun(self, message, addr)
 
-    async def guarded_send_data(self: Any, data: bytes, addr: tuple[str, int]) -> None:
-        if _is_loopback(addr[0]):
+    async def send_data_confined(self: Any, data: bytes, addr: tuple[str, int]) -> None:
+        rule = self.receiver._bridgecast_rule
+        if rule is None or rule.allows(addr[0]):
             await send_data(self, data, addr)
 
-    aioice.ice.StunProtocol.send_stun = guarded_send_stun  # type: ignore[method-assign]
-    aioice.ice.StunProtocol.send_data = guarded_send_data  # type: ignore[method-assign]
+    aioice.ice.StunProtocol.send_stun = send_stun_confined  # type: ignore[method-assign]
+    aioice.ice.StunProtocol.send_data = send_data_confined  # type: ignore[method-assign]

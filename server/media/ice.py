@@ -21,8 +21,12 @@ def browser_ice_servers(settings: IceSettings, user_id: int, now: float | None =
     TURN credentials follow the REST convention coturn implements with
     ``use-auth-secret``: username ``<expiry>:<user id>``, password
     base64(HMAC-SHA1(secret, username)).
+
+    None while ``ice.addresses`` confines the server's media: it would refuse
+    the relayed and server-reflexive candidates they produce, and browsers
+    asking a STUN or TURN server would send outside the addresses named.
     """
-    if settings.loopback_only:
+    if settings.address_list:
         return []
     servers: list[dict[str, Any]] = []
     stun = _urls(settings.stun_urls)

@@ -1,7 +1,8 @@
 """How the server builds its peer connections: ICE configuration and the one constructor.
 
 Every ``RTCPeerConnection`` the server makes comes from :func:`new_peer`, so
-the rule on which addresses media may use lives in one place.
+the rule on which addresses media may use (``ice.addresses``) lives in one
+place.
 """
 
 from __future__ import annotations
@@ -13,25 +14,34 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from server.config import IceSettings
 from server.media import hooks
 
+LOOPBACK = ("127.0.0.1",)
+
 
 @dataclass
 class IceConfig:
-    """What the server's own ICE agents may do (browsers get ``server.media.ice`` instead)."""
+    """What the server's own ICE agents may do (browsers get ``server.media.ice`` instead).
+
+    ``addresses``: the only IP addresses media may use (gathered on where they
+    are this machine's, accepted and sent to otherwise); empty: no restriction.
+    """
 
     servers: list[RTCIceServer] = field(default_factory=list)
-    loopback_only: bool = False
+    addresses: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: IceSettings) -> IceConfig:
         # The server gathers host candidates only: it is reachable where it runs,
         # and a STUN server would make every answer wait for gathering. The STUN
         # and TURN settings are for browsers (server/media/ice.py).
-        return cls(loopback_only=settings.loopback_only)
+        return cls(addresses=settings.address_list)
 
 
 def new_peer(ice: IceConfig) -> RTCPeerConnection:
-    """A peer connection under ``ice``'s address rules."""
-    if ice.loopback_only:
-        hooks.restrict_to_loopback()
+    """A peer connection under ``ice``'s address rule."""
     # An explicit (possibly empty) list: None would make aiortc use a public STUN server.
-    return RTCPeerConnection(RTCConfiguration(iceServers=list(ice.servers)))
+    # Confined, it has none: a STUN or TURN server is an address not listed.
+    servers = [] if ice.addresses else list(ice.servers)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+    if ice.addresses:
+        hooks.restrict_addresses(ice.addresses, pc)
+    return pc

@@ -187,6 +187,11 @@ class MediaRoom:
         source = self._endpoints.values() if key is None else self._by_key.get(key, {}).values()
         return [endpoint.state() for endpoint in source]
 
+    def layer_policy(self, endpoint_id: str) -> LayerPolicy | None:
+        """A viewer endpoint's layer policy (its layer and the reason of its last move), for diagnostics."""
+        endpoint = self._endpoints.get(endpoint_id)
+        return endpoint.layers if endpoint else None
+
     def layer_of(self, endpoint_id: str) -> str | None:
         """The layer a viewer endpoint receives ("high" or "low"), None for another endpoint."""
         endpoint = self._endpoints.get(endpoint_id)

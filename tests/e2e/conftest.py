@@ -59,7 +59,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("BRIDGECAST_")}
     env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_SERVER_PORT": str(port),
-                "BRIDGECAST_ICE_LOOPBACK_ONLY": "1"})
+                "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1"})
     _run(env, "db", "upgrade")
     _run(env, "demo")
     process = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env, stdout=subprocess.PIPE,

@@ -1,6 +1,7 @@
 """Real aiortc peers for media tests: publishers with a known picture and tone, viewers that decode and measure.
 
-Everything runs over loopback only (``restrict_to_loopback``), as the network rule requires.
+Everything runs over loopback only (``ice.addresses`` = 127.0.0.1 for every connection of
+the process), as the network rule requires.
 """
 
 from __future__ import annotations
@@ -11,19 +12,20 @@ import fractions
 import logging
 import math
 import time
-from collections.abc import Iterator
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.codecs import vpx
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from server.media import hooks
+from server.media.peer import LOOPBACK
 
-hooks.restrict_to_loopback()
+hooks.restrict_addresses(LOOPBACK)
 
 Answerer = Callable[[str], Awaitable[str]]
 
@@ -41,6 +43,29 @@ class ColourTrack(VideoStreamTrack):
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
         frame = av.VideoFrame.from_ndarray(self._image, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        self.sent += 1
+        return frame
+
+
+class PatternTrack(VideoStreamTrack):
+    """A moving gradient with noise, 30 fps: the encoder spends a realistic bitrate on it (~1 Mbit/s at 640x480)."""
+
+    def __init__(self, width: int = 640, height: int = 480) -> None:
+        super().__init__()
+        self.width, self.height = width, height
+        y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+        x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+        self._base = (x + y) / 2
+        self.sent = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        shift = (self.sent * 4) % 256
+        luma = ((self._base + shift) % 256).astype(np.uint8)
+        noise = np.random.randint(0, 24, size=luma.shape, dtype=np.uint8)
+        image = np.stack([luma, 255 - luma, luma // 2 + noise], axis=-1)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts, frame.time_base = pts, time_base
         self.sent += 1
         return frame
@@ -73,6 +98,22 @@ class ToneTrack(AudioStreamTrack):
         return frame
 
 
+@contextlib.contextmanager
+def steady_vp8(bits_per_second: int = 1_000_000) -> Iterator[None]:
+    """aiortc publishers made meanwhile encode VP8 at a constant ``bits_per_second``, as a camera would.
+
+    aiortc's VP8 encoder follows the receiver's estimate (and re-creates
+    itself, with a keyframe, on every 10 % move); a hub on a busy test machine
+    estimates low, and the program would drift between 0.1 and 1 Mbit/s.
+    """
+    saved = vpx.DEFAULT_BITRATE, vpx.MIN_BITRATE, vpx.MAX_BITRATE
+    vpx.DEFAULT_BITRATE = vpx.MIN_BITRATE = vpx.MAX_BITRATE = bits_per_second
+    try:
+        yield
+    finally:
+        vpx.DEFAULT_BITRATE, vpx.MIN_BITRATE, vpx.MAX_BITRATE = saved
+
+
 def new_client() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
@@ -80,7 +121,7 @@ def new_client() -> RTCPeerConnection:
 @dataclass
 class Publisher:
     pc: RTCPeerConnection
-    video: ColourTrack
+    video: ColourTrack | PatternTrack
     audio: ToneTrack
     # Picture loss indications the server sent this publisher.
     plis: int = 0
@@ -108,11 +149,15 @@ def _steady(sender: RTCRtpSender, publisher: Publisher) -> None:
     sender._handle_rtcp_packet = without_estimates  # type: ignore[method-assign]
 
 
-async def publish(answer: Answerer, rgb: tuple[int, int, int], frequency: float,
+async def publish(answer: Answerer, rgb: tuple[int, int, int] | None, frequency: float,
                   size: tuple[int, int] = (320, 240), *, steady: bool = False) -> Publisher:
-    """A publisher of one colour and one tone; ``steady``: keyframes only on request (see _steady)."""
+    """Publish a solid colour (``rgb``) or, with ``rgb=None``, a moving pattern, and a tone.
+
+    ``steady``: keyframes only when the server asks (see _steady).
+    """
     pc = new_client()
-    video, audio = ColourTrack(rgb, size), ToneTrack(frequency)
+    video = ColourTrack(rgb, size) if rgb is not None else PatternTrack(*size)
+    audio = ToneTrack(frequency)
     video_transceiver = pc.addTransceiver(video, direction="sendonly")
     pc.addTransceiver(audio, direction="sendonly")
     publisher = Publisher(pc, video, audio)

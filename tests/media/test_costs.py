@@ -11,7 +11,7 @@ import pytest
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder
 
-from server.media.peer import IceConfig
+from server.media.peer import LOOPBACK, IceConfig
 from server.media.room import MediaRoom
 from tests.media.clients import publish, view, wait_until
 from tests.media.test_room import RED, answerer
@@ -43,7 +43,7 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 
 async def test_fanout_costs_no_encode_or_decode_per_viewer(counts: Counter[str]) -> None:
-    room = MediaRoom(IceConfig(loopback_only=True))
+    room = MediaRoom(IceConfig(addresses=LOOPBACK))
     room.show("speaker")
     speaker = await publish(answerer(room, "publish", "speaker"), RED, 440)
     viewers = [await view(answerer(room, "view", f"user:{i}")) for i in range(VIEWERS)]

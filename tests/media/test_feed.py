@@ -15,7 +15,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from server.media.feed import Subscription
-from server.media.peer import IceConfig
+from server.media.peer import LOOPBACK, IceConfig
 from server.media.room import MediaRoom
 from tests.media.clients import close_to, publish, wait_until
 from tests.media.test_room import RED, answerer
@@ -23,7 +23,7 @@ from tests.media.test_room import RED, answerer
 
 @pytest.fixture
 async def room():  # type: ignore[no-untyped-def]
-    media = MediaRoom(IceConfig(loopback_only=True))
+    media = MediaRoom(IceConfig(addresses=LOOPBACK))
     yield media
     await media.close()
 

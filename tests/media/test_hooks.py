@@ -1,20 +1,31 @@
-"""The private aiortc/aioice names server/media/hooks.py relies on still exist.
+"""server/media/hooks.py: the private aiortc/aioice names it relies on, and what each hook does.
 
-When an aiortc or aioice upgrade moves one of them, this fails with the name,
-before anything subtler breaks.
+The name checks fail loudly, naming what moved, when an aiortc or aioice
+upgrade moves one of them. The behavioural tests drive each hook on real
+peer connections over loopback: a real publisher's frames, a real viewer's
+PLI, receiver reports and REMB, real candidates and a real DTLS handshake.
 """
 
+import asyncio
 import inspect
+import time
+from collections.abc import Callable
+from fractions import Fraction
 from importlib.metadata import version
 
 import aioice.ice
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+import aioice.stun
+import av
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 
+from server.media import hooks
 from server.media.hooks import is_vp8_keyframe
+from server.media.peer import LOOPBACK, IceConfig, new_peer
+from tests.media.clients import ColourTrack, new_client, wait_until
 
 
 def test_pinned_versions() -> None:
@@ -34,14 +45,24 @@ def test_receiver_internals() -> None:
 
 def test_sender_internals() -> None:
     assert hasattr(RTCRtpSender, "_send_keyframe")
+    # octets_sent() reads what the sender's own reports count.
+    assert "self.__octet_count += len(payload)" in inspect.getsource(RTCRtpSender._run_rtp)
     # Pre-encoded packets go through the encoder's pack(), never encode().
     assert "self.__encoder.pack(data)" in inspect.getsource(RTCRtpSender._next_encoded_frame)
     assert hasattr(Vp8Encoder, "pack") and hasattr(OpusEncoder, "pack")
 
 
 def test_ice_and_dtls_internals() -> None:
-    assert callable(aioice.ice.get_host_addresses)
+    connection = aioice.ice.Connection
+    # restrict_addresses wraps these and reads a connection's rule from its receiver.
+    assert list(inspect.signature(connection.get_component_candidates).parameters) == [
+        "self", "component", "addresses", "timeout"]
+    assert hasattr(connection, "add_remote_candidate") and hasattr(connection, "request_received")
+    assert "self.receiver = receiver" in inspect.getsource(aioice.ice.StunProtocol.__init__)
     assert hasattr(aioice.ice.StunProtocol, "send_stun") and hasattr(aioice.ice.StunProtocol, "send_data")
+    # ...and tags each new ICE connection of one peer connection through its transport factory.
+    assert hasattr(RTCPeerConnection, "_RTCPeerConnection__createDtlsTransport")
+    assert "self._connection = Connection(" in inspect.getsource(RTCIceGatherer)
     assert hasattr(RTCIceTransport, "addRemoteCandidate")
     assert hasattr(RTCDtlsTransport, "_set_role")
     # An answer takes the DTLS role from the transport when it is set (answer_as_dtls_server).
@@ -86,3 +107,184 @@ def test_the_receiver_internals_the_jitter_buffer_hook_needs() -> None:
     assert "self.__jitter_buffer = JitterBuffer(capacity=512, is_video=True)" in source
     assert "self.__jitter_buffer.add(packet)" in source
     assert {"_packets", "_origin", "_capacity"} <= set(vars(JitterBuffer(capacity=16)))
+
+
+# Behaviour, on real peer connections over loopback ---------------------------------------------
+
+
+async def _connect(offerer: RTCPeerConnection, answerer: RTCPeerConnection,
+                   before_answer: Callable[[], None] = lambda: None) -> str:
+    """Offer/answer between two local peers; returns the answer's SDP."""
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    before_answer()
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+    return answerer.localDescription.sdp
+
+
+async def test_receive_encoded_yields_vp8_packets_with_keyframe_flags_from_a_real_publisher() -> None:
+    hub, publisher = new_peer(IceConfig(addresses=LOOPBACK)), new_client()
+    video = hub.addTransceiver("video", direction="recvonly")
+    hooks.prefer_vp8_opus(video)
+    hooks.receive_encoded(video.receiver)
+    publisher.addTransceiver(ColourTrack((200, 30, 30)), direction="sendonly")
+    try:
+        await _connect(publisher, hub)
+        track = video.receiver.track
+        packets = [await asyncio.wait_for(track.recv(), 10) for _ in range(20)]
+        assert all(isinstance(p, av.Packet) for p in packets)
+        assert packets[0].is_keyframe and not all(p.is_keyframe for p in packets)
+        assert [p.is_keyframe for p in packets] == [is_vp8_keyframe(bytes(p)) for p in packets]
+        assert all(p.time_base == Fraction(1, 90000) for p in packets)
+        assert [p.pts for p in packets] == sorted(p.pts for p in packets)
+        # The frames decode: they are whole VP8 frames, not RTP payloads.
+        decoder = av.CodecContext.create("vp8", "r")
+        frames = [f for p in packets for f in decoder.decode(p)]
+        assert frames and (frames[0].width, frames[0].height) == (320, 240)
+    finally:
+        await publisher.close()
+        await hub.close()
+
+
+async def test_on_keyframe_request_fires_on_a_real_viewers_pli() -> None:
+    hub, viewer = new_peer(IceConfig(addresses=LOOPBACK)), new_client()
+    sent = hub.addTransceiver(ColourTrack((30, 200, 60)), direction="sendonly")
+    viewer.addTransceiver("video", direction="recvonly")
+    asked: list[float] = []
+    hooks.on_keyframe_request(sent.sender, lambda: asked.append(time.monotonic()))
+    try:
+        await _connect(viewer, hub)
+        receiver = viewer.getTransceivers()[0].receiver
+        await asyncio.wait_for(receiver.track.recv(), 10)
+        before = len(asked)
+        await hooks.send_pli(receiver, sent.sender._ssrc)
+        await wait_until(lambda: len(asked) > before, timeout=5)
+    finally:
+        await viewer.close()
+        await hub.close()
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.reports: list[hooks.ReceiverReport] = []
+        self.estimates: list[tuple[int, int]] = []
+
+    def report(self, report: hooks.ReceiverReport) -> None:
+        self.reports.append(report)
+
+    def bandwidth(self, bits_per_second: int, octets_sent: int) -> None:
+        self.estimates.append((bits_per_second, octets_sent))
+
+
+async def test_on_receiver_report_delivers_a_real_viewers_loss_and_remb() -> None:
+    hub, viewer = new_peer(IceConfig(addresses=LOOPBACK)), new_client()
+    sent = hub.addTransceiver(ColourTrack((30, 30, 200)), direction="sendonly")
+    viewer.addTransceiver("video", direction="recvonly")
+    listener = Listener()
+    hooks.on_receiver_report(sent.sender, listener)
+    try:
+        await _connect(viewer, hub)
+        receiver = viewer.getTransceivers()[0].receiver
+        await asyncio.wait_for(receiver.track.recv(), 10)
+        await wait_until(lambda: len(listener.reports) >= 2 and listener.estimates, timeout=10)
+        clean = listener.reports[-1]
+        assert clean.packets_lost == 0 and clean.fraction_lost == 0
+        assert clean.highest_sequence > 0 and clean.octets_sent > 0
+        bits, octets = listener.estimates[-1]
+        assert bits > 0 and 0 < octets <= hooks.octets_sent(sent.sender)
+        # Every third packet vanishes on the viewer's side: its reports say so.
+        transport = receiver.transport
+        handle, seen = transport._handle_rtp_data, [0]
+
+        async def drop_some(data: bytes, arrival_time_ms: int) -> None:
+            seen[0] += 1
+            if seen[0] % 3:
+                await handle(data, arrival_time_ms)
+
+        transport._handle_rtp_data = drop_some
+        await wait_until(lambda: listener.reports[-1].packets_lost > 0, timeout=10)
+        await wait_until(lambda: listener.reports[-1].fraction_lost > 0.1, timeout=10)
+        assert listener.reports[-1].octets_sent >= clean.octets_sent
+    finally:
+        await viewer.close()
+        await hub.close()
+
+
+def _candidate(ip: str, port: int = 9) -> RTCIceCandidate:
+    return RTCIceCandidate(component=1, foundation="x", ip=ip, port=port, priority=1, protocol="udp", type="host",
+                           sdpMid="0", sdpMLineIndex=0)
+
+
+async def test_an_address_rule_gathers_only_the_named_addresses_and_refuses_other_candidates() -> None:
+    pc = new_peer(IceConfig(addresses=("127.0.0.2",)))
+    pc.addTransceiver("video", direction="recvonly")
+    sends: list[tuple[str, int]] = []
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        candidates = [line.split()[4] for line in pc.localDescription.sdp.splitlines()
+                      if line.startswith("a=candidate:")]
+        # 127.0.0.2 is not among what aioice gathers by itself (it skips loopback):
+        # named, it is gathered, and nothing else is.
+        assert candidates and set(candidates) == {"127.0.0.2"}
+        ice = pc.getTransceivers()[0].receiver.transport.transport
+        for ip in ("127.0.0.1", "::1", "127.0.0.2"):
+            await pc.addIceCandidate(_candidate(ip))
+        assert [c.ip for c in ice.getRemoteCandidates()] == ["127.0.0.2"]
+        assert hooks.address_rule(ice._connection).allows("127.0.0.2")
+        assert not hooks.address_rule(ice._connection).allows("127.0.0.1")
+        assert not hooks.address_rule(ice._connection).allows("bridge.local")
+        # The send guard: nothing leaves for an address the rule does not name.
+        protocol = ice._connection._protocols[0]
+        transport_sendto = protocol.transport.sendto
+        protocol.transport.sendto = lambda data, addr: sends.append(addr)  # type: ignore[method-assign]
+        await protocol.send_data(b"x", ("127.0.0.1", 9))
+        protocol.send_stun(aioice.stun.Message(aioice.stun.Method.BINDING, aioice.stun.Class.REQUEST),
+                           ("127.0.0.3", 9))
+        await protocol.send_data(b"x", ("127.0.0.2", 9))
+        protocol.transport.sendto = transport_sendto  # type: ignore[method-assign]
+        assert sends == [("127.0.0.2", 9)]
+    finally:
+        await pc.close()
+
+
+async def test_peers_under_different_rules_never_connect_and_under_the_same_rule_do() -> None:
+    # A connection's own rule wins over the process's (tests/media/clients.py: 127.0.0.1).
+    apart_hub, apart_viewer = new_peer(IceConfig(addresses=("127.0.0.1",))), new_peer(IceConfig(addresses=("127.0.0.2",)))
+    together_hub = new_peer(IceConfig(addresses=("127.0.0.1", "127.0.0.2")))
+    together_viewer = new_peer(IceConfig(addresses=("127.0.0.2", "127.0.0.1")))
+    pairs = [(apart_viewer, apart_hub), (together_viewer, together_hub)]
+    for viewer, hub in pairs:
+        hub.addTransceiver(ColourTrack((10, 10, 10)), direction="sendonly")
+        viewer.addTransceiver("video", direction="recvonly")
+    try:
+        for viewer, hub in pairs:
+            await _connect(viewer, hub)
+        await wait_until(lambda: together_hub.connectionState == "connected", timeout=10)
+        # The apart pair has had as long and more: the viewer's checks arrived and were dropped.
+        await asyncio.sleep(3)
+        assert apart_hub.connectionState != "connected" and apart_viewer.connectionState != "connected"
+        remote = apart_hub.getTransceivers()[0].sender.transport.transport.getRemoteCandidates()
+        assert remote == []  # its 127.0.0.2 refused, and no peer-reflexive one learned from its checks
+    finally:
+        for viewer, hub in pairs:
+            await viewer.close()
+            await hub.close()
+
+
+async def test_answer_as_dtls_server_answers_passive_to_actpass_and_connects() -> None:
+    hub, publisher = new_peer(IceConfig(addresses=LOOPBACK)), new_client()
+    video = hub.addTransceiver("video", direction="recvonly")
+    publisher.addTransceiver(ColourTrack((90, 90, 90)), direction="sendonly")
+    try:
+        await publisher.setLocalDescription(await publisher.createOffer())
+        assert "a=setup:actpass" in publisher.localDescription.sdp
+        answer = await _connect(publisher, hub, before_answer=lambda: hooks.answer_as_dtls_server(hub))
+        assert "a=setup:passive" in answer and "a=setup:active" not in answer
+        await wait_until(lambda: hub.connectionState == "connected" and publisher.connectionState == "connected",
+                         timeout=10)
+        assert video.receiver.transport._role == "server"
+        assert publisher.getTransceivers()[0].sender.transport._role == "client"
+    finally:
+        await publisher.close()
+        await hub.close()

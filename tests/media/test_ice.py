@@ -18,6 +18,23 @@ def test_turn_credentials_follow_coturns_rest_form() -> None:
     assert turn["credential"] == expected
 
 
-def test_no_turn_without_a_secret_and_nothing_in_loopback_mode() -> None:
+def test_no_turn_without_a_secret_and_nothing_while_addresses_are_confined() -> None:
     assert browser_ice_servers(IceSettings(turn_urls="turn:x:3478"), 1) == []
-    assert browser_ice_servers(IceSettings(stun_urls="stun:x:3478", loopback_only=True), 1) == []
+    confined = IceSettings(stun_urls="stun:x:3478", turn_urls="turn:x:3478", turn_secret="s", addresses="127.0.0.1")
+    assert browser_ice_servers(confined, 1) == []
+
+
+async def test_the_servers_own_agents_follow_the_same_setting() -> None:
+    from server.media import hooks
+    from server.media.peer import IceConfig, new_peer
+
+    confined = IceConfig.from_settings(IceSettings(addresses="127.0.0.1, 198.18.7.1", stun_urls="stun:x:3478"))
+    assert confined.addresses == ("127.0.0.1", "198.18.7.1")
+    assert IceConfig.from_settings(IceSettings()).addresses == ()
+    pc = new_peer(confined)
+    pc.addTransceiver("video", direction="recvonly")
+    connection = pc.getTransceivers()[0].receiver.transport.transport.iceGatherer._connection
+    rule = hooks.address_rule(connection)
+    assert rule is not None and rule.addresses == ("127.0.0.1", "198.18.7.1")
+    assert connection.stun_server is None and connection.turn_server is None
+    await pc.close()

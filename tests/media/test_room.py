@@ -3,8 +3,7 @@
 import pytest
 
 from server.media import hooks
-
-from server.media.peer import IceConfig
+from server.media.peer import LOOPBACK, IceConfig
 from server.media.room import MediaRoom
 from tests.media.clients import clean_cut, close_to, decode_failures, publish, view, wait_until
 
@@ -14,7 +13,7 @@ GREEN = (30, 200, 60)
 
 @pytest.fixture
 async def room():
-    media = MediaRoom(IceConfig(loopback_only=True))
+    media = MediaRoom(IceConfig(addresses=LOOPBACK))
     yield media
     await media.close()
 

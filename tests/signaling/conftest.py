@@ -13,7 +13,7 @@ from tests.conftest import Seed, make_settings
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # Media in tests goes to 127.0.0.1 only.
-    return make_settings(settings.data_dir, ice={"loopback_only": True})
+    return make_settings(settings.data_dir, ice={"addresses": "127.0.0.1"})
 
 
 @pytest.fixture

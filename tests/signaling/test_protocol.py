@@ -298,7 +298,7 @@ async def test_a_lost_hall_loses_the_floor_after_the_grace_period(aiohttp_client
     from server.storage.models import FloorGrant
     from tests.conftest import make_settings
 
-    app = create_app(make_settings(settings.data_dir, ice={"loopback_only": True},
+    app = create_app(make_settings(settings.data_dir, ice={"addresses": "127.0.0.1"},
                                    live={"reconnect_grace_seconds": 1}))
     client = await aiohttp_client(app)
     session_id = await add_session(app[keys.DATABASE], seed, [seed.point_a.id])
