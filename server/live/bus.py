@@ -25,6 +25,7 @@ from server.live.events import Event
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], Awaitable[None]]
+BatchDone = Callable[[], Awaitable[None]]
 
 
 class Subscription(Protocol):
@@ -34,12 +35,19 @@ class Subscription(Protocol):
 
 
 class EventBus(Protocol):
-    def subscribe(self, handler: Handler, *, session_id: int | None = None, name: str = "") -> Subscription:
-        """Call ``handler`` with every event of ``session_id`` (None: of every session)."""
+    def subscribe(self, handler: Handler, *, session_id: int | None = None, name: str = "",
+                  batch_done: BatchDone | None = None) -> Subscription:
+        """Call ``handler`` with every event of ``session_id`` (None: of every session).
+
+        ``batch_done``, if given, is called once after each published batch
+        that gave the subscriber at least one event: the events of one change
+        arrive as one batch (a grant that ends another is two events), so a
+        subscriber that sums up the state acts once per change.
+        """
         ...
 
     async def publish(self, events: Iterable[Event]) -> None:
-        """Deliver ``events`` in order to every subscriber; returns when all have handled them."""
+        """Deliver ``events`` (one change) in order to every subscriber; returns when all have handled them."""
         ...
 
 
@@ -48,6 +56,7 @@ class _Subscriber:
     handler: Handler
     session_id: int | None
     name: str
+    batch_done: BatchDone | None = None
     bus: InMemoryEventBus | None = field(default=None, repr=False)
 
     def cancel(self) -> None:
@@ -64,8 +73,10 @@ class InMemoryEventBus:
         self._by_session: dict[int, list[_Subscriber]] = {}
         self.failures = 0
 
-    def subscribe(self, handler: Handler, *, session_id: int | None = None, name: str = "") -> Subscription:
-        subscriber = _Subscriber(handler, session_id, name or getattr(handler, "__qualname__", "subscriber"), self)
+    def subscribe(self, handler: Handler, *, session_id: int | None = None, name: str = "",
+                  batch_done: BatchDone | None = None) -> Subscription:
+        subscriber = _Subscriber(handler, session_id, name or getattr(handler, "__qualname__", "subscriber"),
+                                 batch_done, self)
         if session_id is None:
             self._everything.append(subscriber)
         else:
@@ -84,15 +95,27 @@ class InMemoryEventBus:
             self._by_session.pop(subscriber.session_id, None)
 
     async def publish(self, events: Iterable[Event]) -> None:
+        reached: dict[_Subscriber, None] = {}  # in order of first delivery
         for event in events:
             session = self._by_session.get(event.session_id, []) if event.session_id is not None else []
             # Copies: a subscriber may cancel itself (or another) while handling.
             for subscriber in (*self._everything, *session):
+                if subscriber.bus is None:
+                    continue
+                reached[subscriber] = None
                 try:
                     await subscriber.handler(event)
                 except Exception:
                     self.failures += 1
                     log.exception("event subscriber %s failed on %s %s", subscriber.name, event.kind, event.id)
+        for subscriber in reached:
+            if subscriber.batch_done is None or subscriber.bus is None:
+                continue
+            try:
+                await subscriber.batch_done()
+            except Exception:
+                self.failures += 1
+                log.exception("event subscriber %s failed at the end of a batch", subscriber.name)
 
 
 def dispatcher(table: Mapping[type[Event], Callable[[Any], Awaitable[None]]],

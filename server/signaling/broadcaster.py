@@ -32,6 +32,7 @@ class Broadcaster:
         self.members = members
         self._spawn = spawn
         self._last_floor: str | None = None
+        self._floor_due = False
         self._timer: asyncio.TimerHandle | None = None
         self._stopped = False
         self.handle = dispatcher({
@@ -74,9 +75,16 @@ class Broadcaster:
     # everyone ---------------------------------------------------------------------------------
 
     async def _changed(self, event: ev.Event) -> None:
-        """Tell everyone the floor if it changed; refresh the hosts' board soon."""
-        if self._stopped:
+        """Something changed: the floor is checked once the whole change is delivered (see batch_done)."""
+        self._floor_due = True
+        self.refresh_hosts_soon()
+
+    async def batch_done(self) -> None:
+        """Tell everyone the floor if it changed: one message per change, however many events it took
+        (a grant that ends another is FloorEnded and FloorGranted)."""
+        if not self._floor_due or self._stopped:
             return
+        self._floor_due = False
         floor = outgoing.floor_message(self.session)
         holder = floor["holder"]
         key = json.dumps([{k: v for k, v in floor.items() if k != "holder"},
@@ -84,7 +92,6 @@ class Broadcaster:
         if key != self._last_floor:
             self._last_floor = key
             await self.broadcast(floor)
-        self.refresh_hosts_soon()
 
     def refresh_hosts_soon(self) -> None:
         if self._timer is None and not self._stopped:

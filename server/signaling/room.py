@@ -83,7 +83,8 @@ class LiveRoom:
         # The media follows first (a revoked hall's camera is closed), then the sockets are told.
         self._subscriptions: list[Subscription] = [
             bus.subscribe(self.director.handle, session_id=session.info.id, name="media-director"),
-            bus.subscribe(self.broadcaster.handle, session_id=session.info.id, name="socket-broadcaster"),
+            bus.subscribe(self.broadcaster.handle, session_id=session.info.id, name="socket-broadcaster",
+                          batch_done=self.broadcaster.batch_done),
         ]
         self._ticker = asyncio.create_task(self._tick(), name=f"live-room-{session.info.id}")
 

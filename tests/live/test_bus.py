@@ -67,8 +67,8 @@ async def test_cancelled_subscriptions_receive_nothing_even_mid_delivery() -> No
     second = bus.subscribe(other, session_id=3)
     await bus.publish([hand(3, 1)])
     await bus.publish([hand(3, 2)])
-    # The copy taken for the first delivery still reached it; the second did not.
-    assert len(got) == 1
+    # Cancelled while the first event was on its way: it gets neither.
+    assert got == []
 
 
 async def test_dispatcher_matches_base_classes_and_runs_the_fallback_for_all() -> None:
@@ -84,3 +84,27 @@ async def test_dispatcher_matches_base_classes_and_runs_the_fallback_for_all() -
     await handle(ev.make(ev.FloorEnded, session_id=1, point_id=2, grant_id="g", reason="dropped"))
     await handle(hand(1, 2))
     assert calls == ["ended:dropped", "changed:floor_ended", "changed:hand_raised"]
+
+
+async def test_batch_done_runs_once_per_batch_for_those_it_reached() -> None:
+    bus = InMemoryEventBus()
+    log: list[str] = []
+
+    async def room_seven(event: ev.Event) -> None:
+        log.append(event.kind)
+
+    async def seven_done() -> None:
+        log.append("done")
+
+    async def eight_done() -> None:
+        log.append("eight done")
+
+    async def ignore(event: ev.Event) -> None:
+        pass
+
+    bus.subscribe(room_seven, session_id=7, batch_done=seven_done)
+    bus.subscribe(ignore, session_id=8, batch_done=eight_done)
+    ended = ev.make(ev.FloorEnded, session_id=7, point_id=1, grant_id="a", reason="revoked")
+    granted = ev.make(ev.FloorGranted, session_id=7, point_id=2, grant_id="b", limit_seconds=None)
+    await bus.publish([ended, granted])
+    assert log == ["floor_ended", "floor_granted", "done"]  # session 8's subscriber was not reached

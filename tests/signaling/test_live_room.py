@@ -95,6 +95,12 @@ HALL_TN = principal(3, Role.OPERATOR, TN, "Kỹ thuật Thái Nguyên")
 MEMBER = principal(4, Role.MEMBER, name="Nguyễn Văn An")
 
 
+async def settle() -> None:
+    """Let the room finish what one message set off: the broadcaster checks the floor at the end of the turn."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
 class Harness:
     def __init__(self, status: SessionStatus = SessionStatus.LIVE, grace: float = 20.0) -> None:
         self.clock = Clock()
@@ -118,6 +124,7 @@ class Harness:
 
     async def send(self, connection: FakeConnection, who: Principal, kind: str, **values: Any) -> None:
         await self.room.handle(connection, who, json.dumps({"type": kind, **values}))
+        await settle()
 
     async def join(self, name: str, who: Principal, **values: Any) -> FakeConnection:
         connection = FakeConnection(name)
@@ -179,6 +186,20 @@ async def test_the_floor_is_sent_only_when_it_changes(harness: Harness) -> None:
     assert others[0].last("pong") == {"type": "pong", "t": 5}
 
 
+async def test_one_change_is_one_floor_message_however_many_events(harness: Harness) -> None:
+    host = await harness.join("s", SPEAKER)
+    await harness.join("h", HALL_HP)
+    await harness.join("t", HALL_TN)
+    watcher = await harness.join("m", MEMBER)
+    await harness.send(host, SPEAKER, "grant_floor", point_id=HP)
+    before = len(watcher.of("floor"))
+    # Granting another hall ends the first grant and starts the second: two events, one message.
+    await harness.send(host, SPEAKER, "grant_floor", point_id=TN)
+    assert [k for k in harness.kinds() if k.startswith("floor")][-2:] == ["floor_ended", "floor_granted"]
+    floors = watcher.of("floor")[before:]
+    assert len(floors) == 1 and floors[0]["holder"]["point_id"] == TN
+
+
 async def test_a_time_limit_ends_the_floor_through_the_rooms_tick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(room_module, "TICK_SECONDS", 0.02)
     harness = Harness()
@@ -207,6 +228,7 @@ async def test_a_hall_that_drops_keeps_the_floor_and_the_speaker_is_told_when_it
         await harness.send(host, SPEAKER, "grant_floor", point_id=HP)
         # The page reloads: the socket is lost, a new one joins 1 s later.
         await harness.room.disconnect(hall, dropped=True)
+        await settle()
         assert host.last("floor")["holder"]["reconnecting"] is True
         def board_state() -> str | None:
             board = host.last("roll_call")
@@ -220,6 +242,7 @@ async def test_a_hall_that_drops_keeps_the_floor_and_the_speaker_is_told_when_it
         assert host.last("floor_ended") is None
         # Lost for good: after the grace period the floor ends as "dropped" and the speaker hears of it.
         await harness.room.disconnect(again, dropped=True)
+        await settle()
         harness.clock.seconds = 25
         await wait_until(lambda: host.last("floor_ended") is not None, timeout=2)
         assert host.last("floor_ended")["reason"] == "dropped"
