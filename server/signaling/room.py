@@ -172,10 +172,17 @@ class LiveRoom:
             self.check_idle()
             return
         async with self.lock:
-            for endpoint_id in member.endpoints.values():
-                self.owners.pop(endpoint_id, None)
-                await self.media.close_endpoint(endpoint_id)
-            await self.commit(self.session.leave(connection.id, dropped=dropped))
+            # Taken out first: while one peer connection closes, the other may close by itself,
+            # and its callback must find nothing left to take out.
+            endpoints = list(member.endpoints.values())
+            member.endpoints.clear()
+            try:
+                for endpoint_id in endpoints:
+                    self.owners.pop(endpoint_id, None)
+                    await self.media.close_endpoint(endpoint_id)
+            finally:
+                # Whatever closing the media did, the participant leaves: never a ghost on the roll call.
+                await self.commit(self.session.leave(connection.id, dropped=dropped))
         self.check_idle()
 
     async def sign_out(self, user_id: int) -> None:

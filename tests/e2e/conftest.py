@@ -40,6 +40,7 @@ class Server:
     url: str
     data_dir: Path
     logins: dict[str, str]
+    log: Path
 
 
 def _free_port() -> int:
@@ -62,7 +63,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1"})
     _run(env, "db", "upgrade")
     _run(env, "demo")
-    process = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env, stdout=subprocess.PIPE,
+    # The server's output goes to a file, never to a pipe nobody reads: once a
+    # pipe's 64 KiB fill up, every log line blocks the server's event loop.
+    log_path = data_dir.parent / "server.log"
+    log = log_path.open("w")
+    process = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env, stdout=log,
                                stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -72,16 +77,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read() if process.stdout else ""
-                pytest.fail(f"the server did not start: {output}")
+                pytest.fail(f"the server did not start: {log_path.read_text()[-4000:]}")
             time.sleep(0.1)
     logins = json.loads((data_dir / "demo-logins.json").read_text())
-    yield Server(url, data_dir, logins)
+    yield Server(url, data_dir, logins, log_path)
     process.terminate()
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+    log.close()
 
 
 @pytest.fixture

@@ -361,3 +361,32 @@ async def test_start_and_end_tell_everyone_and_end_closes_the_room() -> None:
     await asyncio.wait_for(harness.closed.wait(), 5)
     assert hall.closed == (1000, "the session has ended")
     assert harness.kinds()[-2:] == ["session_started", "session_ended"]
+
+
+async def test_a_peer_connection_closing_by_itself_during_a_disconnect_leaves_no_ghost(harness: Harness) -> None:
+    from server.media.room import EndpointState
+
+    host = await harness.join("s", SPEAKER)
+    hall = await harness.join("h", HALL_HP)
+    member = harness.room.members.get("h")
+    assert member is not None
+    # The hall's two peer connections (as the media room knows them).
+    member.endpoints.update({"view": "e-view", "publish": "e-publish"})
+    harness.room.owners.update({"e-view": member, "e-publish": member})
+    closed: list[str] = []
+
+    async def close_endpoint(endpoint_id: str) -> None:
+        closed.append(endpoint_id)
+        # While the first closes, the browser's other connection fails by itself.
+        other = "e-publish" if endpoint_id == "e-view" else "e-view"
+        harness.room._media_changed(EndpointState(other, "point:11", "publish", False, True))
+        await asyncio.sleep(0)
+
+    harness.room.media.close_endpoint = close_endpoint  # type: ignore[method-assign]
+    await harness.room.disconnect(hall, dropped=True)
+    await settle()
+    assert sorted(closed) == ["e-publish", "e-view"]
+    assert harness.room.session.roster.by_point(HP).connected is False
+    assert "endpoint_dropped" in harness.kinds()
+    await wait_until(lambda: host.last("roll_call") is not None
+                     and {p["point_id"]: p["state"] for p in host.last("roll_call")["points"]}[HP] == "reconnecting")
