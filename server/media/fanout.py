@@ -84,6 +84,18 @@ class ForwardTrack(MediaStreamTrack):
         self.sent += 1
         return packet
 
+    def restart_at_keyframe(self) -> None:
+        """Drop what is queued and resume at the next keyframe (the viewer moved to another layer).
+
+        What is queued belongs to the layer it left: on a link too slow for
+        that layer, sending it first would keep the old picture on screen for
+        seconds after the move.
+        """
+        if self.kind == "video":
+            self.dropped += len(self._queue)
+            self._queue.clear()
+            self.waiting_for_keyframe = True
+
     def stop(self) -> None:
         super().stop()
         self._queue.clear()

@@ -165,7 +165,7 @@ class ProgramFeed:
             self.low = LowLayer(asyncio.get_running_loop(), self.video.request_keyframe)
             self.video.low = self.low
         subscription.layer = layer
-        track.waiting_for_keyframe = True
+        track.restart_at_keyframe()
         if layer == "low":
             self.video.fanout.discard(track)
             self.low.fanout.add(track)

@@ -65,6 +65,7 @@ class LowLayer:
         self._encoder: av.CodecContext | None = None
         self._need_keyframe = True
         self._thread: threading.Thread | None = None
+        self._closed = False
         self.frames_in = 0
         self.frames_out = 0
         self.cpu_seconds = 0.0
@@ -107,12 +108,19 @@ class LowLayer:
                 return
             started = time.thread_time()
             try:
-                for out in self._transcode(packet):
-                    self._loop.call_soon_threadsafe(self._publish, out)
+                out = self._transcode(packet)
             except (av.FFmpegError, ValueError):
                 log.debug("low layer: a frame could not be transcoded", exc_info=True)
                 self._decoder = None
+                out = []
             self.cpu_seconds += time.thread_time() - started
+            for encoded in out:
+                if self._closed:
+                    return
+                try:
+                    self._loop.call_soon_threadsafe(self._publish, encoded)
+                except RuntimeError:
+                    return  # the loop closed while this frame was being transcoded
 
     def _transcode(self, packet: av.Packet) -> list[av.Packet]:
         if self._decoder is None:
@@ -149,10 +157,14 @@ class LowLayer:
         return encoder
 
     def _publish(self, packet: av.Packet) -> None:
+        if self._closed:
+            return
         self.frames_out += 1
         self.fanout.push(packet)
 
     def close(self) -> None:
+        """Stop the worker: it publishes nothing more, even the frame it is transcoding now."""
+        self._closed = True
         if self._thread is not None:
             self._inbox.put(None)
 

@@ -121,3 +121,16 @@ def test_output_never_goes_backwards_when_a_source_restarts_its_clock() -> None:
     for pts, key in [(90_000, True), (93_000, False), (3_000, True), (6_000, False)]:
         program.on_packet(source, packet(pts, keyframe=key))  # type: ignore[arg-type]
     assert seen == sorted(seen) and len(set(seen)) == 4
+
+
+async def test_a_viewer_moving_to_another_layer_drops_what_it_queued_of_the_old_one() -> None:
+    track = ForwardTrack("video")
+    track.push(packet(0, keyframe=True))
+    for index in range(1, 10):
+        track.push(packet(index * 3000))
+    track.restart_at_keyframe()
+    track.push(packet(30000))  # the old layer's frames stop going to it...
+    track.push(packet(33000, keyframe=True, size=50))  # ...and the new one starts at its keyframe
+    first = await asyncio.wait_for(track.recv(), 1)
+    assert first.is_keyframe and first.pts == 33000
+    assert track.dropped == 11  # the ten it held, and the old layer's frame that came after
