@@ -285,9 +285,13 @@ def main() -> None:
     parser.add_argument("--doc-from", nargs="*", help="only write docs/benchmarks.md from these results files")
     args = parser.parse_args()
     if args.doc_from:
-        # A browser and policy measured in several files: the last file named wins.
-        merged = {(r["browser"], r["policy"]): r for path in args.doc_from
-                  for r in json.loads(Path(path).read_text())["results"]}
+        # A browser and policy measured in several files: for each part (healthy runs,
+        # constrained runs), the last file named that has some wins.
+        merged: dict[tuple[str, str], dict[str, Any]] = {}
+        for path in args.doc_from:
+            for r in json.loads(Path(path).read_text())["results"]:
+                key = (r["browser"], r["policy"])
+                merged[key] = {**merged.get(key, {}), **{k: v for k, v in r.items() if v or key not in merged}}
         write_doc(sorted(merged.values(), key=lambda r: (r["policy"] != "before", r["browser"])), args)
         return
     results: list[dict[str, Any]] = []
