@@ -16,7 +16,9 @@ from server.storage.db import Database
 from server.media.peer import IceConfig
 from server.signaling.registry import LiveRegistry
 from server.live.bus import InMemoryEventBus
+from server.storage.attendance import RecordKeeper, rule_from_settings
 from server.storage.live import DatabaseLiveStore, FloorGrantStore
+from server.storage.presence import PresenceRecorder
 from server.views import live
 from server.views.middleware import MIDDLEWARES
 from server.views.render import create_environment
@@ -57,12 +59,26 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     # Subscribers of every session, in order: the stores first (what is on
     # record before anyone is told), then the rooms.
     grants = FloorGrantStore(database).subscribe(bus)
+    # Attendance: every join, leave and drop is on record before the client is welcomed.
+    presence = PresenceRecorder(database, node=settings.attendance.node_name, spool_dir=settings.data_dir,
+                                write_timeout=settings.attendance.write_timeout_seconds,
+                                queue_limit=settings.attendance.queue_limit,
+                                heartbeat_seconds=settings.attendance.heartbeat_seconds)
+    await presence.start()
+    app[keys.PRESENCE] = presence
+    rule = rule_from_settings(settings.attendance)
+    app[keys.CREDIT_RULE] = rule
+    records = RecordKeeper(database, rule)
+    subscriptions = [grants, presence.subscribe(bus), records.subscribe(bus)]
     registry = LiveRegistry(DatabaseLiveStore(database), bus, IceConfig.from_settings(settings.ice),
                             grace_seconds=settings.live.reconnect_grace_seconds)
     app[keys.LIVE] = registry
     yield
     await registry.close()
-    grants.cancel()
+    await presence.stop()
+    await records.drain()
+    for subscription in subscriptions:
+        subscription.cancel()
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -79,6 +79,34 @@ class LiveSettings:
 
 
 @dataclass(frozen=True)
+class AttendanceSettings:
+    # The credit rule (printed on every report).
+    attended_percent: int = 80
+    late_after_minutes: int = 5
+    early_before_minutes: int = 5
+    # This server process's name in the presence log (the hub; a relay names itself).
+    node_name: str = "hub"
+    # How often the node writes its heartbeat: after a crash, open intervals close there.
+    heartbeat_seconds: float = 5.0
+    # How long a join waits for the database before it is kept in the local spool instead.
+    write_timeout_seconds: float = 2.0
+    # Presence events waiting for the database (an outage) beyond this many go to the spool only.
+    queue_limit: int = 100000
+    # Check-in codes on the hall screen rotate this often; the previous one stays valid one more window.
+    checkin_window_seconds: int = 45
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.attended_percent <= 100:
+            raise ConfigError("attendance.attended_percent must be between 1 and 100")
+        if not 0 < self.heartbeat_seconds <= 5:
+            raise ConfigError("attendance.heartbeat_seconds must be more than 0 and at most 5")
+        if not 30 <= self.checkin_window_seconds <= 60:
+            raise ConfigError("attendance.checkin_window_seconds must be between 30 and 60")
+        if self.write_timeout_seconds <= 0 or self.queue_limit < 1:
+            raise ConfigError("attendance.write_timeout_seconds and queue_limit must be positive")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -88,6 +116,7 @@ class Settings:
     i18n: I18nSettings = field(default_factory=I18nSettings)
     ice: IceSettings = field(default_factory=IceSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
 
     @property
     def effective_database_url(self) -> str:
@@ -247,6 +276,14 @@ def _coerce(kind: Any, raw: Any, name: str) -> Any:
             return raw
         if isinstance(raw, str) and re.fullmatch(r"-?\d{1,18}", raw.strip()):
             return int(raw)
+    elif kind is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, str):
+            try:
+                return float(raw.strip())
+            except ValueError:
+                pass
     elif kind is str:
         if isinstance(raw, str):
             return raw

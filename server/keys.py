@@ -12,9 +12,11 @@ if TYPE_CHECKING:
     from server.auth.ratelimit import LoginLimiter
     from server.config import Settings
     from server.i18n import Catalogues
+    from server.attendance.rule import CreditRule
     from server.live.bus import EventBus
     from server.signaling.registry import LiveRegistry
     from server.storage.db import Database
+    from server.storage.presence import PresenceRecorder
 
 SETTINGS = web.AppKey("settings", "Settings")
 DATABASE = web.AppKey("database", "Database")
@@ -24,6 +26,8 @@ CATALOGUES = web.AppKey("catalogues", "Catalogues")
 LOGIN_LIMITER = web.AppKey("login_limiter", "LoginLimiter")
 EVENTS = web.AppKey("events", "EventBus")
 LIVE = web.AppKey("live", "LiveRegistry")
+PRESENCE = web.AppKey("presence", "PresenceRecorder")
+CREDIT_RULE = web.AppKey("credit_rule", "CreditRule")
 SOCKETS = web.AppKey("sockets", "set[web.WebSocketResponse]")
 
 # Per-request values, set by the middlewares and the auth helpers.

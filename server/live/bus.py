@@ -7,6 +7,13 @@ the session's own (the broadcaster, the media director), each in the order
 it subscribed. A subscriber that raises is logged and skipped; the others
 and the publisher carry on.
 
+A subscriber whose work must finish before the publisher answers the client
+but should not hold the room meanwhile (attendance writes a join to the
+database before the client is welcomed, in group commits) returns an
+awaitable from its handler: ``publish`` returns a :class:`Delivery` that
+collects them, and the publisher awaits ``delivery.settled()`` after
+releasing its lock.
+
 Per session, events are published one batch at a time (the live room holds
 its lock while it publishes), so every subscriber sees a session's events in
 the order they happened. A Redis implementation for several nodes keeps the
@@ -24,7 +31,8 @@ from server.live.events import Event
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Event], Awaitable[None]]
+# A handler may return an awaitable: work it has queued that the publisher waits for (see Delivery).
+Handler = Callable[[Event], Awaitable[Awaitable[Any] | None]]
 BatchDone = Callable[[], Awaitable[None]]
 
 
@@ -46,9 +54,35 @@ class EventBus(Protocol):
         """
         ...
 
-    async def publish(self, events: Iterable[Event]) -> None:
-        """Deliver ``events`` (one change) in order to every subscriber; returns when all have handled them."""
+    async def publish(self, events: Iterable[Event]) -> Delivery:
+        """Deliver ``events`` (one change) in order to every subscriber; returns when all have handled them.
+
+        The returned delivery holds what subscribers queued to finish later.
+        """
         ...
+
+
+class Delivery:
+    """What the subscribers of one published change still have under way (e.g. a durable write)."""
+
+    def __init__(self) -> None:
+        self._pending: list[Awaitable[Any]] = []
+
+    def add(self, pending: Awaitable[Any]) -> None:
+        self._pending.append(pending)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def settled(self) -> None:
+        """Wait for all of it; a failure is logged, never raised (the subscriber owns its retries)."""
+        pending, self._pending = self._pending, []
+        for awaitable in pending:
+            try:
+                await awaitable
+            except Exception:
+                log.exception("an event subscriber's queued work failed")
 
 
 @dataclass(eq=False)
@@ -94,7 +128,8 @@ class InMemoryEventBus:
         if not same:
             self._by_session.pop(subscriber.session_id, None)
 
-    async def publish(self, events: Iterable[Event]) -> None:
+    async def publish(self, events: Iterable[Event]) -> Delivery:
+        delivery = Delivery()
         reached: dict[_Subscriber, None] = {}  # in order of first delivery
         for event in events:
             session = self._by_session.get(event.session_id, []) if event.session_id is not None else []
@@ -104,7 +139,9 @@ class InMemoryEventBus:
                     continue
                 reached[subscriber] = None
                 try:
-                    await subscriber.handler(event)
+                    pending = await subscriber.handler(event)
+                    if pending is not None:
+                        delivery.add(pending)
                 except Exception:
                     self.failures += 1
                     log.exception("event subscriber %s failed on %s %s", subscriber.name, event.kind, event.id)
@@ -116,27 +153,29 @@ class InMemoryEventBus:
             except Exception:
                 self.failures += 1
                 log.exception("event subscriber %s failed at the end of a batch", subscriber.name)
+        return delivery
 
 
-def dispatcher(table: Mapping[type[Event], Callable[[Any], Awaitable[None]]],
+def dispatcher(table: Mapping[type[Event], Callable[[Any], Awaitable[Any]]],
                fallback: Callable[[Event], Awaitable[None]] | None = None) -> Handler:
     """One handler from a table of event type -> coroutine (a base class matches its subclasses).
 
     ``fallback`` runs after the table's entry (or alone) for every event, e.g.
-    "the state changed: refresh the boards".
+    "the state changed: refresh the boards". What the table's entry returns
+    (an awaitable of queued work, or None) is the handler's result.
     """
-    resolved: dict[type[Event], Callable[[Any], Awaitable[None]] | None] = {}
+    resolved: dict[type[Event], Callable[[Any], Awaitable[Any]] | None] = {}
 
-    def lookup(kind: type[Event]) -> Callable[[Any], Awaitable[None]] | None:
+    def lookup(kind: type[Event]) -> Callable[[Any], Awaitable[Any]] | None:
         if kind not in resolved:
             resolved[kind] = next((table[base] for base in kind.__mro__ if base in table), None)
         return resolved[kind]
 
-    async def handle(event: Event) -> None:
+    async def handle(event: Event) -> Any:
         entry = lookup(type(event))
-        if entry is not None:
-            await entry(event)
+        result = await entry(event) if entry is not None else None
         if fallback is not None:
             await fallback(event)
+        return result
 
     return handle

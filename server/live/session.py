@@ -352,9 +352,20 @@ class LiveSession:
         return self._floor_events(self.floor.revoke(mono, "revoked")) + [self._event(ev.SessionEnded)]
 
     def closing(self) -> list[Event]:
-        """The room closes (the server stops): an open grant ends with its hall's connection."""
+        """The room closes (the session ended, or the server stops): an open grant ends with its
+        hall's connection, and every endpoint still open leaves (attendance closes its interval)."""
         mono = self._tick_clock()
-        return self._floor_events(self.floor.revoke(mono, "left"))
+        events = self._floor_events(self.floor.revoke(mono, "left"))
+        endpoints = list(self._endpoints.items())
+        self._endpoints.clear()
+        for index, (endpoint_id, (key, kind)) in enumerate(endpoints):
+            participant = self.roster.get(key)
+            if participant is None:
+                continue
+            last = not any(owner == key for _, (owner, _) in endpoints[index + 1:])
+            events.append(self._event(ev.EndpointLeft, endpoint_id=endpoint_id, endpoint_kind=kind,
+                                      participant=participant.ref, last=last))
+        return events
 
     def reload(self, info: SessionInfo) -> None:
         """The session was edited outside the room: a new speaker or invitation list applies to the next join."""

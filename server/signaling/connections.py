@@ -59,6 +59,40 @@ class TokenBucket:
         return True
 
 
+class HeldConnection:
+    """A connection whose messages wait, in order, until :meth:`release` (a join not yet on record).
+
+    The room queues a joining socket's welcome first, then whatever is
+    broadcast meanwhile; once the join is durable, all of it goes out in that
+    order and later messages pass straight through.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.inner = connection
+        self.id = connection.id
+        self._held: list[dict[str, Any] | str] | None = []
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        if self._held is not None:
+            self._held.append(message)
+        else:
+            await self.inner.send(message)
+
+    async def release(self) -> None:
+        # Drained in place: what is broadcast while this sends still queues behind it.
+        try:
+            while self._held:
+                await self.inner.send(self._held.pop(0))
+        except (ConnectionError, RuntimeError):
+            pass  # closed meanwhile; its disconnect() cleans up
+        finally:
+            self._held = None
+
+    async def close(self, code: int, reason: str) -> None:
+        self._held = None
+        await self.inner.close(code, reason)
+
+
 @dataclass(eq=False)
 class Member:
     """One joined websocket: its connection, the account, the participant it speaks for."""

@@ -65,7 +65,9 @@ async def open_resource(room: LiveRoom, principal: Principal, pc: str, sdp: str)
     async with room.lock:
         # Into the roster first: a refusal (removed, role_conflict) leaves nothing half-made.
         participant, events = room.session.join(connection_id, kind, principal)
-        await room.commit(events)
+        delivery = await room.commit(events)
+    # On record (attendance) before the resource is answered.
+    await delivery.settled()
     try:
         if pc == "publish":
             answer = await room.media.publish(participant.key, sdp)

@@ -23,7 +23,7 @@ from typing import Any
 
 from server.auth.principal import Principal
 from server.errors import AppError
-from server.live.bus import EventBus, Subscription
+from server.live.bus import Delivery, EventBus, Subscription
 from server.live.errors import LiveError
 from server.live.events import Event, LiveRole
 from server.live.lifecycle import SessionAction, SessionStatus
@@ -40,6 +40,7 @@ from server.signaling.connections import (
     CLOSE_NORMAL,
     CLOSE_SIGNED_OUT,
     Connection,
+    HeldConnection,
     Member,
     Members,
 )
@@ -96,11 +97,16 @@ class LiveRoom:
     def closed(self) -> bool:
         return self._closed
 
-    async def commit(self, events: Iterable[Event]) -> None:
-        """Publish what the domain returned (call it holding the lock)."""
+    async def commit(self, events: Iterable[Event]) -> Delivery:
+        """Publish what the domain returned (call it holding the lock).
+
+        The delivery holds what subscribers still have under way (attendance's
+        durable write of a join): await ``settled()`` after the lock is released.
+        """
         batch = list(events)
         if batch:
-            await self.bus.publish(batch)
+            return await self.bus.publish(batch)
+        return Delivery()
 
     def spawn(self, awaitable: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(awaitable)
@@ -150,16 +156,20 @@ class LiveRoom:
     async def _join(self, connection: Connection, principal: Principal, values: dict[str, Any]) -> None:
         if self.members.get(connection.id) is not None:
             raise ProtocolError("already_joined", "this connection has joined already")
+        # The socket's messages wait behind its welcome until the join is on record.
+        held = HeldConnection(connection)
         async with self.lock:
             participant, events = self.session.join(connection.id, "socket", principal, values.get("as"))
-            # Stores first (the join is on record before the client hears of it), then the others.
-            await self.commit(events)
-            self.members.add(Member(connection, principal, participant.ref))
-            await connection.send(outgoing.welcome(self.session, participant))
+            delivery = await self.commit(events)
+            self.members.add(Member(held, principal, participant.ref))
+            await held.send(outgoing.welcome(self.session, participant))
             if participant.role is LiveRole.HOST:
                 # A host who reconnects (or reloads the page) still sees the questions asked so far.
                 for question in self.session.questions:
-                    await connection.send(outgoing.question_message(question))
+                    await held.send(outgoing.question_message(question))
+        # Outside the lock, so that a storm of joins commits in groups, not one by one.
+        await delivery.settled()
+        await held.release()
 
     async def disconnect(self, connection: Connection, *, dropped: bool = True) -> None:
         """The socket closed: cleanly (it said leave, or closed normally) or lost (``dropped``).

@@ -212,3 +212,151 @@ class FloorGrant(Base):
     # The live domain's id of the grant (FloorGranted.grant_id): events about it
     # are applied once however often they are delivered. Null for older rows.
     grant_key: Mapped[str | None] = mapped_column(String(32), unique=True)
+
+
+# Attendance ---------------------------------------------------------------------------------------
+#
+# Never deleted: rows refer to sessions, users and points with RESTRICT, and
+# nothing in the code removes them (a wrong check-in is marked removed, a
+# correction is a new row). See docs/architecture.md, "Attendance".
+
+
+class PresenceEvent(Base):
+    """One endpoint's join, leave or drop, as the live event stream said it: append-only.
+
+    ``event_id`` is the live event's id (unique: the same event delivered twice
+    is stored once). ``kind`` is join, leave, drop, or stop — an interval left
+    open by a server that stopped without closing it, closed at its last
+    heartbeat when it starts again.
+    """
+
+    __tablename__ = "presence_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="RESTRICT"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(8))
+    endpoint_id: Mapped[str] = mapped_column(String(64))
+    endpoint_kind: Mapped[str] = mapped_column(String(8))
+    participant_key: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(8))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    bridge_point_id: Mapped[int | None] = mapped_column(ForeignKey("bridge_points.id", ondelete="RESTRICT"))
+    # The server process that saw it (the hub, later a relay): its heartbeat closes what it left open.
+    node: Mapped[str] = mapped_column(String(64), default="hub")
+
+    __table_args__ = (
+        Index("ix_presence_events_session_participant", "session_id", "participant_key"),
+        Index("ix_presence_events_node_endpoint", "node", "endpoint_id"),
+        CheckConstraint("kind IN ('join', 'leave', 'drop', 'stop')", name="kind"),
+    )
+
+
+class NodeHeartbeat(Base):
+    """The last time a server process was known to run: where it closes intervals after a crash."""
+
+    __tablename__ = "node_heartbeats"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CheckinSource(enum.StrEnum):
+    QR = "qr"  # the member scanned the hall screen's QR code
+    CODE = "code"  # the member typed the hall screen's 6-digit code
+    MANUAL = "manual"  # the hall's operator marked the member present
+
+
+class Checkin(Base):
+    """A member present in a hall from ``checked_in_at`` until they check out or in elsewhere.
+
+    At most one open check-in per member and session (a partial unique index):
+    checking in again at the same hall is harmless, at another hall closes
+    the first. A wrong one is marked removed (audited), never deleted.
+    """
+
+    __tablename__ = "checkins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="RESTRICT"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    bridge_point_id: Mapped[int] = mapped_column(ForeignKey("bridge_points.id", ondelete="RESTRICT"))
+    checked_in_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    checked_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    source: Mapped[CheckinSource] = mapped_column(_enum(CheckinSource, "checkin_source"))
+    # Who recorded it: the member themself, or the operator who marked them.
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    removed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+
+    __table_args__ = (
+        Index(
+            "uq_checkins_open",
+            "session_id",
+            "user_id",
+            unique=True,
+            sqlite_where=text("checked_out_at IS NULL AND removed_at IS NULL"),
+            postgresql_where=text("checked_out_at IS NULL AND removed_at IS NULL"),
+        ),
+    )
+
+
+class AttendanceCorrection(Base):
+    """An administrator's correction of one member's result in one session: the newest applies."""
+
+    __tablename__ = "attendance_corrections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="RESTRICT"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    # attended | partial | absent; None keeps the computed status.
+    status: Mapped[str | None] = mapped_column(String(16))
+    # Replaces the credited seconds; None keeps the computed figure.
+    credited_seconds: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    corrected_by_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    corrected_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AttendanceAudit(Base):
+    """Every manual change of attendance: who, when, what it was before and after, and why."""
+
+    __tablename__ = "attendance_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="RESTRICT"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    # checkin_removed | marked_present | correction
+    action: Mapped[str] = mapped_column(String(24))
+    before: Mapped[str] = mapped_column(Text, default="")  # JSON
+    after: Mapped[str] = mapped_column(Text, default="")  # JSON
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class AttendanceRecord(Base):
+    """One member's result in one session, as the credit rule computed it: one row per person.
+
+    Derived from the presence events, check-ins and corrections (which stay
+    the source of truth) and written again whenever one of them changes; the
+    unit and bridge point are kept as they were, so a member who moves later
+    keeps their history where it happened.
+    """
+
+    __tablename__ = "attendance_records"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="RESTRICT"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), primary_key=True, index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    bridge_point_id: Mapped[int | None] = mapped_column(ForeignKey("bridge_points.id", ondelete="RESTRICT"))
+    live_seconds: Mapped[int] = mapped_column(Integer)
+    replay_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    credited_seconds: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    late_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    early_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    checked_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    corrected: Mapped[bool] = mapped_column(Boolean, default=False)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

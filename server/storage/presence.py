@@ -1,0 +1,315 @@
+"""Connection presence: every endpoint's join, leave and drop, on record before the client hears of it.
+
+``PresenceRecorder`` subscribes to every session's events. Each
+``EndpointJoined``, ``EndpointLeft`` and ``EndpointDropped`` becomes an
+append-only row of ``presence_events``, unique by the event's id, so an
+event written twice (a retry, a replay of the spool) is stored once: the
+database's unique constraint decides, not a check in Python.
+
+The write path, in order of what can go wrong:
+
+* **Normal.** The handler queues the row and returns an awaitable; the room
+  awaits it (outside its lock) before it welcomes the client or answers the
+  WHEP/WHIP request. One writer task takes whatever is queued and inserts it
+  in one transaction: under a storm of joins, one commit serves hundreds.
+* **The database is slow or down.** A join not written within
+  ``write_timeout_seconds`` is appended to a local spool file
+  (``presence-spool.jsonl`` in the data folder, flushed and fsync'ed) and the
+  client is welcomed: it is durable on this machine. The writer keeps the
+  rows queued (at most ``queue_limit``; beyond that they are in the spool
+  only) and retries with a growing pause; when the database answers again it
+  writes the queue, then replays the spool, both idempotently, then removes
+  the spool.
+* **The server is killed.** Every acknowledged row is in the database or the
+  spool. A heartbeat row (``node_heartbeats``) is written every
+  ``heartbeat_seconds``; on the next start :meth:`PresenceRecorder.recover`
+  replays the spool, then closes every interval this node left open with a
+  ``stop`` row at the last heartbeat (reason ``server_stop`` in reports),
+  keyed by the join's id so a second recovery adds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, exists, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
+
+from server.live import events as ev
+from server.live.bus import EventBus, Subscription, dispatcher
+from server.storage.db import Database
+from server.storage.models import NodeHeartbeat, PresenceEvent, utcnow
+
+log = logging.getLogger(__name__)
+
+SPOOL_NAME = "presence-spool.jsonl"
+# Rows per transaction: large enough for a storm, small enough to keep a transaction short.
+BATCH = 1000
+# Pause between attempts while the database is down: doubling up to the last.
+RETRY_PAUSES = (0.25, 0.5, 1.0, 2.0, 3.0)
+# How long one write attempt may take before it counts as failed.
+ATTEMPT_TIMEOUT = 15.0
+
+_KIND = {ev.EndpointJoined: "join", ev.EndpointLeft: "leave", ev.EndpointDropped: "drop"}
+
+
+def row_of(event: ev.EndpointJoined | ev.EndpointLeft | ev.EndpointDropped, node: str) -> dict[str, Any]:
+    participant = event.participant
+    assert event.session_id is not None
+    return {
+        "event_id": event.id, "session_id": event.session_id, "at": event.at, "kind": _KIND[type(event)],
+        "endpoint_id": event.endpoint_id, "endpoint_kind": event.endpoint_kind, "participant_key": participant.key,
+        "role": participant.role.value, "user_id": participant.user_id, "bridge_point_id": participant.point_id,
+        "node": node,
+    }
+
+
+class PresenceRecorder:
+    """The attendance subscriber of the event stream: durable, idempotent, never in the room's way."""
+
+    def __init__(self, database: Database, *, node: str = "hub", spool_dir: Path | None = None,
+                 write_timeout: float = 2.0, queue_limit: int = 100000, heartbeat_seconds: float = 5.0,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.database = database
+        self.node = node
+        self.spool_path = (spool_dir or Path(".")) / SPOOL_NAME
+        self.write_timeout = write_timeout
+        self.queue_limit = queue_limit
+        self.heartbeat_seconds = heartbeat_seconds
+        self._clock = clock
+        self._queue: deque[tuple[dict[str, Any], asyncio.Future[None]]] = deque()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._acks: set[asyncio.Future[None]] = set()
+        self._spool_lock = asyncio.Lock()
+        self._stopping = False
+        self.handle = dispatcher({ev.EndpointJoined: self._record, ev.EndpointLeft: self._record,
+                                  ev.EndpointDropped: self._record})
+        # Figures for operations (and tests): rows written, rows spooled, failed attempts.
+        self.written = 0
+        self.spooled = 0
+        self.failures = 0
+        self.database_ok = True
+
+    def subscribe(self, bus: EventBus) -> Subscription:
+        return bus.subscribe(self.handle, name="presence-recorder")
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover what an earlier run left, then write from the queue and beat the heart."""
+        await self.recover()
+        self._tasks = [asyncio.create_task(self._writer(), name="presence-writer"),
+                       asyncio.create_task(self._heartbeat(), name="presence-heartbeat")]
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Write what is queued (within ``timeout``), spool the rest, stop."""
+        self._stopping = True
+        self._wake.set()
+        writer = self._tasks[0] if self._tasks else None
+        if writer is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(writer), timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                pass
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for ack in list(self._acks):
+            ack.cancel()
+        await asyncio.gather(*self._acks, return_exceptions=True)
+        if self._queue:
+            await self._spool([row for row, _ in self._queue])
+            for _, future in self._queue:
+                if not future.done():
+                    future.set_result(None)
+            self._queue.clear()
+        else:
+            try:
+                await asyncio.wait_for(self._beat(), timeout)
+            except Exception:
+                log.warning("presence: could not write the last heartbeat")
+
+    async def recover(self) -> None:
+        """Replay the spool, then close this node's intervals left open by a run that did not stop."""
+        await self._replay_spool()
+        async with self.database.session() as db:
+            beat = await db.get(NodeHeartbeat, self.node)
+            end = aliased(PresenceEvent)
+            closed = exists().where(and_(end.node == PresenceEvent.node, end.endpoint_id == PresenceEvent.endpoint_id,
+                                         end.session_id == PresenceEvent.session_id, end.kind != "join"))
+            query = select(PresenceEvent).where(PresenceEvent.node == self.node, PresenceEvent.kind == "join", ~closed)
+            open_joins = list(await db.scalars(query))
+        if not open_joins:
+            return
+        rows = []
+        for join in open_joins:
+            at = max(beat.at, join.at) if beat is not None else join.at
+            rows.append({"event_id": f"stop:{join.event_id}"[:40], "session_id": join.session_id, "at": at,
+                         "kind": "stop", "endpoint_id": join.endpoint_id, "endpoint_kind": join.endpoint_kind,
+                         "participant_key": join.participant_key, "role": join.role, "user_id": join.user_id,
+                         "bridge_point_id": join.bridge_point_id, "node": self.node})
+        await self._insert(rows)
+        log.warning("presence: closed %d interval(s) left open by a server that stopped at %s",
+                    len(rows), beat.at.isoformat() if beat else "an unknown time")
+
+    # the subscriber --------------------------------------------------------------------------
+
+    async def _record(self, event: ev.EndpointJoined | ev.EndpointLeft | ev.EndpointDropped) -> Awaitable[None] | None:
+        if event.session_id is None:
+            return None
+        row = row_of(event, self.node)
+        if len(self._queue) >= self.queue_limit:
+            # The database has been away long: this one waits in the spool only.
+            await self._spool([row])
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((row, future))
+        self._wake.set()
+        # A task, so the row reaches the spool after the timeout whether or not the publisher waits.
+        task = asyncio.ensure_future(self._acknowledged(row, future))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+        return task
+
+    async def _acknowledged(self, row: dict[str, Any], future: asyncio.Future[None]) -> None:
+        """Return once ``row`` is durable: in the database, or else in the spool."""
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.write_timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            if not future.done():
+                await self._spool([row])
+
+    # the writer ---------------------------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        failures = 0
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._queue[i] for i in range(min(BATCH, len(self._queue)))]
+            try:
+                await asyncio.wait_for(self._insert([row for row, _ in batch]), ATTEMPT_TIMEOUT)
+            except Exception as exc:
+                self.failures += 1
+                if self.database_ok:
+                    log.error("presence: the database refused a write (%s); retrying, joins are spooled meanwhile",
+                              exc.__class__.__name__)
+                self.database_ok = False
+                if self._stopping:
+                    return
+                await asyncio.sleep(RETRY_PAUSES[min(failures, len(RETRY_PAUSES) - 1)])
+                failures += 1
+                continue
+            for _ in batch:
+                _, future = self._queue.popleft()
+                if not future.done():
+                    future.set_result(None)
+            self.written += len(batch)
+            if not self.database_ok or failures:
+                log.warning("presence: the database is back; writing what waited")
+                self.database_ok = True
+                failures = 0
+            if self._spool_waiting():
+                try:
+                    await asyncio.wait_for(self._replay_spool(), ATTEMPT_TIMEOUT * 4)
+                except Exception:
+                    self.failures += 1
+                    log.warning("presence: the spool could not be replayed yet; retrying", exc_info=True)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._beat(), ATTEMPT_TIMEOUT)
+            except Exception:
+                log.debug("presence: heartbeat not written", exc_info=True)
+            await asyncio.sleep(self.heartbeat_seconds)
+
+    async def _beat(self) -> None:
+        async with self.database.session() as db:
+            beat = await db.get(NodeHeartbeat, self.node)
+            if beat is None:
+                db.add(NodeHeartbeat(node=self.node, at=self._clock()))
+            else:
+                beat.at = self._clock()
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        """Insert rows, skipping those already stored (same event id)."""
+        if not rows:
+            return
+        async with self.database.session() as db:
+            dialect = db.bind.dialect.name
+            if dialect == "postgresql":
+                statement = postgresql.insert(PresenceEvent).on_conflict_do_nothing(index_elements=["event_id"])
+            elif dialect == "sqlite":
+                statement = sqlite.insert(PresenceEvent).on_conflict_do_nothing(index_elements=["event_id"])
+            else:  # pragma: no cover - the two backends we support
+                statement = insert(PresenceEvent)
+            await db.execute(statement, rows)
+
+    # the spool -----------------------------------------------------------------------------------
+
+    async def _spool(self, rows: Iterable[dict[str, Any]]) -> None:
+        lines = "".join(json.dumps({**row, "at": row["at"].isoformat()}) + "\n" for row in rows)
+        if not lines:
+            return
+        async with self._spool_lock:
+            await asyncio.to_thread(_append_synced, self.spool_path, lines)
+            self.spooled += lines.count("\n")
+
+    def _spool_waiting(self) -> bool:
+        return self.spool_path.exists() or self.spool_path.with_suffix(".replaying").exists()
+
+    async def _replay_spool(self) -> None:
+        """Write every spooled row (idempotently), then remove the spool.
+
+        The spool is renamed before it is read, so rows spooled meanwhile go
+        to a new file; a replay cut short (a crash, the database gone again)
+        leaves the renamed file, replayed first next time.
+        """
+        replaying = self.spool_path.with_suffix(".replaying")
+        while self._spool_waiting():
+            async with self._spool_lock:
+                if not replaying.exists():
+                    self.spool_path.rename(replaying)
+            await self._replay_file(replaying)
+
+    async def _replay_file(self, replaying: Path) -> None:
+        rows = []
+        for line in replaying.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                row["at"] = datetime.fromisoformat(row["at"])
+                rows.append(row)
+            except (ValueError, KeyError, TypeError):
+                # A line cut by a crash mid-write was never acknowledged.
+                log.warning("presence: skipped a spool line that is not a whole row")
+        for start in range(0, len(rows), BATCH):
+            await self._insert(rows[start:start + BATCH])
+        replaying.unlink()
+        log.info("presence: replayed %d spooled row(s)", len(rows))
+
+
+def _append_synced(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as spool:
+        spool.write(text)
+        spool.flush()
+        os.fsync(spool.fileno())
