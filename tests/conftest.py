@@ -114,7 +114,7 @@ async def database(request: pytest.FixtureRequest, settings: Settings) -> AsyncI
         async with database.session() as db:
             from sqlalchemy import text
 
-            await db.execute(text("TRUNCATE floor_grants, session_invites, sessions, users, bridge_points, units "
+            await db.execute(text("TRUNCATE node_heartbeats, floor_grants, session_invites, sessions, users, bridge_points, units "
                                   "RESTART IDENTITY CASCADE"))
     await database.close()
 

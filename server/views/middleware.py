@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from sqlalchemy import exc as sa_exc
 
 from server import keys
 from server.errors import AppError, Forbidden, TooManyRequests, Unauthorized
@@ -49,6 +50,19 @@ def _error_response(request: web.Request, status: int, code: str, message: str, 
     return response
 
 
+DATABASE_RETRY_AFTER = 5
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """A failure to reach the database, as opposed to a bug in a query."""
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (ConnectionError, TimeoutError)) or (
+        isinstance(exc, OSError) and exc.errno is not None)
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn domain errors and HTTP errors into one error shape; never leak a traceback."""
@@ -69,9 +83,16 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
             kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
             response = _error_response(request, exc.status, code, message, headers=kept or None)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        response = _error_response(request, 500, "internal_error", "internal server error")
+    except Exception as exc:
+        if _database_unavailable(exc):
+            # Not a bug: the database is away (a restart, a network cut). Say so, and when to retry.
+            log.warning("database unavailable in %s %s: %s", request.method, request.path, type(exc).__name__)
+            response = _error_response(request, 503, "database_unavailable",
+                                       "the database is unavailable: try again in a few seconds",
+                                       headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
+        else:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            response = _error_response(request, 500, "internal_error", "internal server error")
     if isinstance(response, web.Response) or not response.prepared:
         apply_cookies(request, response)
     return response

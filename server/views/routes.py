@@ -36,6 +36,7 @@ class Route:
 
 PAGES = [
     Route("GET", "/healthz", health.healthz, public=True),
+    Route("GET", "/readyz", health.readyz, public=True),
     Route("GET", "/login", account_pages.login_page, public=True),
     Route("POST", "/login", account_pages.login_submit, public=True),
     Route("POST", "/logout", account_pages.logout, public=True),
