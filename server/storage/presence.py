@@ -34,6 +34,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
@@ -86,7 +87,8 @@ class PresenceRecorder:
         self.queue_limit = queue_limit
         self.heartbeat_seconds = heartbeat_seconds
         self._clock = clock
-        self._queue: deque[tuple[dict[str, Any], asyncio.Future[None]]] = deque()
+        # (row, its acknowledgement, when it was queued)
+        self._queue: deque[tuple[dict[str, Any], asyncio.Future[None], float]] = deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._acks: set[asyncio.Future[None]] = set()
@@ -106,6 +108,13 @@ class PresenceRecorder:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def healthy(self) -> bool:
+        """Writes are going through: the last attempt worked and nothing has waited past the timeout."""
+        if not self.database_ok:
+            return False
+        return not self._queue or time.monotonic() - self._queue[0][2] <= self.write_timeout
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -132,8 +141,8 @@ class PresenceRecorder:
             ack.cancel()
         await asyncio.gather(*self._acks, return_exceptions=True)
         if self._queue:
-            await self._spool([row for row, _ in self._queue])
-            for _, future in self._queue:
+            await self._spool([row for row, _, _ in self._queue])
+            for _, future, _ in self._queue:
                 if not future.done():
                     future.set_result(None)
             self._queue.clear()
@@ -177,7 +186,7 @@ class PresenceRecorder:
             await self._spool([row])
             return None
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((row, future))
+        self._queue.append((row, future, time.monotonic()))
         self._wake.set()
         # A task, so the row reaches the spool after the timeout whether or not the publisher waits.
         task = asyncio.ensure_future(self._acknowledged(row, future))
@@ -206,7 +215,7 @@ class PresenceRecorder:
                 continue
             batch = [self._queue[i] for i in range(min(BATCH, len(self._queue)))]
             try:
-                await asyncio.wait_for(self._insert([row for row, _ in batch]), ATTEMPT_TIMEOUT)
+                await asyncio.wait_for(self._insert([row for row, _, _ in batch]), ATTEMPT_TIMEOUT)
             except Exception as exc:
                 self.failures += 1
                 if self.database_ok:
@@ -219,7 +228,7 @@ class PresenceRecorder:
                 failures += 1
                 continue
             for _ in batch:
-                _, future = self._queue.popleft()
+                _, future, _ = self._queue.popleft()
                 if not future.done():
                     future.set_result(None)
             self.written += len(batch)

@@ -44,7 +44,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 async def readyz(request: web.Request) -> web.StreamResponse:
     ok, detail = await _database_ok(request)
     presence = request.app.get(keys.PRESENCE)
-    if ok and presence is not None and not presence.database_ok:
+    if ok and presence is not None and not presence.healthy:
         # It answers reads but refuses attendance's writes (e.g. a SQLite file locked by another process).
         ok, detail = False, "writes failing"
     body: dict[str, object] = {"status": "ok" if ok else "unavailable", "database": "ok" if ok else "down"}
@@ -53,5 +53,5 @@ async def readyz(request: web.Request) -> web.StreamResponse:
         body["database_error"] = detail
     if presence is not None:
         body["presence"] = {"queued": presence.queued, "spooled": presence.spooled,
-                            "writing": presence.database_ok}
+                            "writing": presence.healthy}
     return web.json_response(body, status=200 if ok else 503)
