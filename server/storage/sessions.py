@@ -13,7 +13,7 @@ from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from server.live.lifecycle import SessionAction, SessionStatus, TransitionError, transition
 from server.auth.roles import Role
 from server.storage.models import BridgePoint, Session, SessionInvite, User, utcnow
-from server.storage.units import ancestor_ids
+from server.storage.units import ancestors_query
 
 
 async def _visible(db: AsyncSession, principal: Principal, query: Select[tuple[Session]]) -> Select[tuple[Session]]:
@@ -25,12 +25,14 @@ async def _visible(db: AsyncSession, principal: Principal, query: Select[tuple[S
     if principal.role is Role.OPERATOR:
         invited = select(SessionInvite.session_id).where(SessionInvite.bridge_point_id == principal.bridge_point_id)
         return query.where(Session.id.in_(invited))
-    # A member sees the sessions shown in a hall of their unit or of a unit above it.
-    units = await ancestor_ids(db, principal.unit_id) if principal.unit_id is not None else []
+    # A member sees the sessions shown in a hall of their unit or of a unit above it
+    # (one query: the chain of units above is a recursive subquery, not a query per level).
+    if principal.unit_id is None:
+        return query.where(False)
     invited = (
         select(SessionInvite.session_id)
         .join(BridgePoint, BridgePoint.id == SessionInvite.bridge_point_id)
-        .where(BridgePoint.unit_id.in_(units))
+        .where(BridgePoint.unit_id.in_(ancestors_query(principal.unit_id)))
     )
     return query.where(Session.id.in_(invited))
 
@@ -75,6 +77,17 @@ _REFUSALS = {
     Role.OPERATOR: ("not_invited", "your bridge point is not invited to this session"),
     Role.MEMBER: ("other_units", "this session is shown in the halls of other units, not of yours"),
 }
+
+
+async def check_visible(db: AsyncSession, principal: Principal, session_id: int) -> None:
+    """Raise unless the caller may see the session: one query on the way in (websockets, WHIP, WHEP)."""
+    query = await _visible(db, principal, select(Session.id).where(Session.id == session_id))  # type: ignore[arg-type]
+    if await db.scalar(query) is not None:
+        return
+    if await db.scalar(select(Session.id).where(Session.id == session_id)) is None:
+        raise NotFound(f"session {session_id} not found")
+    code, message = _REFUSALS.get(principal.role, ("forbidden", "you may not see this session"))
+    raise Forbidden(message, code=code)
 
 
 async def visible_session(db: AsyncSession, principal: Principal, session_id: int) -> Session:

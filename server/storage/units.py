@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from server.collation import vietnamese_key
 from server.errors import Conflict, NotFound, ValidationFailed
@@ -28,6 +29,14 @@ async def get_unit(db: AsyncSession, unit_id: int) -> Unit:
 
 async def unit_by_slug(db: AsyncSession, slug: str) -> Unit | None:
     return await db.scalar(select(Unit).where(Unit.slug == slug))
+
+
+def ancestors_query(unit_id: int) -> Select[tuple[int]]:
+    """The ids of the unit and of the units above it, as a subquery (recursive; UNION stops at a cycle)."""
+    chain = select(Unit.id, Unit.parent_id).where(Unit.id == unit_id).cte("unit_chain", recursive=True)
+    above = aliased(Unit)
+    chain = chain.union(select(above.id, above.parent_id).join(chain, above.id == chain.c.parent_id))
+    return select(chain.c.id)
 
 
 async def ancestor_ids(db: AsyncSession, unit_id: int) -> list[int]:

@@ -105,6 +105,14 @@ async def _visible(request: web.Request, principal: Principal, session_id: int) 
         return await session_store.visible_session(db, principal, session_id)
 
 
+async def _admit(request: web.Request, principal: Principal, session_id: int) -> None:
+    """``_visible`` for the way into a live room (a socket, WHIP, WHEP): one query, nothing loaded."""
+    if principal.session_scope not in (None, session_id):
+        raise Forbidden("this token is for another session")
+    async with request.app[keys.DATABASE].session() as db:
+        await session_store.check_visible(db, principal, session_id)
+
+
 async def _room(request: web.Request, session_id: int) -> LiveRoom:
     try:
         return await request.app[keys.LIVE].room(session_id)
@@ -121,7 +129,7 @@ async def session_socket(request: web.Request) -> web.StreamResponse:
     if origin is not None and not same_origin(request, origin):
         raise Forbidden("cross-origin websocket refused", code="bad_origin")
     session_id = path_id(request)
-    await _visible(request, principal, session_id)
+    await _admit(request, principal, session_id)
     room = await _room(request, session_id)
 
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20, autoping=True)
@@ -204,7 +212,7 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
     principal = current(request)
     assert principal is not None
     session_id = path_id(request)
-    await _visible(request, principal, session_id)
+    await _admit(request, principal, session_id)
     sdp = await _read_sdp(request)
     room = await _room(request, session_id)
     try:
