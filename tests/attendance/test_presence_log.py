@@ -166,3 +166,49 @@ async def test_a_welcome_waits_until_the_join_is_on_record(aiohttp_client: Any, 
     rows = await _rows(sqlite_database, session_id)
     assert sorted(r.kind for r in rows) == ["join", "join", "leave", "leave"]
     assert len({r.endpoint_id for r in rows}) == 2
+
+
+async def test_a_member_watching_on_a_whep_player_and_a_tab_is_one_person_credited_once(
+        aiohttp_client: Any, app_settings: Settings, sqlite_database: Database, password_hash: str) -> None:
+    from server.attendance.rule import CreditRule
+    from server.storage.attendance import session_report
+    from tests.media.clients import view
+    from tests.signaling.test_whip_whep import http_answerer
+    from tests.conftest import bearer
+
+    seed = await seed_database(sqlite_database, password_hash)
+    client = await aiohttp_client(create_app(app_settings))
+    session_id = await add_session(sqlite_database, seed, [seed.point_a.id])
+    console = await connect(client, session_id, seed.admin)
+    await console.send("start")
+    await console.expect("session", status="live")
+    tab = await connect(client, session_id, seed.member)
+    resources: list[str] = []
+    player = await view(http_answerer(client, f"/whep/sessions/{session_id}", bearer(client.app, seed.member),
+                                      resources))
+    try:
+        rows = await _rows(sqlite_database, session_id)
+        # The WHEP resource was answered after its join was on record.
+        assert ("join", "whep", f"user:{seed.member.id}") in {(r.kind, r.endpoint_kind, r.participant_key)
+                                                               for r in rows}
+        await asyncio.sleep(2.0)
+        assert (await client.delete(resources[0], headers=bearer(client.app, seed.member))).status == 200
+        await asyncio.sleep(1.0)
+        async with sqlite_database.session() as db:
+            report = await session_report(db, session_id, CreditRule())
+        rows = await _rows(sqlite_database, session_id)
+        tab_join = next(r.at for r in rows if r.endpoint_kind == "socket" and r.participant_key.endswith(
+            f":{seed.member.id}"))
+        player_rows = [r.at for r in rows if r.endpoint_kind == "whep"]
+        player_seconds = (player_rows[1] - player_rows[0]).total_seconds()
+        tab_seconds = (report.generated_at - tab_join).total_seconds()
+        assert player_seconds >= 2
+        mine = [m for m in report.members if m.username == seed.member.username]
+        assert len(mine) == 1
+        # The player's time lies inside the tab's: the union is the tab's time, never the sum.
+        assert abs(mine[0].online_seconds - tab_seconds) <= 1, (mine[0].online_seconds, tab_seconds)
+        assert mine[0].live_seconds == mine[0].online_seconds
+    finally:
+        await player.close()
+        await tab.close()
+        await console.close()
