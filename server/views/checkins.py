@@ -8,6 +8,7 @@ never checks anyone in: the phone page posts (with its CSRF token) by itself.
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,26 +125,33 @@ def checkin_url(request: web.Request, token: str) -> str:
     return f"{base}/checkin?t={token}"
 
 
-@require(Role.OPERATOR)
-async def checkin_code(request: web.Request) -> web.StreamResponse:
-    _, session, point_id = await _hall_of_operator(request)
+async def code_state(request: web.Request, session_id: int, point_id: int) -> dict[str, Any]:
+    """What the hall's screen shows now: the code, the QR link and image, when they rotate, the count."""
     codes = request.app[keys.CHECKIN_CODES]
-    issued = codes.issue(Hall(session.id, point_id))
+    issued = codes.issue(Hall(session_id, point_id))
     async with request.app[keys.DATABASE].session() as db:
-        count = (await store.present_counts(db, session.id)).get(point_id, 0)
-    return web.json_response({
+        count = (await store.present_counts(db, session_id)).get(point_id, 0)
+    return {
         "code": issued.code, "url": checkin_url(request, issued.token),
         "expires_at": _iso(issued.expires_at), "rotates_at": _iso(issued.rotates_at),
         "seconds_left": round(issued.rotates_at - codes.clock(), 3), "window_seconds": codes.window_seconds,
-        "session_id": session.id, "bridge_point_id": point_id, "checked_in": count,
-        "qr_svg": f"/sessions/{session.id}/checkin-qr.svg?window={issued.window}",
-    }, headers={"Cache-Control": "no-store"})
+        "session_id": session_id, "bridge_point_id": point_id, "checked_in": count,
+        "qr_svg": f"/sessions/{session_id}/checkin-qr.svg?window={issued.window}",
+    }
 
 
-def qr_svg(url: str) -> str:
+@require(Role.OPERATOR)
+async def checkin_code(request: web.Request) -> web.StreamResponse:
+    _, session, point_id = await _hall_of_operator(request)
+    return web.json_response(await code_state(request, session.id, point_id), headers={"Cache-Control": "no-store"})
+
+
+def qr_svg(url: str) -> bytes:
     # Error correction M survives a glare spot on the screen; the quiet zone is part of the image.
-    return segno.make(url, error="m").svg_inline(scale=1, border=2, dark="#0b1f3a", light="#ffffff",
-                                                 omitsize=True)
+    out = io.BytesIO()
+    segno.make(url, error="m").save(out, kind="svg", xmldecl=False, svgns=True, scale=1, border=2,
+                                    dark="#0b1f3a", light="#ffffff", omitsize=True)
+    return out.getvalue()
 
 
 @require(Role.OPERATOR)
@@ -154,7 +162,7 @@ async def checkin_qr(request: web.Request) -> web.StreamResponse:
     raw = request.query.get("window", "")
     window = int(raw) if raw.isdigit() and int(raw) in codes.accepted_windows() else codes.window()
     svg = qr_svg(checkin_url(request, codes.token(Hall(session.id, point_id), window)))
-    return web.Response(text=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+    return web.Response(body=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
 # The API -----------------------------------------------------------------------------------------------

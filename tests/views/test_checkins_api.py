@@ -66,7 +66,7 @@ async def test_the_operator_gets_the_code_url_and_expiry(client: TestClient, see
     # The QR image of this window, as SVG.
     svg = await client.get(shown["qr_svg"], headers=bearer(client.app, seed.operator))
     assert svg.status == 200 and svg.content_type == "image/svg+xml"
-    assert (await svg.text()).startswith("<svg")
+    assert (await svg.text()).startswith('<svg xmlns="http://www.w3.org/2000/svg"')
     # Same window, same code; the next window, another.
     assert (await hall_code(client, seed, session_id))["code"] == shown["code"]
     clock.now += WINDOW
