@@ -19,6 +19,7 @@ from server import keys
 from server.attendance.checkin import TICKET_SECONDS, CheckinError, Hall, Scan, looks_like_code, normalise_code
 from server.auth.principal import Principal
 from server.auth.roles import Role
+from server.collation import sorted_by_name, vietnamese_key
 from server.errors import AppError, Conflict, Forbidden, TooManyRequests, ValidationFailed
 from server.schemas import CHECKIN, CHECKIN_REMOVAL, MANUAL_CHECKIN
 from server.storage import checkins as store
@@ -384,8 +385,8 @@ async def checkins_page(request: web.Request) -> web.StreamResponse:
     can_change = principal.role is not Role.SPEAKER and point_id is not None and session.status.value != "cancelled"
     return render(request, "checkins.html", {
         "session": session, "point": points.get(point_id) if point_id else None,
-        "points": sorted(points.values(), key=lambda p: p.name), "entries": entries, "counts": counts,
-        "expected": sorted(expected, key=lambda u: (u.full_name, u.username)), "present": present,
+        "points": sorted_by_name(points.values()), "entries": entries, "counts": counts,
+        "expected": sorted(expected, key=lambda u: (vietnamese_key(u.full_name), u.username)), "present": present,
         "can_change": can_change, "is_admin": principal.is_admin, "done": request.query.get("done", ""),
         "point_query": f"?point_id={point_id}" if principal.is_admin and point_id else "",
     })
