@@ -9,6 +9,7 @@ never checks anyone in: the phone page posts (with its CSRF token) by itself.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from server.auth.principal import Principal
 from server.auth.roles import Role
 from server.collation import sorted_by_name, vietnamese_key
 from server.errors import AppError, Conflict, Forbidden, TooManyRequests, ValidationFailed
+from server.live.lifecycle import SessionStatus
 from server.schemas import CHECKIN, CHECKIN_REMOVAL, MANUAL_CHECKIN
 from server.storage import checkins as store
 from server.storage import sessions as session_store
@@ -186,13 +188,18 @@ async def _checkin_response(request: web.Request, outcome: store.CheckinOutcome,
     return web.json_response(checkin_json(outcome.checkin, session, point, outcome), status=status)
 
 
-@require(Role.MEMBER)
-async def checkout(request: web.Request) -> web.StreamResponse:
+async def _check_out(request: web.Request) -> Checkin:
     principal = current(request)
     assert principal is not None
     async with request.app[keys.DATABASE].session() as db:
         checkin = await store.check_out(db, principal, path_id(request))
     await _after_change(request, checkin.session_id)
+    return checkin
+
+
+@require(Role.MEMBER)
+async def checkout(request: web.Request) -> web.StreamResponse:
+    checkin = await _check_out(request)
     return await _checkin_response(request, store.CheckinOutcome(checkin, created=False))
 
 
@@ -212,9 +219,21 @@ def _point_arg(request: web.Request) -> int | None:
     return int(raw)
 
 
-@require(Role.OPERATOR, Role.SPEAKER, Role.ADMIN)
-async def list_checkins(request: web.Request) -> web.StreamResponse:
-    """Operator: their own point; speaker and admin: every point, with counts (``?point_id=`` narrows)."""
+@dataclass
+class _Listing:
+    """What the operator's list shows, for the page and the API alike."""
+
+    principal: Principal
+    session: Session
+    point_id: int | None  # None: every point
+    entries: list[store.Entry]
+    counts: dict[int, int]
+    points: dict[int, BridgePoint]
+    expected: list[User]
+
+
+async def _listing(request: web.Request, *, with_expected: bool = False) -> _Listing:
+    """Operator: their own point; speaker and admin: every point, or ``?point_id=``."""
     principal = current(request)
     assert principal is not None
     wanted = _point_arg(request)
@@ -224,12 +243,20 @@ async def list_checkins(request: web.Request) -> web.StreamResponse:
         entries = await store.list_entries(db, session.id, point_id)
         counts = await store.present_counts(db, session.id)
         points = await session_store.points_by_id(db, session.invited_point_ids)
-    shown = [p for p in points.values() if point_id is None or p.id == point_id]
+        expected = await store.expected_members(db, session, point_id) if with_expected and point_id else []
+    return _Listing(principal, session, point_id, entries, counts, points, expected)
+
+
+@require(Role.OPERATOR, Role.SPEAKER, Role.ADMIN)
+async def list_checkins(request: web.Request) -> web.StreamResponse:
+    """Operator: their own point; speaker and admin: every point, with counts (``?point_id=`` narrows)."""
+    listing = await _listing(request)
+    shown = [p for p in listing.points.values() if listing.point_id is None or p.id == listing.point_id]
     return web.json_response({
-        "session_id": session.id,
-        "points": [{"bridge_point_id": p.id, "name": p.name, "checked_in": counts.get(p.id, 0)}
+        "session_id": listing.session.id,
+        "points": [{"bridge_point_id": p.id, "name": p.name, "checked_in": listing.counts.get(p.id, 0)}
                    for p in sorted(shown, key=lambda p: p.id)],
-        "checkins": [_entry_json(e) for e in entries],
+        "checkins": [_entry_json(e) for e in listing.entries],
     }, headers={"Cache-Control": "no-store"})
 
 
@@ -359,11 +386,7 @@ async def checkin_submit(request: web.Request) -> web.StreamResponse:
 
 @require(Role.MEMBER)
 async def checkout_submit(request: web.Request) -> web.StreamResponse:
-    principal = current(request)
-    assert principal is not None
-    async with request.app[keys.DATABASE].session() as db:
-        checkin = await store.check_out(db, principal, path_id(request))
-    await _after_change(request, checkin.session_id)
+    await _check_out(request)
     raise web.HTTPSeeOther("/checkin?done=out")
 
 
@@ -371,24 +394,16 @@ async def checkout_submit(request: web.Request) -> web.StreamResponse:
 
 @require(Role.OPERATOR, Role.SPEAKER, Role.ADMIN)
 async def checkins_page(request: web.Request) -> web.StreamResponse:
-    principal = current(request)
-    assert principal is not None
-    wanted = _point_arg(request)
-    async with request.app[keys.DATABASE].session() as db:
-        session = await store.staff_session(db, principal, path_id(request))
-        point_id = wanted if principal.role is Role.SPEAKER else store.own_point(principal, session, wanted)
-        entries = await store.list_entries(db, session.id, point_id)
-        counts = await store.present_counts(db, session.id)
-        points = await session_store.points_by_id(db, session.invited_point_ids)
-        expected: list[User] = await store.expected_members(db, session, point_id) if point_id else []
-    present = {e.user_id: e for e in entries if e.checked_out_at is None}
-    can_change = principal.role is not Role.SPEAKER and point_id is not None and session.status.value != "cancelled"
+    listing = await _listing(request, with_expected=True)
+    principal, session, point_id = listing.principal, listing.session, listing.point_id
+    can_change = (principal.role is not Role.SPEAKER and point_id is not None
+                  and session.status is not SessionStatus.CANCELLED)
     return render(request, "checkins.html", {
-        "session": session, "point": points.get(point_id) if point_id else None,
-        "points": sorted_by_name(points.values()), "entries": entries, "counts": counts,
-        "expected": sorted(expected, key=lambda u: (vietnamese_key(u.full_name), u.username)), "present": present,
+        "session": session, "point": listing.points.get(point_id) if point_id else None,
+        "points": sorted_by_name(listing.points.values()), "entries": listing.entries, "counts": listing.counts,
+        "expected": sorted(listing.expected, key=lambda u: (vietnamese_key(u.full_name), u.username)),
+        "present": {e.user_id: e for e in listing.entries if e.checked_out_at is None},
         "can_change": can_change, "is_admin": principal.is_admin, "done": request.query.get("done", ""),
-        "point_query": f"?point_id={point_id}" if principal.is_admin and point_id else "",
     })
 
 
