@@ -9,7 +9,8 @@ from pathlib import Path
 from aiohttp import web
 
 from server import keys
-from server.auth.ratelimit import LoginLimiter
+from server.attendance.checkin import CheckinCodes
+from server.auth.ratelimit import LoginLimiter, SlidingWindowLimiter
 from server.config import Settings, ensure_jwt_secret
 from server.i18n import Catalogues
 from server.storage.db import Database
@@ -27,6 +28,10 @@ from server.views.routes import setup_routes
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 # Large enough for a members CSV file (2 MiB) in a multipart form.
 CLIENT_MAX_SIZE = 3 * 1024 * 1024
+# At most 10 wrong check-in codes per user in 10 minutes: guessing one of a
+# million codes that change every 45 s is then hopeless.
+CHECKIN_FAILURES = 10
+CHECKIN_FAILURE_WINDOW = 600
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ def create_app(settings: Settings) -> web.Application:
         per_account=settings.auth.login_attempts_per_account,
         window=settings.auth.login_window_seconds,
     )
+    app[keys.CHECKIN_CODES] = CheckinCodes(app[keys.JWT_SECRET], settings.attendance.checkin_window_seconds)
+    app[keys.CHECKIN_LIMITER] = SlidingWindowLimiter(CHECKIN_FAILURES, CHECKIN_FAILURE_WINDOW)
     app[keys.SOCKETS] = set()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_live)

@@ -55,8 +55,8 @@ class TooManyRequests(AppError):
     status = 429
     code = "too_many_requests"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
 
 

@@ -68,6 +68,20 @@ CODE_MESSAGES = {
     "not_string": "Enter text.",
     "null": "This field is required.",
     "not_an_object": "The input is not valid.",
+    # Check-in (server/views/checkins.py, server/storage/checkins.py)
+    "wrong_code": "This check-in code is not right.",
+    "expired_code": "This check-in code has expired: use the one on the screen now.",
+    "ambiguous_code": "Two halls show this code now: scan the QR code instead.",
+    "rate_limited": "Too many wrong codes: wait a few minutes.",
+    "not_member": "Only members check in; operators mark members present on the check-in list.",
+    "session_not_open": "Check-in is closed: the session has ended or was cancelled.",
+    "other_point": "This is at another bridge point: an operator acts only at their own.",
+    "already_removed": "This check-in was already removed.",
+    "already_checked_out": "This check-in is already closed.",
+    "not_started": "The session has not started yet: mark the member present from now.",
+    "not_a_member": "Choose an active member.",
+    "unknown_user": "There is no such member.",
+    "checkin_conflict": "The check-in changed meanwhile: try again.",
 }
 
 

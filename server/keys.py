@@ -9,7 +9,8 @@ from aiohttp import web
 if TYPE_CHECKING:
     import jinja2
 
-    from server.auth.ratelimit import LoginLimiter
+    from server.attendance.checkin import CheckinCodes
+    from server.auth.ratelimit import LoginLimiter, SlidingWindowLimiter
     from server.config import Settings
     from server.i18n import Catalogues
     from server.attendance.rule import CreditRule
@@ -28,6 +29,9 @@ EVENTS = web.AppKey("events", "EventBus")
 LIVE = web.AppKey("live", "LiveRegistry")
 PRESENCE = web.AppKey("presence", "PresenceRecorder")
 CREDIT_RULE = web.AppKey("credit_rule", "CreditRule")
+CHECKIN_CODES = web.AppKey("checkin_codes", "CheckinCodes")
+# Failed check-in attempts per user: six digits must not be guessed.
+CHECKIN_LIMITER = web.AppKey("checkin_limiter", "SlidingWindowLimiter")
 SOCKETS = web.AppKey("sockets", "set[web.WebSocketResponse]")
 
 # Per-request values, set by the middlewares and the auth helpers.

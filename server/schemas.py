@@ -96,3 +96,29 @@ PASSWORD_CHANGE = Schema(
         Field("new_password", min_length=8, max_length=256),
     ),
 )
+
+CHECKIN = Schema(
+    "CheckinInput",
+    (
+        Field("code", max_length=1000,
+              description="The 6-digit code shown on the hall's screen, or the token of its QR link (t=...)"),
+    ),
+)
+
+CHECKIN_REMOVAL = Schema(
+    "CheckinRemoval",
+    (Field("reason", required=False, max_length=500, default="", description="Kept in the audit trail"),),
+)
+
+MANUAL_CHECKIN = Schema(
+    "ManualCheckin",
+    (
+        Field("username", required=False, max_length=64, description="The member (or user_id)"),
+        Field("user_id", "integer", required=False, minimum=1),
+        Field("from_start", "boolean", required=False, default=False,
+              description="Present from the session's live start rather than from now"),
+        Field("bridge_point_id", "integer", required=False, minimum=1,
+              description="Administrators only: the hall (default: the member's own); an operator's is theirs"),
+        Field("reason", required=False, max_length=500, default=""),
+    ),
+)

@@ -391,3 +391,16 @@ def rule_from_settings(settings: Any) -> CreditRule:
 
 def audit_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+async def home_points(db: AsyncSession, session_id: int) -> dict[int, int]:
+    """unit id -> the invited point of the session its members are expected at (check-ins, manual marking)."""
+    parents, _ = await _unit_tree(db)
+    rows = (await db.execute(
+        select(BridgePoint.id, BridgePoint.name, BridgePoint.unit_id)
+        .join(SessionInvite, SessionInvite.bridge_point_id == BridgePoint.id)
+        .where(SessionInvite.session_id == session_id))).all()
+    points_by_unit: dict[int, list[int]] = defaultdict(list)
+    for r in sorted(rows, key=lambda r: sort_key(r.name)):
+        points_by_unit[r.unit_id].append(r.id)
+    return _home_points(parents, points_by_unit)

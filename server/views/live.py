@@ -30,6 +30,7 @@ from server.signaling.messages import MAX_MESSAGE_BYTES, ProtocolError, error
 from server.signaling.room import LiveRoom
 from server.storage import sessions as session_store
 from server.storage.models import Session, User
+from server.views import checkins
 from server.views.auth import current, require
 from server.views.forms import path_id, read_body
 from server.views.middleware import same_origin
@@ -309,8 +310,11 @@ async def live_page(request: web.Request) -> web.StreamResponse:
         "pointId": principal.bridge_point_id if role is LiveRole.HALL else None,
     }
     own_point = points.get(principal.bridge_point_id) if role is LiveRole.HALL and principal.bridge_point_id else None
+    # The hall's screen shows its check-in code (an operator's hall, not an admin watching as a hall).
+    checkin = (await checkins.code_state(request, session.id, own_point.id)
+               if own_point is not None and principal.role is Role.OPERATOR else None)
     return render(request, template, {
-        "session": session, "speaker": speaker, "own_point": own_point,
+        "session": session, "speaker": speaker, "own_point": own_point, "checkin": checkin,
         "invited": sorted(points.values(), key=lambda p: p.name),
         # Embedded in a <script type="application/json">: "<" escaped so no
         # value can close the element.

@@ -93,6 +93,62 @@ def _list(name: str, key: str) -> dict[str, Any]:
             "properties": {key: {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}}}}
 
 
+_POINT_REF = {"type": "object", "required": ["id", "name"],
+              "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}
+RESPONSES["CheckinCode"] = {
+    "type": "object",
+    "required": ["code", "url", "expires_at", "rotates_at", "seconds_left", "window_seconds", "session_id",
+                 "bridge_point_id", "checked_in", "qr_svg"],
+    "properties": {
+        "code": {"type": "string", "pattern": "^[0-9]{6}$"},
+        "url": {"type": "string", "description": "The QR link (absolute)"},
+        "expires_at": {"type": "string", "format": "date-time",
+                       "description": "This code and link are refused from then on (one window after rotates_at)"},
+        "rotates_at": {"type": "string", "format": "date-time", "description": "The next code is shown"},
+        "seconds_left": {"type": "number", "description": "Until rotates_at, by the server's clock"},
+        "window_seconds": {"type": "integer"}, "session_id": {"type": "integer"},
+        "bridge_point_id": {"type": "integer"}, "checked_in": {"type": "integer"},
+        "qr_svg": {"type": "string", "description": "The QR code of this window as SVG (same-site URL)"},
+    },
+}
+RESPONSES["Checkin"] = {
+    "type": "object",
+    "required": ["id", "session", "bridge_point", "user_id", "checked_in_at", "checked_out_at", "source", "created"],
+    "properties": {
+        "id": {"type": "integer"},
+        "session": {"type": "object", "required": ["id", "title", "status"],
+                    "properties": {"id": {"type": "integer"}, "title": {"type": "string"},
+                                   "status": {"type": "string"}}},
+        "bridge_point": _POINT_REF, "user_id": {"type": "integer"},
+        "checked_in_at": {"type": "string", "format": "date-time"}, "checked_out_at": _NULLABLE_TIME,
+        "source": {"type": "string", "enum": ["qr", "code", "manual"]},
+        "created": {"type": "boolean", "description": "False: already checked in at this hall (status 200)"},
+        "closed_checkin_id": _NULLABLE_INT,
+    },
+}
+RESPONSES["CheckinList"] = {
+    "type": "object",
+    "required": ["session_id", "points", "checkins"],
+    "properties": {
+        "session_id": {"type": "integer"},
+        "points": {"type": "array", "items": {
+            "type": "object", "required": ["bridge_point_id", "name", "checked_in"],
+            "properties": {"bridge_point_id": {"type": "integer"}, "name": {"type": "string"},
+                           "checked_in": {"type": "integer"}}}},
+        "checkins": {"type": "array", "items": {
+            "type": "object",
+            "required": ["id", "user_id", "username", "full_name", "bridge_point_id", "checked_in_at",
+                         "checked_out_at", "source", "recorded_by"],
+            "properties": {"id": {"type": "integer"}, "user_id": {"type": "integer"},
+                           "username": {"type": "string"}, "full_name": {"type": "string"},
+                           "bridge_point_id": {"type": "integer"},
+                           "checked_in_at": {"type": "string", "format": "date-time"},
+                           "checked_out_at": _NULLABLE_TIME,
+                           "source": {"type": "string", "enum": ["qr", "code", "manual"]},
+                           "recorded_by": {"type": ["string", "null"]}}}},
+    },
+}
+
 RESPONSES["SessionList"] = _list("Session", "sessions")
 RESPONSES["UnitList"] = _list("Unit", "units")
 RESPONSES["BridgePointList"] = _list("BridgePoint", "bridge_points")

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from server import schemas
 from server.validation import Schema
-from server.views import account_pages, admin_pages, api, health, live, session_pages
+from server.views import account_pages, admin_pages, api, checkins, health, live, session_pages
 from server.views.openapi import openapi_document
 
 ID = r"{id:\d+}"
@@ -53,6 +53,13 @@ PAGES = [
     Route("POST", f"/sessions/{ID}/cancel", session_pages.session_cancel),
     Route("GET", f"/sessions/{ID}/live", live.live_page),
     Route("GET", f"/ws/sessions/{ID}", live.session_socket),
+    Route("GET", f"/sessions/{ID}/checkin-qr.svg", checkins.checkin_qr),
+    Route("GET", f"/sessions/{ID}/checkins", checkins.checkins_page),
+    Route("POST", f"/sessions/{ID}/checkins/manual", checkins.manual_submit),
+    Route("POST", f"/sessions/{ID}/checkins/{{checkin:\\d+}}/remove", checkins.remove_submit),
+    Route("GET", "/checkin", checkins.checkin_page, public=True),
+    Route("POST", "/checkin", checkins.checkin_submit),
+    Route("POST", f"/checkin/{ID}/checkout", checkins.checkout_submit),
     Route("GET", "/units", admin_pages.units_page),
     Route("POST", "/units", admin_pages.unit_create),
     Route("GET", f"/units/{ID}/edit", admin_pages.unit_edit),
@@ -89,6 +96,24 @@ API = [
           "Go live (the session's speaker or an admin): status live, actual start time", response="Session"),
     Route("POST", f"{V1}/sessions/{ID}/end", live.end_session,
           "End the session: every endpoint told, media closed, status ended", response="Session"),
+    Route("GET", f"{V1}/sessions/{ID}/checkin-code", checkins.checkin_code,
+          "The hall's check-in code and QR link now (the operator of an invited hall, scheduled or live)",
+          response="CheckinCode"),
+    Route("GET", f"{V1}/sessions/{ID}/checkins", checkins.list_checkins,
+          "Check-ins not removed, newest first: an operator's own point; speaker and admin all points "
+          "(query: point_id), with the count present per point", response="CheckinList"),
+    Route("POST", f"{V1}/sessions/{ID}/checkins/manual", checkins.manual_checkin,
+          "Mark a member present at the operator's point (source manual, audited); 200 if already there",
+          body=schemas.MANUAL_CHECKIN, status=201, response="Checkin"),
+    Route("POST", f"{V1}/checkins", checkins.create_checkin,
+          "A member checks in by the hall's 6-digit code or QR token: 201, or 200 with the open check-in if "
+          "already checked in at that hall; checking in at another hall closes the first",
+          body=schemas.CHECKIN, status=201, response="Checkin"),
+    Route("POST", f"{V1}/checkins/{ID}/checkout", checkins.checkout, "The member leaves the hall (optional)",
+          response="Checkin"),
+    Route("DELETE", f"{V1}/checkins/{ID}", checkins.remove_checkin,
+          "Remove a wrong check-in (operator of its point, or admin), audited; optional body {reason}",
+          status=204),
     Route("GET", f"{V1}/units", api.list_units, "All units", response="UnitList"),
     Route("POST", f"{V1}/units", api.create_unit, "Create a unit", body=schemas.UNIT, status=201, response="Unit"),
     Route("GET", f"{V1}/units/{ID}", api.get_unit, "One unit", response="Unit"),

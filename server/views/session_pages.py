@@ -69,6 +69,8 @@ async def session_detail(request: web.Request) -> web.StreamResponse:
         "session": session, "invited": invited, "speaker": speaker,
         "can_edit": principal.is_admin and can(session.status, SessionAction.EDIT),
         "can_cancel": principal.is_admin and can(session.status, SessionAction.CANCEL),
+        # The check-in list: the hall's operator, the speaker, an administrator (server/storage/checkins.py).
+        "can_see_checkins": principal.role is not Role.MEMBER and session.status is not SessionStatus.CANCELLED,
         "done": request.query.get("done"),
     })
 
