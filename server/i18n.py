@@ -68,6 +68,12 @@ CODE_MESSAGES = {
     "not_string": "Enter text.",
     "null": "This field is required.",
     "not_an_object": "The input is not valid.",
+    "not_date": "Enter a date.",
+    "range_too_long": "Choose a period of at most three years.",
+    "not_live_yet": "The session has not gone live: there is nothing to correct yet.",
+    "unknown_user": "There is no account with this username.",
+    "not_a_member": "Only members have an attendance result.",
+    "nothing_to_correct": "Choose a result or enter the credited minutes.",
 }
 
 
