@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from server.app import create_app
 from server.storage.db import Database
 from server.storage.models import AttendanceAudit, AttendanceRecord
-from tests.attendance.scenario import EXPECTED, LIVE, Scenario, build
-from tests.conftest import Seed, bearer, make_settings, seed_database
-
-
-@pytest.fixture
-async def env(aiohttp_client: Any, database: Database, password_hash: str,
-              tmp_path: Path) -> tuple[TestClient, Seed, Scenario]:
-    seed = await seed_database(database, password_hash)
-    scenario = await build(database, seed, password_hash)
-    data_dir = tmp_path / "app"
-    data_dir.mkdir()
-    client = await aiohttp_client(create_app(make_settings(data_dir, database_url=database.url)))
-    return client, seed, scenario
+from tests.attendance.scenario import EXPECTED, LIVE, Scenario
+from tests.conftest import Seed, bearer
 
 
 def by_username(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
