@@ -269,14 +269,23 @@ async def session_report(db: AsyncSession, session_id: int, rule: CreditRule,
             bridge_point=point_names.get(point_id, "") if point_id else "", live_seconds=result.live_seconds,
             replay_seconds=result.replay_seconds, credited_seconds=result.credited_seconds,
             status=result.status.value, late_minutes=result.late_minutes, early_minutes=result.early_minutes,
-            online_seconds=int(iv.length(iv.clip(online, *live))) if live else 0,
-            hall_seconds=int(iv.length(iv.clip(hall, *live))) if live else 0,
+            online_seconds=int(iv.length(iv.clip(online, *live))) if live and online else 0,
+            hall_seconds=int(iv.length(iv.clip(hall, *live))) if live and hall else 0,
             checked_in=user_id in sources, checkin_sources=sorted(sources.get(user_id, ())), expected=expected)
         correction = corrections.get(user_id)
         if correction is not None:
             apply_correction(row, correction, rule, live)
         members.append(row)
-    members.sort(key=lambda m: (sort_key(m.bridge_point), sort_key(m.unit), sort_key(m.full_name), m.username))
+    # A few points and units, thousands of names: each distinct text is weighed once.
+    keys: dict[str, Any] = {}
+
+    def key(text: str) -> Any:
+        found = keys.get(text)
+        if found is None:
+            found = keys[text] = sort_key(text)
+        return found
+
+    members.sort(key=lambda m: (key(m.bridge_point), key(m.unit), sort_key(m.full_name), m.username))
 
     for m in members:
         home_point = home.get(m.unit_id) if m.unit_id else None
