@@ -210,7 +210,7 @@ async def unit_report(database: Database, unit_id: int, start: date, end: date, 
             .join(Session, Session.id == record.session_id)
             .where(Session.status == SessionStatus.ENDED, Session.scheduled_start >= since,
                    Session.scheduled_start < until)
-            .group_by(record.unit_id, record.session_id)
+            .group_by(record.session_id, record.unit_id)
         )
         if unit.parent_id is not None:
             # Below the top, only the subtree's records (a province's are a small share of the whole).
