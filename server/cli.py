@@ -1,4 +1,4 @@
-"""The ``bridgecast`` command: serve, db upgrade, demo, user add, sessions, token."""
+"""The ``bridgecast`` command: serve, db upgrade, demo, user add, sessions, token, report."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sessions = commands.add_parser("sessions", help="list sessions")
     sessions.add_argument("--json", action="store_true", help="print JSON")
+
+    report = commands.add_parser("report", help="a session's attendance, every expected member, as CSV or XLSX")
+    report.add_argument("session_id", type=int, metavar="SESSION_ID")
+    report.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    report.add_argument("--out", help="the file to write (CSV goes to standard output without it)")
+    report.add_argument("--lang", choices=["vi", "en"], help="the language of the headings (i18n.default_locale)")
 
     token = commands.add_parser("token", help="print a signed bearer token for a user")
     token.add_argument("username")
@@ -195,6 +201,44 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from server.attendance import export
+    from server.i18n import Catalogues
+    from server.storage.attendance import rule_from_settings, session_report
+
+    if args.format == "xlsx" and not args.out:
+        print("bridgecast: --format xlsx needs --out FILE (a workbook is not written to a terminal)", file=sys.stderr)
+        return 2
+    _ = Catalogues().translator(args.lang or settings.i18n.default_locale)
+    rule = rule_from_settings(settings.attendance)
+
+    async def work(database: storage.Database) -> int:
+        async with database.session() as db:
+            report = await session_report(db, args.session_id, rule)
+        rows = (m.api() for m in report.members)
+        heading = export.heading_lines(report, _, settings.zone)
+        if args.format == "csv":
+            body = export.csv_bytes(rows, _, heading=heading, rule=rule)
+        else:
+            body = export.xlsx_bytes(rows, _, title=_("Attendance"), heading=heading, rule=rule)
+        if args.out:
+            try:
+                Path(args.out).write_bytes(body)
+            except OSError as exc:
+                print(f"bridgecast: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+                return 1
+            print(f"wrote {len(report.members)} member(s) of session {report.session_id} to {args.out}",
+                  file=sys.stderr)
+        else:
+            sys.stdout.buffer.write(body)
+            sys.stdout.flush()
+        return 0
+
+    return _run(settings, work)
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": _serve,
     "db": _db,
@@ -202,6 +246,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "user": _user,
     "sessions": _sessions,
     "token": _token,
+    "report": _report,
 }
 
 if __name__ == "__main__":

@@ -56,8 +56,58 @@ def _letters(text: str) -> Iterable[tuple[str, str]]:
         yield base, marks
 
 
+# One character's weights (primary, tone, case), computed once: a report sorts 10,000 names.
+_WEIGHTS: dict[str, tuple[tuple[int, int], int, int]] = {}
+
+
 def vietnamese_key(text: str) -> Key:
-    """A sort key putting ``text`` in Vietnamese alphabetical order (see the module docstring)."""
+    """A sort key putting ``text`` in Vietnamese alphabetical order (see the module docstring).
+
+    Text whose NFC form has no loose combining mark (every name typed on a
+    Vietnamese keyboard) is weighed a character at a time from a cache; any
+    other text takes the full path, which gives the same key.
+    """
+    stripped = text.strip()
+    composed = unicodedata.normalize("NFC", stripped)
+    primary: list[tuple[int, int]] = []
+    secondary: list[int] = []
+    tertiary: list[int] = []
+    digits = ""
+    for char in composed:
+        if "0" <= char <= "9":
+            digits += char
+            continue
+        if digits:
+            primary.append((_NUMBER, int(digits)))
+            secondary.append(0)
+            tertiary.append(0)
+            digits = ""
+        if char.isspace():
+            if not (primary and primary[-1] == (_SPACE, 0)):
+                primary.append((_SPACE, 0))
+                secondary.append(0)
+                tertiary.append(0)
+            continue
+        weights = _WEIGHTS.get(char)
+        if weights is None:
+            if unicodedata.combining(char) or char.isdecimal():
+                return _full_key(text)
+            full = _full_key(char)
+            if len(full[0]) != 1:
+                return _full_key(text)
+            weights = _WEIGHTS[char] = (full[0][0], full[1][0], full[2][0])
+        primary.append(weights[0])
+        secondary.append(weights[1])
+        tertiary.append(weights[2])
+    if digits:
+        primary.append((_NUMBER, int(digits)))
+        secondary.append(0)
+        tertiary.append(0)
+    return tuple(primary), tuple(secondary), tuple(tertiary), text
+
+
+def _full_key(text: str) -> Key:
+    """The key computed cluster by cluster from the NFD form: the definition the fast path follows."""
     primary: list[tuple[int, int]] = []
     secondary: list[int] = []
     tertiary: list[int] = []

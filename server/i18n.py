@@ -79,9 +79,14 @@ CODE_MESSAGES = {
     "already_removed": "This check-in was already removed.",
     "already_checked_out": "This check-in is already closed.",
     "not_started": "The session has not started yet: mark the member present from now.",
-    "not_a_member": "Choose an active member.",
-    "unknown_user": "There is no such member.",
     "checkin_conflict": "The check-in changed meanwhile: try again.",
+    "not_date": "Enter a date.",
+    "range_too_long": "Choose a period of at most three years.",
+    "not_live_yet": "The session has not gone live: there is nothing to correct yet.",
+    # Shared by check-in marking and corrections.
+    "unknown_user": "There is no account with this username.",
+    "not_a_member": "Only members have an attendance result.",
+    "nothing_to_correct": "Choose a result or enter the credited minutes.",
 }
 
 

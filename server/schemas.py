@@ -122,3 +122,18 @@ MANUAL_CHECKIN = Schema(
         Field("reason", required=False, max_length=500, default=""),
     ),
 )
+
+# An administrator's correction of one member's result in one session.
+ATTENDANCE_CORRECTION = Schema(
+    "AttendanceCorrectionInput",
+    (
+        Field("username", required=False, max_length=64, description="The member (or give user_id)"),
+        Field("user_id", "integer", required=False, minimum=1, description="The member (or give username)"),
+        Field("status", required=False, choices=("attended", "partial", "absent"),
+              description="Replaces the computed status; without it the rule decides from credited_seconds"),
+        Field("credited_seconds", "integer", required=False, minimum=0, maximum=10**7,
+              description="Replaces the credited seconds: at most the session's live duration"),
+        Field("reason", max_length=1000, description="Why: shown on every report"),
+    ),
+    "Give username or user_id, and status or credited_seconds (or both).",
+)

@@ -122,3 +122,73 @@ def test_configuration_errors_are_reported_not_raised(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "configuration error" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# bridgecast report --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory, password_hash: str) -> tuple[Path, int]:
+    """A data folder holding the hand-computed attendance scenario (tests/attendance/scenario.py)."""
+    import asyncio
+
+    from server.storage.db import Database
+    from tests.attendance.scenario import build
+    from tests.conftest import seed_database
+
+    data_dir = tmp_path_factory.mktemp("cli-report") / "data"
+    assert bridgecast(data_dir, "db", "upgrade").returncode == 0
+
+    async def fill() -> int:
+        database = Database(f"sqlite+aiosqlite:///{data_dir / 'bridgecast.db'}")
+        try:
+            seed = await seed_database(database, password_hash)
+            return (await build(database, seed, password_hash)).session_id
+        finally:
+            await database.close()
+
+    return data_dir, asyncio.run(fill())
+
+
+def test_report_csv_to_stdout(report_dir: tuple[Path, int]) -> None:
+    import csv
+    import io
+
+    data_dir, session_id = report_dir
+    result = subprocess.run([sys.executable, "-m", "server", "report", str(session_id), "--format", "csv", "--lang",
+                             "en"], capture_output=True, env={**os.environ, "BRIDGECAST_DATA_DIR": str(data_dir)},
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(result.stdout.decode("utf-8-sig"))))
+    assert rows[0][:10] == ["Username", "Full name", "Unit", "Bridge point", "Live seconds", "Replay seconds",
+                            "Credited seconds", "Result", "Late (minutes)", "Left early (minutes)"]
+    members = {r[0]: r for r in rows[1:11]}
+    assert members["sv-early"][4:10] == ["2400", "0", "2400", "Partial", "0", "20"]
+    assert members["sv-absent"][7] == "Absent"  # absent members are rows too
+    assert any("80%" in r[0] for r in rows[11:] if r)
+
+
+def test_report_xlsx_needs_a_file(report_dir: tuple[Path, int], tmp_path: Path) -> None:
+    import openpyxl
+
+    data_dir, session_id = report_dir
+    refused = bridgecast(data_dir, "report", str(session_id), "--format", "xlsx")
+    assert refused.returncode == 2 and "--out" in refused.stderr
+    out = tmp_path / "report.xlsx"
+    written = bridgecast(data_dir, "report", str(session_id), "--format", "xlsx", "--out", str(out))
+    assert written.returncode == 0, written.stderr
+    book = openpyxl.load_workbook(out)
+    assert book.worksheets[0].max_row == 11 and book.sheetnames[1] == "Quy tắc - Rule"
+    assert book.worksheets[0]["A1"].value == "Tên đăng nhập"
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["999999"], 1, "session 999999 not found"),
+    (["abc"], 2, "invalid int value"),
+    (["1", "--format", "pdf"], 2, "invalid choice"),
+    (["1", "--out", "/nonexistent-dir/x.csv"], 1, "cannot write"),
+])
+def test_report_refuses_bad_input(report_dir: tuple[Path, int], args: list[str], code: int, message: str) -> None:
+    data_dir, _ = report_dir
+    result = bridgecast(data_dir, "report", *args)
+    assert result.returncode == code and message in result.stderr

@@ -3,6 +3,8 @@
 import unicodedata
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from server.collation import sorted_by_name, vietnamese_key
 
@@ -61,3 +63,11 @@ def test_the_pilot_provinces_in_alphabetical_order() -> None:
     assert ordered == [f"Điểm cầu {name}" for name in [
         "Bình Dương", "Bình Định", "Cần Thơ", "Đắk Lắk", "Hà Tĩnh", "Hải Phòng", "Sơn La", "Thái Nguyên",
         "Tuyên Quang"]]
+
+
+@given(st.text(alphabet="aăâbcdđeêghiklmnoôơpqrstuưvxyAĂÂĐEÊOÔƠUƯ àáảãạ\u0300\u0301\u0303\u0309\u0323\u0306\u0302\u031b"
+               "0123456789 \t.-_fjwzßΩ٣", max_size=20))
+def test_the_cached_path_gives_the_full_key(text: str) -> None:
+    from server.collation import _full_key
+
+    assert vietnamese_key(text) == _full_key(text)

@@ -41,7 +41,7 @@ def offending(paths: list[Path], forbidden: tuple[str, ...]) -> dict[str, list[s
               "server.media", "server.signaling")),
     # Authentication does not reach into storage (Role lives in server.auth.roles).
     ("auth", ("aiohttp", "aiortc", "sqlalchemy", "server.storage", "server.views")),
-    # Attendance rules (intervals, the credit rule, check-in codes) are pure: no web, no database.
+    # Attendance rules (intervals, the credit rule, check-in codes, spreadsheets) are pure: no web, no database.
     ("attendance", ("aiohttp", "aiortc", "aioice", "av", "sqlalchemy", "server.storage", "server.views",
                     "server.media", "server.signaling")),
     # The protocol layer sees media only through MediaRoom's plain interface.

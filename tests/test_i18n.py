@@ -6,22 +6,28 @@ from pathlib import Path
 
 import pytest
 
+from server.attendance import export
 from server.auth.roles import Role
 from server.i18n import CATALOGUE_DIR, CODE_MESSAGES, Catalogues, error_messages
 from server.storage.models import UnitLevel
 from server.live.lifecycle import SessionStatus
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
+SERVER = Path(__file__).resolve().parent.parent / "server"
 # _("...") or _('...') with a literal first argument (Jinja and Python alike).
 CALL = re.compile(r"""\b_\(\s*(?P<q>["'])(?P<text>(?:\\.|(?!(?P=q)).)*)(?P=q)""", re.S)
 
 
+# Python modules that translate texts themselves (exports, the report command).
+TRANSLATING_MODULES = [SERVER / "views" / "reports.py", SERVER / "cli.py"]
+
+
 def message_ids() -> set[str]:
     found: set[str] = set()
-    for path in TEMPLATES.glob("*.html"):
+    for path in [*TEMPLATES.glob("*.html"), *TRANSLATING_MODULES]:
         for match in CALL.finditer(path.read_text(encoding="utf-8")):
             found.add(match.group("text"))
-    return found | set(CODE_MESSAGES.values()) | error_messages()
+    return found | set(CODE_MESSAGES.values()) | error_messages() | set(export.MESSAGES)
 
 
 def test_templates_use_the_translation_function() -> None:

@@ -37,6 +37,14 @@ class CreditRule:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def status(self, credited_seconds: float, duration: float) -> Status:
+        """What ``credited_seconds`` of a live duration of ``duration`` seconds count for."""
+        if duration <= 0 or credited_seconds <= 0:
+            return Status.ABSENT
+        if credited_seconds * 100 >= self.attended_percent * duration:
+            return Status.ATTENDED
+        return Status.PARTIAL
+
 
 @dataclass(frozen=True)
 class Credit:
@@ -60,12 +68,7 @@ def credit(rule: CreditRule, live: Interval | None, present: list[Interval], rep
     inside = union(clip(present, start, end))
     live_seconds = int(length(inside))
     credited = min(int(duration), live_seconds + max(0, replay_seconds))
-    if credited <= 0:
-        status = Status.ABSENT
-    elif credited * 100 >= rule.attended_percent * duration:
-        status = Status.ATTENDED
-    else:
-        status = Status.PARTIAL
+    status = rule.status(credited, duration)
     late = early = 0
     if inside:
         late_seconds = inside[0][0] - start

@@ -41,7 +41,9 @@ from server.live import events as ev
 from server.live.bus import EventBus, Subscription, dispatcher
 from server.live.lifecycle import SessionStatus
 from server.storage.db import Database
+from server.errors import Conflict, NotFound, ValidationFailed
 from server.storage.models import (
+    AttendanceAudit,
     AttendanceCorrection,
     AttendanceRecord,
     BridgePoint,
@@ -187,8 +189,6 @@ async def session_report(db: AsyncSession, session_id: int, rule: CreditRule,
     now = now or utcnow()
     session = await db.get(Session, session_id)
     if session is None:
-        from server.errors import NotFound
-
         raise NotFound(f"session {session_id} not found")
     live: iv.Interval | None = None
     live_end = session.actual_end
@@ -197,7 +197,9 @@ async def session_report(db: AsyncSession, session_id: int, rule: CreditRule,
             live_end = now
         if live_end is not None:
             live = (_ts(session.actual_start), _ts(live_end))
-    open_until = _ts(now) if session.status is SessionStatus.LIVE else None
+    # A join never closed counts until now while live, and until the end once ended: the end
+    # closes every endpoint, even when its leave did not reach the database before the records.
+    open_until = _ts(live_end) if live_end is not None else None
 
     parents, unit_names = await _unit_tree(db)
     point_rows = (await db.execute(
@@ -240,17 +242,18 @@ async def session_report(db: AsyncSession, session_id: int, rule: CreditRule,
     members_q = select(User.id, User.username, User.full_name, User.unit_id).where(
         User.role == Role.MEMBER, User.active.is_(True), User.unit_id.in_(expected_units))
     users = {r.id: (r, True) for r in (await db.execute(members_q)).all()} if expected_units else {}
-    # And anyone else credited as a member (joined online as a member, or checked in).
+    # And anyone else credited as a member (joined online as a member, checked in, or corrected).
+    corrections = await _newest_corrections(db, session_id)
     others = {int(key.split(":")[1]) for key in connected if key.startswith("user:")} | set(in_hall)
+    others |= set(corrections)
     others -= set(users)
     if others:
         extra = (await db.execute(select(User.id, User.username, User.full_name, User.unit_id, User.role)
                                   .where(User.id.in_(others)))).all()
         for r in extra:
-            if r.role is Role.MEMBER or r.id in in_hall:
+            if r.role is Role.MEMBER or r.id in in_hall or r.id in corrections:
                 users[r.id] = (r, False)
 
-    corrections = await _newest_corrections(db, session_id)
     grants = (await db.execute(select(FloorGrant.bridge_point_id, FloorGrant.started_at, FloorGrant.ended_at)
                                .where(FloorGrant.session_id == session_id))).all()
 
@@ -266,18 +269,23 @@ async def session_report(db: AsyncSession, session_id: int, rule: CreditRule,
             bridge_point=point_names.get(point_id, "") if point_id else "", live_seconds=result.live_seconds,
             replay_seconds=result.replay_seconds, credited_seconds=result.credited_seconds,
             status=result.status.value, late_minutes=result.late_minutes, early_minutes=result.early_minutes,
-            online_seconds=int(iv.length(iv.clip(online, *live))) if live else 0,
-            hall_seconds=int(iv.length(iv.clip(hall, *live))) if live else 0,
+            online_seconds=int(iv.length(iv.clip(online, *live))) if live and online else 0,
+            hall_seconds=int(iv.length(iv.clip(hall, *live))) if live and hall else 0,
             checked_in=user_id in sources, checkin_sources=sorted(sources.get(user_id, ())), expected=expected)
         correction = corrections.get(user_id)
         if correction is not None:
-            row.correction = correction
-            if correction["status"]:
-                row.status = correction["status"]
-            if correction["credited_seconds"] is not None:
-                row.credited_seconds = correction["credited_seconds"]
+            apply_correction(row, correction, rule, live)
         members.append(row)
-    members.sort(key=lambda m: (sort_key(m.bridge_point), sort_key(m.unit), sort_key(m.full_name), m.username))
+    # A few points and units, thousands of names: each distinct text is weighed once.
+    keys: dict[str, Any] = {}
+
+    def key(text: str) -> Any:
+        found = keys.get(text)
+        if found is None:
+            found = keys[text] = sort_key(text)
+        return found
+
+    members.sort(key=lambda m: (key(m.bridge_point), key(m.unit), sort_key(m.full_name), m.username))
 
     for m in members:
         home_point = home.get(m.unit_id) if m.unit_id else None
@@ -298,6 +306,23 @@ async def session_report(db: AsyncSession, session_id: int, rule: CreditRule,
                          points=ordered_points, generated_at=now)
 
 
+def apply_correction(row: MemberRow, correction: dict[str, Any], rule: CreditRule,
+                     live: iv.Interval | None) -> None:
+    """An administrator's correction over the computed result.
+
+    Credited seconds without a status take the status the rule gives them (a
+    member credited the whole session is not left "absent").
+    """
+    row.correction = correction
+    if correction["credited_seconds"] is not None:
+        row.credited_seconds = correction["credited_seconds"]
+    if correction["status"]:
+        row.status = correction["status"]
+    elif correction["credited_seconds"] is not None:
+        duration = live[1] - live[0] if live is not None else 0
+        row.status = rule.status(row.credited_seconds, duration).value
+
+
 async def _newest_corrections(db: AsyncSession, session_id: int) -> dict[int, dict[str, Any]]:
     rows = (await db.execute(
         select(AttendanceCorrection, User.username)
@@ -310,6 +335,50 @@ async def _newest_corrections(db: AsyncSession, session_id: int) -> dict[int, di
                                       "reason": correction.reason, "by": by,
                                       "at": correction.corrected_at.isoformat()}
     return newest
+
+
+# --- corrections ---------------------------------------------------------------------------------
+
+
+async def correct(db: AsyncSession, session_id: int, user_id: int, *, status: str | None,
+                  credited_seconds: int | None, reason: str, actor_id: int, rule: CreditRule,
+                  now: datetime | None = None) -> MemberRow:
+    """An administrator's correction of one member's result: kept, audited, and in the records at once.
+
+    The session must have gone live; credited seconds are at most its live
+    duration. Returns the member's row as the report now shows it.
+    """
+    now = now or utcnow()
+    before_report = await session_report(db, session_id, rule, now)
+    if before_report.live_start is None:
+        raise Conflict("the session has not gone live: there is nothing to correct", code="not_live_yet")
+    if credited_seconds is not None and credited_seconds > before_report.live_seconds:
+        raise ValidationFailed.one("credited_seconds", "too_large",
+                                   f"at most the live duration, {before_report.live_seconds} s")
+    user = await db.get(User, user_id)
+    if user is None:
+        raise ValidationFailed.one("username", "unknown_user", "no such user")
+    if user.role is not Role.MEMBER and not any(m.user_id == user_id for m in before_report.members):
+        raise ValidationFailed.one("username", "not_a_member", "only members have an attendance result")
+    before = next((m for m in before_report.members if m.user_id == user_id), None)
+    db.add(AttendanceCorrection(session_id=session_id, user_id=user_id, status=status,
+                                credited_seconds=credited_seconds, reason=reason, corrected_by_id=actor_id,
+                                corrected_at=now))
+    await db.flush()
+    report = await session_report(db, session_id, rule, now)
+    after = next(m for m in report.members if m.user_id == user_id)
+    db.add(AttendanceAudit(at=now, actor_id=actor_id, session_id=session_id, member_id=user_id,
+                           action="correction", before=audit_json(_result(before)), after=audit_json(_result(after)),
+                           reason=reason))
+    if report.status == SessionStatus.ENDED.value:
+        await write_records(db, report)
+    return after
+
+
+def _result(row: MemberRow | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"status": row.status, "credited_seconds": row.credited_seconds, "live_seconds": row.live_seconds}
 
 
 # --- the records of ended sessions -------------------------------------------------------------

@@ -360,3 +360,8 @@ class AttendanceRecord(Base):
     checked_in: Mapped[bool] = mapped_column(Boolean, default=False)
     corrected: Mapped[bool] = mapped_column(Boolean, default=False)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        # The unit reports sum records by session and unit: read from the index alone.
+        Index("ix_attendance_records_session_unit", "session_id", "unit_id", "status", "credited_seconds"),
+    )

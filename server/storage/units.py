@@ -49,6 +49,34 @@ async def ancestor_ids(db: AsyncSession, unit_id: int) -> list[int]:
     return chain
 
 
+async def unit_tree(db: AsyncSession) -> dict[int | None, list[int]]:
+    """parent id -> its child units' ids (None -> the top units): the whole hierarchy in one query."""
+    children: dict[int | None, list[int]] = {}
+    for unit_id, parent_id in (await db.execute(select(Unit.id, Unit.parent_id))).all():
+        children.setdefault(parent_id, []).append(unit_id)
+    return children
+
+
+def subtree(children: dict[int | None, list[int]], unit_id: int) -> list[int]:
+    """The unit and every unit below it."""
+    found: list[int] = []
+    seen: set[int] = set()
+    stack = [unit_id]
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        found.append(current)
+        stack.extend(children.get(current, ()))
+    return found
+
+
+async def descendant_ids(db: AsyncSession, unit_id: int) -> list[int]:
+    """The unit and every unit below it (communes of a province, all of a central unit)."""
+    return subtree(await unit_tree(db), unit_id)
+
+
 async def _check_unit(db: AsyncSession, data: dict[str, Any], unit: Unit | None) -> None:
     level = UnitLevel(data.get("level", unit.level if unit else None))
     parent_id = data.get("parent_id", unit.parent_id if unit else None)

@@ -88,6 +88,95 @@ RESPONSES: dict[str, dict[str, Any]] = {
 }
 
 
+_INT = {"type": "integer"}
+_STR = {"type": "string"}
+_STATUS = {"type": "string", "enum": ["attended", "partial", "absent"]}
+_RULE = {
+    "type": "object",
+    "required": ["attended_percent", "late_after_minutes", "early_before_minutes"],
+    "properties": {"attended_percent": _INT, "late_after_minutes": _INT, "early_before_minutes": _INT},
+}
+_CORRECTION = {
+    "type": ["object", "null"],
+    "required": ["status", "credited_seconds", "reason", "by", "at"],
+    "properties": {"status": {"type": ["string", "null"]}, "credited_seconds": _NULLABLE_INT, "reason": _STR,
+                   "by": _STR, "at": {"type": "string", "format": "date-time"}},
+}
+_FIGURES = {name: _INT for name in ("sessions", "member_sessions", "attended", "partial", "absent",
+                                    "credited_seconds")}
+
+RESPONSES.update({
+    "AttendanceMember": {
+        "type": "object",
+        "required": ["username", "full_name", "unit", "bridge_point", "live_seconds", "replay_seconds",
+                     "credited_seconds", "status", "late_minutes", "early_minutes", "checked_in", "correction"],
+        "properties": {
+            "username": _STR, "full_name": _STR, "unit": _STR, "bridge_point": _STR,
+            "live_seconds": _INT, "replay_seconds": _INT, "credited_seconds": _INT, "status": _STATUS,
+            "late_minutes": _INT, "early_minutes": _INT, "online_seconds": _INT, "hall_seconds": _INT,
+            "checked_in": {"type": "boolean"}, "expected": {"type": "boolean"}, "correction": _CORRECTION,
+        },
+    },
+    "AttendancePoint": {
+        "type": "object",
+        "required": ["bridge_point_id", "name", "expected", "checked_in", "attended", "partial", "absent",
+                     "attended_percent", "connected_seconds", "talk_seconds"],
+        "properties": {
+            "bridge_point_id": _INT, "name": _STR, "unit": _STR, "expected": _INT, "checked_in": _INT,
+            "attended": _INT, "partial": _INT, "absent": _INT, "attended_percent": {"type": "number"},
+            "connected_seconds": _INT, "talk_seconds": _INT,
+        },
+    },
+    "SessionAttendance": {
+        "type": "object",
+        "required": ["session", "rule", "points", "members"],
+        "properties": {
+            "session": {"type": "object", "required": ["id", "title", "status", "live_start", "live_end",
+                                                       "live_seconds"]},
+            "rule": _RULE, "generated_at": {"type": "string", "format": "date-time"},
+            "points": {"type": "array", "items": {"$ref": "#/components/schemas/AttendancePoint"}},
+            "members": {"type": "array", "items": {"$ref": "#/components/schemas/AttendanceMember"}},
+        },
+        "description": "?format=csv or ?format=xlsx downloads the member table as a spreadsheet instead",
+    },
+    "MemberAttendance": {
+        "type": "object",
+        "required": ["user", "rule", "totals", "sessions"],
+        "properties": {
+            "user": {"type": "object", "required": ["id", "username", "full_name", "unit"]},
+            "rule": _RULE,
+            "totals": {"type": "object", "required": ["sessions", "attended", "partial", "absent",
+                                                      "credited_seconds"]},
+            "sessions": {"type": "array", "items": {
+                "type": "object",
+                "required": ["session_id", "title", "scheduled_start", "bridge_point", "live_seconds",
+                             "replay_seconds", "credited_seconds", "status", "late_minutes", "early_minutes",
+                             "checked_in", "corrected"],
+                "properties": {"session_id": _INT, "title": _STR, "status": _STATUS,
+                               "scheduled_start": {"type": "string", "format": "date-time"}},
+            }},
+        },
+    },
+    "UnitAttendance": {
+        "type": "object",
+        "required": ["unit", "from", "to", "rule", "total", "rows"],
+        "properties": {
+            "unit": {"type": "object", "required": ["id", "name", "level", "parent_id"]},
+            "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+            "rule": _RULE,
+            "total": {"$ref": "#/components/schemas/UnitAttendanceRow"},
+            "rows": {"type": "array", "items": {"$ref": "#/components/schemas/UnitAttendanceRow"}},
+        },
+    },
+    "UnitAttendanceRow": {
+        "type": "object",
+        "required": ["unit_id", "name", "level", "own", *_FIGURES, "attended_percent", "credited_hours"],
+        "properties": {"unit_id": _INT, "name": _STR, "level": _STR, "own": {"type": "boolean"}, **_FIGURES,
+                       "attended_percent": {"type": "number"}, "credited_hours": {"type": "number"}},
+    },
+})
+
+
 def _list(name: str, key: str) -> dict[str, Any]:
     return {"type": "object", "required": [key],
             "properties": {key: {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}}}}

@@ -28,7 +28,14 @@ def create_environment() -> jinja2.Environment:
     # Lists in Vietnamese alphabetical order, the same as the storage's (server/collation.py).
     env.filters["by_name"] = sorted_by_name
     env.filters["collate"] = lambda texts: sorted(texts, key=vietnamese_key)
+    env.filters["hms"] = hms
     return env
+
+
+def hms(seconds: int | float | None) -> str:
+    """A duration as H:MM:SS (exact to the second, as attendance is counted)."""
+    total = max(0, int(seconds or 0))
+    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
 def locale_of(request: web.Request) -> str:

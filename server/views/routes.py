@@ -9,7 +9,7 @@ from aiohttp import web
 
 from server import schemas
 from server.validation import Schema
-from server.views import account_pages, admin_pages, api, checkins, health, live, session_pages
+from server.views import account_pages, admin_pages, api, checkins, health, live, reports, session_pages
 from server.views.openapi import openapi_document
 
 ID = r"{id:\d+}"
@@ -60,6 +60,10 @@ PAGES = [
     Route("GET", "/checkin", checkins.checkin_page, public=True),
     Route("POST", "/checkin", checkins.checkin_submit),
     Route("POST", f"/checkin/{ID}/checkout", checkins.checkout_submit),
+    Route("GET", f"/sessions/{ID}/attendance", reports.session_attendance_page),
+    Route("POST", f"/sessions/{ID}/attendance/corrections", reports.correction_submit),
+    Route("GET", f"/users/{ID}/attendance", reports.user_attendance_page),
+    Route("GET", "/reports/units", reports.units_report_page),
     Route("GET", "/units", admin_pages.units_page),
     Route("POST", "/units", admin_pages.unit_create),
     Route("GET", f"/units/{ID}/edit", admin_pages.unit_edit),
@@ -114,12 +118,21 @@ API = [
     Route("DELETE", f"{V1}/checkins/{ID}", checkins.remove_checkin,
           "Remove a wrong check-in (operator of its point, or admin), audited; optional body {reason}",
           status=204),
+    Route("GET", f"{V1}/sessions/{ID}/attendance", reports.session_attendance,
+          "Attendance of a session: the rule, per bridge point, every expected member (query: format=json|csv|"
+          "xlsx); admins and the speaker see all, an operator their own point", response="SessionAttendance"),
+    Route("POST", f"{V1}/sessions/{ID}/attendance/corrections", reports.create_correction,
+          "Correct one member's result (admins): kept, audited, shown on every report",
+          body=schemas.ATTENDANCE_CORRECTION, status=201, response="AttendanceMember"),
     Route("GET", f"{V1}/units", api.list_units, "All units", response="UnitList"),
     Route("POST", f"{V1}/units", api.create_unit, "Create a unit", body=schemas.UNIT, status=201, response="Unit"),
     Route("GET", f"{V1}/units/{ID}", api.get_unit, "One unit", response="Unit"),
     Route("PATCH", f"{V1}/units/{ID}", api.update_unit, "Change a unit", body=schemas.UNIT, body_partial=True,
           response="Unit"),
     Route("DELETE", f"{V1}/units/{ID}", api.delete_unit, "Delete an unused unit", status=204),
+    Route("GET", f"{V1}/units/{ID}/attendance", reports.unit_attendance,
+          "A unit's attendance over a period, rolled up per unit below it (query: from, to as YYYY-MM-DD)",
+          response="UnitAttendance"),
     Route("GET", f"{V1}/bridge-points", api.list_points, "All bridge points", response="BridgePointList"),
     Route("POST", f"{V1}/bridge-points", api.create_point, "Create a bridge point", body=schemas.BRIDGE_POINT,
           status=201, response="BridgePoint"),
@@ -132,6 +145,9 @@ API = [
     Route("GET", f"{V1}/users/{ID}", api.get_user, "One user", response="User"),
     Route("PATCH", f"{V1}/users/{ID}", api.update_user, "Change a user (a new password revokes their tokens)",
           body=schemas.USER_UPDATE, body_partial=True, response="User"),
+    Route("GET", f"{V1}/users/{ID}/attendance", reports.user_attendance,
+          "A member's attendance in every ended session (the member, admins, their units' operators)",
+          response="MemberAttendance"),
     Route("POST", f"{V1}/users/import", api.import_users,
           "Create members from CSV (username, full_name, email, unit, password), all or nothing",
           body_type="text/csv", status=201, response="ImportResult"),

@@ -20,6 +20,7 @@ from server.views import notify
 from server.views.auth import current, require
 from server.views.forms import form_values, parse_form, path_id
 from server.views.render import render
+from server.views.reports import report_scope
 
 STATUS_FILTERS = {status.value: status for status in SessionStatus}
 
@@ -71,6 +72,7 @@ async def session_detail(request: web.Request) -> web.StreamResponse:
         "can_cancel": principal.is_admin and can(session.status, SessionAction.CANCEL),
         # The check-in list: the hall's operator, the speaker, an administrator (server/storage/checkins.py).
         "can_see_checkins": principal.role is not Role.MEMBER and session.status is not SessionStatus.CANCELLED,
+        "can_report": report_scope(principal, session)[0],
         "done": request.query.get("done"),
     })
 
