@@ -47,7 +47,9 @@ from sqlalchemy.orm import aliased
 
 from server.live import events as ev
 from server.live.bus import EventBus, Subscription, dispatcher
-from server.storage.db import Database
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.storage.db import Database, create_engine
 from server.storage.models import NodeHeartbeat, PresenceEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,9 @@ class PresenceRecorder:
         self._acks: set[asyncio.Future[None]] = set()
         self._spool_lock = asyncio.Lock()
         self._stopping = False
+        # The writer's own connection: it never queues for the pool behind request handlers.
+        self._engine: AsyncEngine | None = None
+        self._engine_url = ""
         self.handle = dispatcher({ev.EndpointJoined: self._record, ev.EndpointLeft: self._record,
                                   ev.EndpointDropped: self._record})
         # Figures for operations (and tests): rows written, rows spooled, failed attempts.
@@ -151,6 +156,7 @@ class PresenceRecorder:
                 await asyncio.wait_for(self._beat(), timeout)
             except Exception:
                 log.warning("presence: could not write the last heartbeat")
+        await self.close_engine()
 
     async def recover(self) -> None:
         """Replay the spool, then close this node's intervals left open by a run that did not stop."""
@@ -252,26 +258,40 @@ class PresenceRecorder:
             await asyncio.sleep(self.heartbeat_seconds)
 
     async def _beat(self) -> None:
-        async with self.database.session() as db:
-            beat = await db.get(NodeHeartbeat, self.node)
-            if beat is None:
-                db.add(NodeHeartbeat(node=self.node, at=self._clock()))
-            else:
-                beat.at = self._clock()
+        at = self._clock()
+        table = NodeHeartbeat.__table__
+        async with self._writer_engine().begin() as connection:
+            done = await connection.execute(table.update().where(table.c.node == self.node).values(at=at))
+            if done.rowcount == 0:
+                await connection.execute(table.insert().values(node=self.node, at=at))
+
+    def _writer_engine(self) -> AsyncEngine:
+        if self._engine is None or self._engine_url != self.database.url:
+            if self._engine is not None:
+                asyncio.ensure_future(self._engine.dispose())
+            self._engine = create_engine(self.database.url, pool_size=1, max_overflow=1)
+            self._engine_url = self.database.url
+        return self._engine
+
+    async def close_engine(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
-        """Insert rows, skipping those already stored (same event id)."""
+        """Insert rows in one transaction, skipping those already stored (same event id)."""
         if not rows:
             return
-        async with self.database.session() as db:
-            dialect = db.bind.dialect.name
-            if dialect == "postgresql":
-                statement = postgresql.insert(PresenceEvent).on_conflict_do_nothing(index_elements=["event_id"])
-            elif dialect == "sqlite":
-                statement = sqlite.insert(PresenceEvent).on_conflict_do_nothing(index_elements=["event_id"])
-            else:  # pragma: no cover - the two backends we support
-                statement = insert(PresenceEvent)
-            await db.execute(statement, rows)
+        engine = self._writer_engine()
+        dialect = engine.dialect.name
+        if dialect == "postgresql":
+            statement = postgresql.insert(PresenceEvent).on_conflict_do_nothing(index_elements=["event_id"])
+        elif dialect == "sqlite":
+            statement = sqlite.insert(PresenceEvent).on_conflict_do_nothing(index_elements=["event_id"])
+        else:  # pragma: no cover - the two backends we support
+            statement = insert(PresenceEvent)
+        async with engine.begin() as connection:
+            await connection.execute(statement, rows)
 
     # the spool -----------------------------------------------------------------------------------
 
