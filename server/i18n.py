@@ -80,6 +80,8 @@ CODE_MESSAGES = {
     "already_checked_out": "This check-in is already closed.",
     "not_started": "The session has not started yet: mark the member present from now.",
     "checkin_conflict": "The check-in changed meanwhile: try again.",
+    "ended_admin_only": "The session has ended: only an administrator corrects its attendance.",
+    "reason_required": "Give the reason: a change after the end is a correction.",
     "not_date": "Enter a date.",
     "range_too_long": "Choose a period of at most three years.",
     "not_live_yet": "The session has not gone live: there is nothing to correct yet.",

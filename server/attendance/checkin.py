@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 CODE_DIGITS = 6
-CODE_PATTERN = re.compile(r"\d{6}")
+# ASCII digits only: \d would match other scripts' digits, which no hall screen shows.
+CODE_PATTERN = re.compile(r"[0-9]{6}")
 TOKEN_PREFIX = "c1"
 TICKET_PREFIX = "s1"
 TICKET_SECONDS = 600
@@ -179,10 +180,11 @@ class CheckinCodes:
         return Scan(Hall(session_id, point_id), float(scanned_at))
 
     def _verify(self, value: str, prefix: str, key: bytes) -> tuple[int, int, int]:
-        if not isinstance(value, str) or len(value) > _MAX_TOKEN_LENGTH:
+        if not isinstance(value, str) or len(value) > _MAX_TOKEN_LENGTH or not value.isascii():
             raise CheckinError("wrong_code", "this is not a check-in code")
         parts = value.strip().split(".")
-        if len(parts) != 5 or parts[0] != prefix or not all(p.isdigit() and len(p) <= 15 for p in parts[1:4]):
+        if len(parts) != 5 or parts[0] != prefix or not all(
+                p.isascii() and p.isdigit() and len(p) <= 15 for p in parts[1:4]):
             raise CheckinError("wrong_code", "this is not a check-in code")
         body = ".".join(parts[:4])
         if not hmac.compare_digest(self._mac(key, body), parts[4]):
@@ -192,7 +194,7 @@ class CheckinCodes:
 
 def looks_like_code(value: str) -> bool:
     """A typed 6-digit code (spaces allowed between digits), rather than a QR token."""
-    return bool(CODE_PATTERN.fullmatch(re.sub(r"\s+", "", value)))
+    return value.isascii() and bool(CODE_PATTERN.fullmatch(re.sub(r"\s+", "", value)))
 
 
 def normalise_code(value: str) -> str:

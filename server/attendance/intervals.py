@@ -63,8 +63,10 @@ def pair(events: Iterable[tuple[str, str, float]], *, open_until: float | None =
     """
     opened: dict[str, float] = {}
     out: list[Interval] = []
-    # At the same instant an end sorts before a join: a reconnect at once is one stay.
-    for endpoint, what, at in sorted(events, key=lambda e: (e[2], e[1] != "end")):
+    # At the same instant a join sorts before an end: an endpoint closed at the very moment it
+    # joined (a server stopped before its next heartbeat) is closed, not left open. A reconnect
+    # at once is still one stay: the union merges touching intervals.
+    for endpoint, what, at in sorted(events, key=lambda e: (e[2], e[1] == "end")):
         if what == "join":
             opened.setdefault(endpoint, at)
         elif endpoint in opened:

@@ -58,6 +58,14 @@ class SlidingWindowLimiter:
             self._events[key] = events
         events.append(now)
 
+    def unhit(self, key: str) -> None:
+        """Take back the latest event of ``key`` (counted up front, then found not to count)."""
+        events = self._events.get(key)
+        if events:
+            events.pop()
+            if not events:
+                del self._events[key]
+
     def reset(self, key: str) -> None:
         self._events.pop(key, None)
 
@@ -72,9 +80,12 @@ class LoginLimiter:
     def retry_after(self, ip: str, username: str) -> int:
         return max(self.by_ip.retry_after(ip), self.by_account.retry_after(username.lower()))
 
-    def failed(self, ip: str, username: str) -> None:
+    def attempt(self, ip: str, username: str) -> None:
+        """Count an attempt as failed before checking it: concurrent guesses cannot all pass the limit
+        while the first ones are still being verified. ``succeeded`` takes it back."""
         self.by_ip.hit(ip)
         self.by_account.hit(username.lower())
 
-    def succeeded(self, username: str) -> None:
+    def succeeded(self, ip: str, username: str) -> None:
+        self.by_ip.unhit(ip)
         self.by_account.reset(username.lower())

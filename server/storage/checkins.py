@@ -253,6 +253,20 @@ def _audit(db: AsyncSession, actor: Principal, session_id: int, member_id: int, 
                            before=audit_json(before_state), after=audit_json(checkin_state(after)), reason=reason))
 
 
+def _may_change(principal: Principal, session: Session, reason: str) -> None:
+    """Operators change check-ins while the session is scheduled or live; once it has ended, what was
+    recorded counts in evaluations, and only an administrator corrects it, with a reason."""
+    if session.status is SessionStatus.CANCELLED:
+        raise Conflict("the session was cancelled", code="session_not_open")
+    if session.status is SessionStatus.ENDED:
+        if principal.role is not Role.ADMIN:
+            raise Forbidden("the session has ended: only an administrator corrects its attendance",
+                            code="ended_admin_only")
+        if not reason.strip():
+            raise ValidationFailed.one("reason", "reason_required",
+                                       "give the reason: a change after the end is a correction")
+
+
 async def remove(db: AsyncSession, principal: Principal, checkin_id: int, reason: str,
                  now: datetime | None = None) -> Checkin:
     """Mark a wrong check-in removed (a code sent to someone at home), audited."""
@@ -264,6 +278,7 @@ async def remove(db: AsyncSession, principal: Principal, checkin_id: int, reason
     own = own_point(principal, session)
     if own is not None and checkin.bridge_point_id != own:
         raise Forbidden("this check-in is at another bridge point", code="other_point")
+    _may_change(principal, session, reason)
     if checkin.removed_at is not None:
         raise Conflict("this check-in was already removed", code="already_removed")
     before = checkin_state(checkin)
@@ -282,8 +297,7 @@ async def mark_present(db: AsyncSession, principal: Principal, session_id: int, 
     now = now or utcnow()
     session = await staff_session(db, principal, session_id)
     point = own_point(principal, session, point_id)
-    if session.status is SessionStatus.CANCELLED:
-        raise Conflict("the session was cancelled", code="session_not_open")
+    _may_change(principal, session, reason)
     member = await db.get(User, member_id)
     if member is None or member.role is not Role.MEMBER or not member.active:
         raise ValidationFailed.one("user_id", "not_a_member", "choose an active member")

@@ -225,8 +225,8 @@ class PresenceEvent(Base):
     """One endpoint's join, leave or drop, as the live event stream said it: append-only.
 
     ``event_id`` is the live event's id (unique: the same event delivered twice
-    is stored once). ``kind`` is join, leave, drop, or stop — an interval left
-    open by a server that stopped without closing it, closed at its last
+    is stored once). ``kind`` is join, leave, drop, or server_stop — an interval
+    left open by a server that stopped without closing it, closed at its last
     heartbeat when it starts again.
     """
 
@@ -236,7 +236,7 @@ class PresenceEvent(Base):
     event_id: Mapped[str] = mapped_column(String(40), unique=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="RESTRICT"))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
-    kind: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(12))
     endpoint_id: Mapped[str] = mapped_column(String(64))
     endpoint_kind: Mapped[str] = mapped_column(String(8))
     participant_key: Mapped[str] = mapped_column(String(32))
@@ -249,7 +249,7 @@ class PresenceEvent(Base):
     __table_args__ = (
         Index("ix_presence_events_session_participant", "session_id", "participant_key"),
         Index("ix_presence_events_node_endpoint", "node", "endpoint_id"),
-        CheckConstraint("kind IN ('join', 'leave', 'drop', 'stop')", name="kind"),
+        CheckConstraint("kind IN ('join', 'leave', 'drop', 'server_stop')", name="kind"),
     )
 
 

@@ -24,7 +24,7 @@ The write path, in order of what can go wrong:
   spool. A heartbeat row (``node_heartbeats``) is written every
   ``heartbeat_seconds``; on the next start :meth:`PresenceRecorder.recover`
   replays the spool, then closes every interval this node left open with a
-  ``stop`` row at the last heartbeat (reason ``server_stop`` in reports),
+  ``server_stop`` row at the last heartbeat,
   keyed by the join's id so a second recovery adds nothing.
 """
 
@@ -174,7 +174,7 @@ class PresenceRecorder:
         for join in open_joins:
             at = max(beat.at, join.at) if beat is not None else join.at
             rows.append({"event_id": f"stop:{join.event_id}"[:40], "session_id": join.session_id, "at": at,
-                         "kind": "stop", "endpoint_id": join.endpoint_id, "endpoint_kind": join.endpoint_kind,
+                         "kind": "server_stop", "endpoint_id": join.endpoint_id, "endpoint_kind": join.endpoint_kind,
                          "participant_key": join.participant_key, "role": join.role, "user_id": join.user_id,
                          "bridge_point_id": join.bridge_point_id, "node": self.node})
         await self._insert(rows)

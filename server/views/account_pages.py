@@ -32,17 +32,17 @@ async def check_credentials(request: web.Request, username: str, password: str) 
     wait = limiter.retry_after(ip, username)
     if wait:
         raise TooManyRequests("too many failed sign-ins: wait and try again", retry_after=wait)
+    limiter.attempt(ip, username)
     async with request.app[keys.DATABASE].session() as db:
         user = await user_by_username(db, username)
         ok = await verify_password_async(user.password_hash if user else None, password)
         if ok and user is not None and user.active:
-            limiter.succeeded(username)
+            limiter.succeeded(ip, username)
             if needs_rehash(user.password_hash):
                 from server.auth.passwords import hash_password_async
 
                 user.password_hash = await hash_password_async(password)
             return user
-    limiter.failed(ip, username)
     return None
 
 

@@ -91,6 +91,9 @@ async def perform_checkin(request: web.Request, principal: Principal, *, value: 
     if wait:
         raise TooManyRequests("too many wrong check-in codes: wait and try again", retry_after=wait,
                               code="rate_limited")
+    # Counted as a guess before anything is awaited, so that concurrent requests cannot all pass the
+    # check above; taken back below when it was no guess.
+    limiter.hit(key)
     codes = request.app[keys.CHECKIN_CODES]
     try:
         if scan is not None:
@@ -102,9 +105,13 @@ async def perform_checkin(request: web.Request, principal: Principal, *, value: 
         else:
             hall, source = codes.read_token(value or "").hall, CheckinSource.QR
     except CheckinError as exc:
-        if exc.code in _GUESSES:
-            limiter.hit(key)
+        if exc.code not in _GUESSES:
+            limiter.unhit(key)
         raise _error(exc) from None
+    except BaseException:
+        limiter.unhit(key)
+        raise
+    limiter.unhit(key)
     async with request.app[keys.DATABASE].session() as db:
         return await store.check_in(db, principal, hall, source)
 

@@ -245,7 +245,7 @@ async def test_sigkill_mid_session_loses_no_acknowledged_join_and_a_restart_clos
 
         await server.start()
         rows = await _rows(database, session_id)
-        stops = [r for r in rows if r.kind == "stop"]
+        stops = [r for r in rows if r.kind == "server_stop"]
         assert len(stops) == 2 and {s.endpoint_id for s in stops} == {r.endpoint_id for r in rows if r.kind == "join"}
         for stop in stops:
             # At the last heartbeat: after the joins, at most one heartbeat interval (1 s here) before the kill.
@@ -264,6 +264,6 @@ async def test_sigkill_mid_session_loses_no_acknowledged_join_and_a_restart_clos
             await rejoined.close()
         server.stop()
         rows = await _rows(database, session_id)
-        assert sorted(r.kind for r in rows) == ["join", "join", "join", "leave", "stop", "stop"]
+        assert sorted(r.kind for r in rows) == ["join", "join", "join", "leave", "server_stop", "server_stop"]
     finally:
         server.stop()

@@ -46,6 +46,9 @@ def test_intersect(a: list[iv.Interval], b: list[iv.Interval], expected: list[iv
     ([("a", "join", 0), ("a", "join", 5), ("a", "end", 10)], None, [(0, 10)]),  # a second join keeps the first
     ([("a", "join", 0), ("a", "end", 10), ("b", "join", 10), ("b", "end", 20)], None, [(0, 20)]),  # reconnect
     ([("a", "join", 0), ("a", "end", 10), ("b", "join", 5), ("b", "end", 20)], None, [(0, 20)]),  # two tabs
+    # Closed the moment it joined (a server stopped before its next heartbeat): closed, never open to the end.
+    ([("a", "join", 10), ("a", "end", 10)], 1000, []),
+    ([("a", "end", 10), ("a", "join", 10)], 1000, []),
 ])
 def test_pair(events: list[tuple[str, str, float]], open_until: float | None, expected: list[iv.Interval]) -> None:
     assert iv.pair(events, open_until=open_until) == expected

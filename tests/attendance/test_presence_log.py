@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from server.app import create_app
+from server.attendance import intervals as iv
 from server.config import Settings
 from server.live import events as ev
 from server.live.bus import InMemoryEventBus
@@ -88,6 +89,9 @@ async def test_a_restart_closes_what_a_killed_server_left_open_at_its_last_heart
     await recorder._insert([{**_row(session_id, seed.member.id, "open", "join", start), "event_id": "j1"},
                             {**_row(session_id, seed.member.id, "done", "join", start), "event_id": "j2"},
                             {**_row(session_id, seed.member.id, "done", "leave", beat), "event_id": "l2"},
+                            # Joined after the last heartbeat: closed where it began, not left open.
+                            {**_row(session_id, seed.member.id, "late", "join", beat + timedelta(seconds=3)),
+                             "event_id": "j4"},
                             # Another node's endpoint is that node's to close.
                             {**_row(session_id, seed.member.id, "elsewhere", "join", start), "event_id": "j3",
                              "node": "relay-1"}])
@@ -95,8 +99,14 @@ async def test_a_restart_closes_what_a_killed_server_left_open_at_its_last_heart
         db.add(NodeHeartbeat(node="hub", at=beat))
     for _ in range(2):  # a second recovery adds nothing
         await PresenceRecorder(database, spool_dir=tmp_path).recover()
-    stops = [r for r in await _rows(database, session_id) if r.kind == "stop"]
-    assert [(r.endpoint_id, r.at, r.event_id) for r in stops] == [("open", beat, "stop:j1")]
+    rows = await _rows(database, session_id)
+    stops = sorted((r.endpoint_id, r.at, r.event_id) for r in rows if r.kind == "server_stop")
+    assert stops == [("late", beat + timedelta(seconds=3), "stop:j4"), ("open", beat, "stop:j1")]
+    # What the report makes of it: the open endpoint until the heartbeat, the late one nothing.
+    events = [(r.endpoint_id, "join" if r.kind == "join" else "end", r.at.timestamp()) for r in rows
+              if r.node == "hub"]
+    assert iv.pair(events, open_until=(beat + timedelta(hours=1)).timestamp()) == [
+        (start.timestamp(), beat.timestamp())]
 
 
 def _row(session_id: int, user_id: int, endpoint: str, kind: str, at: datetime) -> dict[str, Any]:

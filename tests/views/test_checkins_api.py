@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -345,10 +346,22 @@ async def test_marking_from_the_start_of_a_live_session(client: TestClient, seed
 
 async def test_changes_on_an_ended_session_refresh_its_records(client: TestClient, seed: Seed) -> None:
     session_id = await new_session(client, seed, [seed.point_a.id], action=SessionAction.END)
+    # Once ended, what was recorded counts: the operator may no longer change it ...
     operator = bearer(client.app, seed.operator)
-    marked = await client.post(f"/api/v1/sessions/{session_id}/checkins/manual", headers=operator,
-                               json={"username": "member-a", "from_start": True})
-    assert marked.status == 201
+    refused = await client.post(f"/api/v1/sessions/{session_id}/checkins/manual", headers=operator,
+                                json={"username": "member-a", "from_start": True, "reason": "late paper"})
+    assert (refused.status, error_code(await refused.json())) == (403, "ended_admin_only")
+    # ... an administrator corrects it, with a reason.
+    admin = bearer(client.app, seed.admin)
+    unexplained = await client.post(f"/api/v1/sessions/{session_id}/checkins/manual", headers=admin,
+                                    json={"username": "member-a", "from_start": True,
+                                          "bridge_point_id": seed.point_a.id})
+    assert (unexplained.status, error_code(await unexplained.json())) == (422, "validation_failed")
+    marked = await client.post(f"/api/v1/sessions/{session_id}/checkins/manual", headers=admin,
+                               json={"username": "member-a", "from_start": True, "bridge_point_id": seed.point_a.id,
+                                     "reason": "signed the paper list"})
+    assert marked.status == 201, await marked.text()
+    operator = admin
 
     async def record() -> AttendanceRecord | None:
         async with client.app[keys.DATABASE].session() as db:
@@ -357,7 +370,29 @@ async def test_changes_on_an_ended_session_refresh_its_records(client: TestClien
 
     kept = await record()
     assert kept is not None and kept.checked_in is True
-    removed = await client.delete(f"/api/v1/checkins/{(await marked.json())['id']}", headers=operator)
+    removed = await client.delete(f"/api/v1/checkins/{(await marked.json())['id']}", headers=operator,
+                                  json={"reason": "marked by mistake"})
     assert removed.status == 204
     kept = await record()
     assert kept is not None and kept.checked_in is False
+
+
+async def test_concurrent_wrong_codes_cannot_pass_the_limit_together(client: TestClient, seed: Seed) -> None:
+    session_id = await new_session(client, seed, [seed.point_a.id])
+    right = (await hall_code(client, seed, session_id))["code"]
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    results = await asyncio.gather(*(check_in(client, seed.member, wrong) for _ in range(40)))
+    statuses = sorted(status for status, _ in results)
+    # Every guess is counted before it is checked: at most the limit (10) are tried, the rest wait.
+    assert statuses.count(400) <= 10 and statuses.count(429) >= 30, statuses
+
+
+@pytest.mark.parametrize("value", ["c1.1.1.1.\u00e9", "c1.\u00b2.1.1.abc", "\u0661\u0662\u0663\u0664\u0665\u0666",
+                                   "\u00b9\u00b2\u00b3\u00b4\u00b5\u00b6", "c1.1.1.1." + "\u0000" * 5])
+async def test_codes_in_other_scripts_are_wrong_codes_not_errors(client: TestClient, seed: Seed, value: str) -> None:
+    await new_session(client, seed, [seed.point_a.id])
+    status, body = await check_in(client, seed.member, value)
+    # A wrong code, or refused by validation (control characters): a clear 4xx, never a 500.
+    assert (status, error_code(body)) in ((400, "wrong_code"), (422, "validation_failed"))
+    page = await client.get("/checkin", params={"t": value}, headers=bearer(client.app, seed.member))
+    assert page.status < 500
