@@ -67,15 +67,15 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     # record before anyone is told), then the rooms.
     grants = FloorGrantStore(database).subscribe(bus)
     # Attendance: every join, leave and drop is on record before the client is welcomed.
-    presence = PresenceRecorder(database, node=settings.attendance.node_name, spool_dir=settings.data_dir,
-                                write_timeout=settings.attendance.write_timeout_seconds,
-                                queue_limit=settings.attendance.queue_limit,
-                                heartbeat_seconds=settings.attendance.heartbeat_seconds)
-    await presence.start()
-    app[keys.PRESENCE] = presence
     rule = rule_from_settings(settings.attendance)
     app[keys.CREDIT_RULE] = rule
     records = RecordKeeper(database, rule)
+    presence = PresenceRecorder(database, node=settings.attendance.node_name, spool_dir=settings.data_dir,
+                                write_timeout=settings.attendance.write_timeout_seconds,
+                                queue_limit=settings.attendance.queue_limit,
+                                heartbeat_seconds=settings.attendance.heartbeat_seconds, on_late=records.refresh)
+    await presence.start()
+    app[keys.PRESENCE] = presence
     subscriptions = [grants, presence.subscribe(bus), records.subscribe(bus)]
     registry = LiveRegistry(DatabaseLiveStore(database), bus, IceConfig.from_settings(settings.ice),
                             grace_seconds=settings.live.reconnect_grace_seconds)

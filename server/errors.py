@@ -60,6 +60,17 @@ class TooManyRequests(AppError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(AppError):
+    """Not now, through no fault of the request: try again after ``retry_after`` seconds."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 class ValidationFailed(AppError):
     """Input failed validation; ``errors`` lists each field's problem."""
 

@@ -75,14 +75,21 @@ class Delivery:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def settled(self) -> None:
-        """Wait for all of it; a failure is logged, never raised (the subscriber owns its retries)."""
+    async def settled(self) -> bool:
+        """Wait for all of it; False if any of it failed (logged, not raised).
+
+        A publisher that promised something on the strength of it (a join
+        on record before the welcome) must not make the promise then.
+        """
         pending, self._pending = self._pending, []
+        ok = True
         for awaitable in pending:
             try:
                 await awaitable
             except Exception:
+                ok = False
                 log.exception("an event subscriber's queued work failed")
+        return ok
 
 
 @dataclass(eq=False)

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+# The server cannot take the connection now (RFC 6455 1013): the client retries.
+CLOSE_TRY_AGAIN = 1013
 CLOSE_SIGNED_OUT = 4001
 CLOSE_REMOVED = 4003
 

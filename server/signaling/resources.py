@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from server.auth.principal import Principal
+from server.live.errors import LiveError
 from server.live.events import LiveRole
 from server.live.permissions import PermissionDenied
 from server.live.roles import live_role
@@ -66,9 +67,11 @@ async def open_resource(room: LiveRoom, principal: Principal, pc: str, sdp: str)
         # Into the roster first: a refusal (removed, role_conflict) leaves nothing half-made.
         participant, events = room.session.join(connection_id, kind, principal)
         delivery = await room.commit(events)
-    # On record (attendance) before the resource is answered.
-    await delivery.settled()
     try:
+        # On record (attendance) before the resource is answered; inside the try, so that a
+        # failure or a cancellation here takes the join back.
+        if not await delivery.settled():
+            raise LiveError("try_again", "the join could not be recorded: try again")
         if pc == "publish":
             answer = await room.media.publish(participant.key, sdp)
         else:

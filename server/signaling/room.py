@@ -39,6 +39,7 @@ from server.signaling.connections import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     CLOSE_SIGNED_OUT,
+    CLOSE_TRY_AGAIN,
     Connection,
     HeldConnection,
     Member,
@@ -168,7 +169,12 @@ class LiveRoom:
                 for question in self.session.questions:
                     await held.send(outgoing.question_message(question))
         # Outside the lock, so that a storm of joins commits in groups, not one by one.
-        await delivery.settled()
+        if not await delivery.settled():
+            # Not on record anywhere (the database away and the local spool failing): no welcome.
+            await self.disconnect(held, dropped=False)
+            await connection.send(messages.error("try_again", "the join could not be recorded: try again"))
+            await connection.close(CLOSE_TRY_AGAIN, "try again")
+            return
         await held.release()
 
     async def disconnect(self, connection: Connection, *, dropped: bool = True) -> None:

@@ -449,6 +449,15 @@ class RecordKeeper:
             log.exception("attendance: the records of session %s could not be written", session_id)
             return 0
 
+    async def refresh(self, session_ids: set[int]) -> None:
+        """Rows reached the database late (a replayed spool, a recovery): ended sessions among
+        ``session_ids`` are computed again; others will be at their end."""
+        for session_id in sorted(session_ids):
+            try:
+                await refresh_records(self.database, session_id, self.rule)
+            except Exception:
+                log.exception("attendance: the records of session %s could not be refreshed", session_id)
+
     async def drain(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 

@@ -37,12 +37,13 @@ import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, exists, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import aliased
 
 from server.live import events as ev
@@ -55,6 +56,8 @@ from server.storage.models import NodeHeartbeat, PresenceEvent, utcnow
 log = logging.getLogger(__name__)
 
 SPOOL_NAME = "presence-spool.jsonl"
+# Rows the database refused for what they hold (kept for a person to look at, never retried).
+REJECTED_NAME = "presence-rejected.jsonl"
 # Rows per transaction: large enough for a storm, small enough to keep a transaction short.
 BATCH = 1000
 # Pause between attempts while the database is down: doubling up to the last.
@@ -81,7 +84,8 @@ class PresenceRecorder:
 
     def __init__(self, database: Database, *, node: str = "hub", spool_dir: Path | None = None,
                  write_timeout: float = 2.0, queue_limit: int = 100000, heartbeat_seconds: float = 5.0,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 on_late: Callable[[set[int]], Awaitable[None]] | None = None) -> None:
         self.database = database
         self.node = node
         self.spool_path = (spool_dir or Path(".")) / SPOOL_NAME
@@ -99,6 +103,11 @@ class PresenceRecorder:
         # The writer's own connection: it never queues for the pool behind request handlers.
         self._engine: AsyncEngine | None = None
         self._engine_url = ""
+        # Rows that reached the database after the fact (a replayed spool, a recovery): the sessions
+        # they belong to are handed to ``on_late`` (ended sessions' records are computed again).
+        self._on_late = on_late
+        self._replay: asyncio.Task[None] | None = None
+        self.rejected = 0
         self.handle = dispatcher({ev.EndpointJoined: self._record, ev.EndpointLeft: self._record,
                                   ev.EndpointDropped: self._record})
         # Figures for operations (and tests): rows written, rows spooled, failed attempts.
@@ -126,6 +135,11 @@ class PresenceRecorder:
     async def start(self) -> None:
         """Recover what an earlier run left, then write from the queue and beat the heart."""
         await self.recover()
+        try:
+            # At once: from now on, a second process of the same name sees this one running.
+            await asyncio.wait_for(self._beat(), ATTEMPT_TIMEOUT)
+        except Exception:
+            log.warning("presence: the first heartbeat could not be written")
         self._tasks = [asyncio.create_task(self._writer(), name="presence-writer"),
                        asyncio.create_task(self._heartbeat(), name="presence-heartbeat")]
 
@@ -139,9 +153,9 @@ class PresenceRecorder:
                 await asyncio.wait_for(asyncio.shield(writer), timeout)
             except (TimeoutError, asyncio.TimeoutError):
                 pass
-        for task in self._tasks:
+        for task in [*self._tasks, *([self._replay] if self._replay else [])]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *([self._replay] if self._replay else []), return_exceptions=True)
         for ack in list(self._acks):
             ack.cancel()
         await asyncio.gather(*self._acks, return_exceptions=True)
@@ -152,17 +166,34 @@ class PresenceRecorder:
                     future.set_result(None)
             self._queue.clear()
         else:
+            # Everything is written and every endpoint has left: nothing for a restart to close,
+            # and no heartbeat for it to wait out.
             try:
-                await asyncio.wait_for(self._beat(), timeout)
+                await asyncio.wait_for(self._forget_beat(), timeout)
             except Exception:
-                log.warning("presence: could not write the last heartbeat")
+                log.warning("presence: could not clear the heartbeat")
         await self.close_engine()
 
     async def recover(self) -> None:
-        """Replay the spool, then close this node's intervals left open by a run that did not stop."""
+        """Replay the spool, then close this node's intervals left open by a run that did not stop.
+
+        A heartbeat younger than two intervals may be another process of the same node name still
+        running: it is waited out, and if it moves meanwhile this process refuses to start rather
+        than close that one's endpoints.
+        """
         await self._replay_spool()
+        beat = await self._read_beat()
+        if beat is not None:
+            fresh_until = beat + timedelta(seconds=2 * self.heartbeat_seconds)
+            wait = (fresh_until - self._clock()).total_seconds()
+            if wait > 0:
+                log.info("presence: the last heartbeat of %s is %.1f s old; waiting it out", self.node,
+                         2 * self.heartbeat_seconds - wait)
+                await asyncio.sleep(wait)
+                if await self._read_beat() != beat:
+                    raise RuntimeError(f"another server process named {self.node!r} is running (its heartbeat "
+                                       "moved): give each process its own [attendance] node_name")
         async with self.database.session() as db:
-            beat = await db.get(NodeHeartbeat, self.node)
             end = aliased(PresenceEvent)
             closed = exists().where(and_(end.node == PresenceEvent.node, end.endpoint_id == PresenceEvent.endpoint_id,
                                          end.session_id == PresenceEvent.session_id, end.kind != "join"))
@@ -172,14 +203,22 @@ class PresenceRecorder:
             return
         rows = []
         for join in open_joins:
-            at = max(beat.at, join.at) if beat is not None else join.at
+            at = max(beat, join.at) if beat is not None else join.at
             rows.append({"event_id": f"stop:{join.event_id}"[:40], "session_id": join.session_id, "at": at,
                          "kind": "server_stop", "endpoint_id": join.endpoint_id, "endpoint_kind": join.endpoint_kind,
                          "participant_key": join.participant_key, "role": join.role, "user_id": join.user_id,
                          "bridge_point_id": join.bridge_point_id, "node": self.node})
-        await self._insert(rows)
+        await self._insert_checked(rows)
         log.warning("presence: closed %d interval(s) left open by a server that stopped at %s",
-                    len(rows), beat.at.isoformat() if beat else "an unknown time")
+                    len(rows), beat.isoformat() if beat else "an unknown time")
+        await self._late({row["session_id"] for row in rows})
+
+    async def _late(self, session_ids: set[int]) -> None:
+        if self._on_late is not None and session_ids:
+            try:
+                await self._on_late(session_ids)
+            except Exception:
+                log.exception("presence: could not refresh the records of sessions %s", sorted(session_ids))
 
     # the subscriber --------------------------------------------------------------------------
 
@@ -221,7 +260,7 @@ class PresenceRecorder:
                 continue
             batch = [self._queue[i] for i in range(min(BATCH, len(self._queue)))]
             try:
-                await asyncio.wait_for(self._insert([row for row, _, _ in batch]), ATTEMPT_TIMEOUT)
+                await asyncio.wait_for(self._insert_checked([row for row, _, _ in batch]), ATTEMPT_TIMEOUT)
             except Exception as exc:
                 self.failures += 1
                 if self.database_ok:
@@ -242,20 +281,34 @@ class PresenceRecorder:
                 log.warning("presence: the database is back; writing what waited")
                 self.database_ok = True
                 failures = 0
-            if self._spool_waiting():
-                try:
-                    await asyncio.wait_for(self._replay_spool(), ATTEMPT_TIMEOUT * 4)
-                except Exception:
-                    self.failures += 1
-                    log.warning("presence: the spool could not be replayed yet; retrying", exc_info=True)
+            if self._spool_waiting() and (self._replay is None or self._replay.done()):
+                # In a task of its own: new joins keep being written (and welcomed) meanwhile.
+                self._replay = asyncio.create_task(self._replay_in_background(), name="presence-replay")
+
+    async def _replay_in_background(self) -> None:
+        try:
+            await asyncio.wait_for(self._replay_spool(), ATTEMPT_TIMEOUT * 4)
+        except Exception:
+            self.failures += 1
+            log.warning("presence: the spool could not be replayed yet; retrying", exc_info=True)
 
     async def _heartbeat(self) -> None:
         while True:
+            await asyncio.sleep(self.heartbeat_seconds)
             try:
                 await asyncio.wait_for(self._beat(), ATTEMPT_TIMEOUT)
             except Exception:
                 log.debug("presence: heartbeat not written", exc_info=True)
-            await asyncio.sleep(self.heartbeat_seconds)
+
+    async def _read_beat(self) -> datetime | None:
+        async with self.database.session() as db:
+            beat = await db.get(NodeHeartbeat, self.node)
+            return beat.at if beat is not None else None
+
+    async def _forget_beat(self) -> None:
+        table = NodeHeartbeat.__table__
+        async with self._writer_engine().begin() as connection:
+            await connection.execute(table.delete().where(table.c.node == self.node))
 
     async def _beat(self) -> None:
         at = self._clock()
@@ -293,6 +346,30 @@ class PresenceRecorder:
         async with engine.begin() as connection:
             await connection.execute(statement, rows)
 
+    async def _insert_checked(self, rows: list[dict[str, Any]]) -> None:
+        """``_insert``, but a row the database refuses for what it holds (a foreign key gone, a value
+        out of range) is set aside in a file of its own and logged, never retried for ever: one bad
+        row must not stop every other row behind it."""
+        try:
+            await self._insert(rows)
+            return
+        except (IntegrityError, DataError):
+            if len(rows) == 1:
+                await self._reject(rows[0])
+                return
+        for row in rows:
+            try:
+                await self._insert([row])
+            except (IntegrityError, DataError):
+                await self._reject(row)
+
+    async def _reject(self, row: dict[str, Any]) -> None:
+        self.rejected += 1
+        log.error("presence: the database refused row %s (session %s, %s); kept in %s", row.get("event_id"),
+                  row.get("session_id"), row.get("kind"), REJECTED_NAME)
+        line = json.dumps({**row, "at": row["at"].isoformat()}) + "\n"
+        await asyncio.to_thread(_append_synced, self.spool_path.with_name(REJECTED_NAME), line)
+
     # the spool -----------------------------------------------------------------------------------
 
     async def _spool(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -317,12 +394,13 @@ class PresenceRecorder:
         while self._spool_waiting():
             async with self._spool_lock:
                 if not replaying.exists():
-                    self.spool_path.rename(replaying)
+                    await asyncio.to_thread(self.spool_path.rename, replaying)
             await self._replay_file(replaying)
 
     async def _replay_file(self, replaying: Path) -> None:
+        text = await asyncio.to_thread(replaying.read_text, encoding="utf-8")
         rows = []
-        for line in replaying.read_text(encoding="utf-8").splitlines():
+        for line in text.splitlines():
             try:
                 row = json.loads(line)
                 row["at"] = datetime.fromisoformat(row["at"])
@@ -331,9 +409,10 @@ class PresenceRecorder:
                 # A line cut by a crash mid-write was never acknowledged.
                 log.warning("presence: skipped a spool line that is not a whole row")
         for start in range(0, len(rows), BATCH):
-            await self._insert(rows[start:start + BATCH])
-        replaying.unlink()
+            await self._insert_checked(rows[start:start + BATCH])
+        await asyncio.to_thread(replaying.unlink)
         log.info("presence: replayed %d spooled row(s)", len(rows))
+        await self._late({row["session_id"] for row in rows if "session_id" in row})
 
 
 def _append_synced(path: Path, text: str) -> None:

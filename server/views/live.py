@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from server import keys
 from server.auth.principal import Principal
 from server.auth.roles import Role
-from server.errors import AppError, Conflict, Forbidden, NotFound, UnsupportedMediaType
+from server.errors import AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, UnsupportedMediaType
 from server.live.errors import LiveError
 from server.live.events import LiveRole
 from server.live.lifecycle import SessionStatus
@@ -221,6 +221,8 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
     except PermissionDenied as exc:
         raise Forbidden(exc.message) from None
     except LiveError as exc:
+        if exc.code == "try_again":
+            raise ServiceUnavailable(exc.message, code=exc.code) from None
         error_class = {"removed": Forbidden, "session_closed": Conflict, "role_conflict": Conflict}.get(exc.code,
                                                                                                        AppError)
         raise error_class(exc.message, code=exc.code) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import socket
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from aiohttp.typedefs import Handler
 from sqlalchemy import exc as sa_exc
 
 from server import keys
-from server.errors import AppError, Forbidden, TooManyRequests, Unauthorized
+from server.errors import AppError, Forbidden, Unauthorized
 from server.views.auth import CSRF_COOKIE, apply_cookies, authenticate, is_api
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,25 @@ def _error_response(request: web.Request, status: int, code: str, message: str, 
 DATABASE_RETRY_AFTER = 5
 
 
+# What SQLite says when the file cannot be used now (another process holds it, the disk went away),
+# as opposed to a bug in a query ("no such table", a syntax error), which stays a 500 with its traceback.
+_SQLITE_AWAY = ("database is locked", "unable to open database", "disk i/o error", "database or disk is full")
+
+
 def _database_unavailable(exc: BaseException) -> bool:
     """A failure to reach the database, as opposed to a bug in a query."""
-    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
+            return True
+        if isinstance(exc, sa_exc.OperationalError):
+            text = str(exc.orig).lower()
+            return any(marker in text for marker in _SQLITE_AWAY) or isinstance(
+                exc.orig, (ConnectionError, TimeoutError, socket.gaierror))
+        return False
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool: every connection busy or gone
         return True
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (ConnectionError, TimeoutError)) or (
-        isinstance(exc, OSError) and exc.errno is not None)
+    # Connecting failed (asyncpg raises these before SQLAlchemy wraps anything).
+    return isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror))
 
 
 @web.middleware
@@ -69,7 +81,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except AppError as exc:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
         if isinstance(exc, Unauthorized) and is_api(request):
             headers = {"WWW-Authenticate": 'Bearer realm="bridgecast"'}
         response = _error_response(request, exc.status, exc.code, exc.message, exc.details, headers)

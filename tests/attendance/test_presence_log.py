@@ -222,3 +222,43 @@ async def test_a_member_watching_on_a_whep_player_and_a_tab_is_one_person_credit
         await player.close()
         await tab.close()
         await console.close()
+
+
+async def test_a_second_process_with_the_same_node_name_refuses_to_start(
+        seeded: tuple[Database, Seed, int], tmp_path: Path) -> None:
+    database, seed, session_id = seeded
+    running = PresenceRecorder(database, spool_dir=tmp_path / "a", heartbeat_seconds=0.2)
+    bus = InMemoryEventBus()
+    running.subscribe(bus)
+    await running.start()
+    await (await bus.publish([_joined(session_id, seed.member.id, "still-here")])).settled()
+    began = time.monotonic()
+    with pytest.raises(RuntimeError, match="node_name"):
+        await PresenceRecorder(database, spool_dir=tmp_path / "b", heartbeat_seconds=0.2).recover()
+    assert time.monotonic() - began < 2
+    # The running process's endpoint was not closed by the one that refused.
+    assert [r.kind for r in await _rows(database, session_id)] == ["join"]
+    await running.stop()
+    # Stopped cleanly: its heartbeat is gone, and the next start does not wait.
+    began = time.monotonic()
+    await PresenceRecorder(database, spool_dir=tmp_path / "b", heartbeat_seconds=5).recover()
+    assert time.monotonic() - began < 2
+
+
+async def test_a_row_the_database_refuses_is_set_aside_and_the_others_are_written(
+        seeded: tuple[Database, Seed, int], tmp_path: Path) -> None:
+    database, seed, session_id = seeded
+    recorder = PresenceRecorder(database, spool_dir=tmp_path)
+    bus = InMemoryEventBus()
+    recorder.subscribe(bus)
+    await recorder.start()
+    good = [_joined(session_id, seed.member.id, f"tab-{i}") for i in range(2)]
+    # A session that does not exist (its foreign key fails): one bad row among good ones.
+    bad = _joined(session_id + 1000, seed.member.id, "nowhere")
+    delivery = await bus.publish([good[0], bad, good[1]])
+    assert await delivery.settled()
+    await wait_until(lambda: recorder.queued == 0, timeout=10)
+    assert recorder.database_ok and recorder.rejected == 1
+    assert sorted(r.event_id for r in await _rows(database)) == sorted(e.id for e in good)
+    assert bad.id in (tmp_path / "presence-rejected.jsonl").read_text()
+    await recorder.stop()

@@ -393,3 +393,24 @@ async def test_a_peer_connection_closing_by_itself_during_a_disconnect_leaves_no
     assert "endpoint_dropped" in harness.kinds()
     await wait_until(lambda: host.last("roll_call") is not None
                      and {p["point_id"]: p["state"] for p in host.last("roll_call")["points"]}[HP] == "reconnecting")
+
+
+async def test_a_join_that_could_not_be_recorded_gets_no_welcome_and_leaves(harness: Harness) -> None:
+    host = await harness.join("s", SPEAKER)
+    failing = asyncio.get_running_loop().create_future()
+    failing.set_exception(OSError("no space left on device"))
+
+    async def unrecordable(event: ev.Event) -> Any:
+        # Like attendance when the database is away and its spool cannot be written.
+        return failing if isinstance(event, ev.EndpointJoined) else None
+
+    harness.bus.subscribe(unrecordable, name="unrecordable")
+    hall = FakeConnection("h")
+    await harness.send(hall, HALL_HP, "join")
+    assert [m["type"] for m in hall.received] == ["error"] and hall.received[0]["code"] == "try_again"
+    assert hall.closed is not None and hall.closed[0] == 1013
+    # Taken back: nobody sees a ghost hall, and the endpoint's join is followed by its leave.
+    assert harness.room.session.participant_of("h") is None
+    assert [e.kind for e in harness.events if getattr(e, "endpoint_id", None) == "h"] == [
+        "endpoint_joined", "endpoint_left"]
+    assert host.last("error") is None
