@@ -208,8 +208,10 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
     from server.i18n import Catalogues
     from server.storage.attendance import rule_from_settings, session_report
 
-    if args.format == "xlsx" and not args.out:
-        print("bridgecast: --format xlsx needs --out FILE (a workbook is not written to a terminal)", file=sys.stderr)
+    if args.format == "xlsx" and not args.out and sys.stdout.isatty():
+        # Piped or redirected, the workbook goes to standard output like the CSV; never onto a terminal.
+        print("bridgecast: --format xlsx needs --out FILE or a pipe (a workbook is not written to a terminal)",
+              file=sys.stderr)
         return 2
     _ = Catalogues().translator(args.lang or settings.i18n.default_locale)
     rule = rule_from_settings(settings.attendance)

@@ -168,12 +168,28 @@ def test_report_csv_to_stdout(report_dir: tuple[Path, int]) -> None:
     assert any("80%" in r[0] for r in rows[11:] if r)
 
 
-def test_report_xlsx_needs_a_file(report_dir: tuple[Path, int], tmp_path: Path) -> None:
+def test_report_xlsx_goes_to_a_file_or_a_pipe_never_a_terminal(report_dir: tuple[Path, int], tmp_path: Path) -> None:
+    import io
+    import pty
+
     import openpyxl
 
     data_dir, session_id = report_dir
-    refused = bridgecast(data_dir, "report", str(session_id), "--format", "xlsx")
-    assert refused.returncode == 2 and "--out" in refused.stderr
+    env = {key: value for key, value in os.environ.items() if not key.startswith("BRIDGECAST_")}
+    env["BRIDGECAST_DATA_DIR"] = str(data_dir)
+    command = [sys.executable, "-m", "server", "report", str(session_id), "--format", "xlsx"]
+    # Onto a terminal: refused, with the way out.
+    terminal, other_end = pty.openpty()
+    try:
+        refused = subprocess.run(command, stdout=other_end, stderr=subprocess.PIPE, env=env, timeout=120, check=False)
+    finally:
+        os.close(terminal)
+        os.close(other_end)
+    assert refused.returncode == 2 and b"--out" in refused.stderr
+    # Into a pipe: the workbook itself.
+    piped = subprocess.run(command, capture_output=True, env=env, timeout=120, check=False)
+    assert piped.returncode == 0, piped.stderr
+    assert openpyxl.load_workbook(io.BytesIO(piped.stdout)).worksheets[0].max_row == 11
     out = tmp_path / "report.xlsx"
     written = bridgecast(data_dir, "report", str(session_id), "--format", "xlsx", "--out", str(out))
     assert written.returncode == 0, written.stderr

@@ -89,8 +89,11 @@ def correction_text(correction: Mapping[str, Any] | None, _: Gettext) -> str:
              at=correction.get("at", ""), what=what, reason=correction.get("reason", ""))
 
 
-def member_cells(row: Mapping[str, Any], _: Gettext) -> list[Any]:
-    """One member's row, in MEMBER_COLUMNS order, with texts translated and neutralised."""
+def member_cells(row: Mapping[str, Any], _: Gettext,
+                 neutral: Callable[[Any], Any] | None = None) -> list[Any]:
+    """One member's row, in MEMBER_COLUMNS order, with texts translated and neutralised (``neutral``:
+    how; by default the apostrophe of CSV)."""
+    neutral = neutral or neutralise
     cells: list[Any] = []
     for column in MEMBER_COLUMNS:
         value = row.get(column.key)
@@ -100,7 +103,7 @@ def member_cells(row: Mapping[str, Any], _: Gettext) -> list[Any]:
             value = _("Yes") if value else _("No")
         elif column.key == "correction":
             value = correction_text(value, _)
-        cells.append(neutralise(value if value is not None else ""))
+        cells.append(neutral(value if value is not None else ""))
     return cells
 
 
@@ -151,8 +154,16 @@ def xlsx_bytes(rows: Iterable[Mapping[str, Any]], _: Gettext, *, title: str, hea
         cell.font, cell.fill, cell.alignment = bold, fill, wrap
         header.append(cell)
     sheet.append(header)
+    def as_text(value: Any) -> Any:
+        # In a workbook a cell can say it is text: a name beginning with "=" shows as typed, no apostrophe.
+        if isinstance(value, str) and value.startswith(_FORMULA_START):
+            cell = WriteOnlyCell(sheet, value=value)
+            cell.data_type = "s"
+            return cell
+        return value
+
     for row in rows:
-        sheet.append(member_cells(row, _))
+        sheet.append(member_cells(row, _, as_text))
 
     rules = book.create_sheet(RULE_SHEET)
     rules.column_dimensions["A"].width = 110

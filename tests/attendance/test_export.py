@@ -87,7 +87,9 @@ def test_xlsx_header_frozen_widths_rule_sheet_and_every_row(tmp_path: Path) -> N
     assert sheet.freeze_panes == "C2"
     assert sheet.column_dimensions["B"].width == 28 and sheet.column_dimensions["N"].width == 48
     assert sheet.max_row == 10_001
-    assert sheet["A2"].value == "hv-00000" and sheet["B2"].value == "'=Học viên 0"
+    # A text cell, shown as typed: never a formula, no apostrophe in the way.
+    assert sheet["A2"].value == "hv-00000" and sheet["B2"].value == "=Học viên 0"
+    assert sheet["B2"].data_type == "s"
     assert sheet["E2"].value == 3000 and isinstance(sheet["E2"].value, int)
     rule = [r[0] for r in book[export.RULE_SHEET].iter_rows(values_only=True)]
     assert rule[0] == "Quy tắc tính"
