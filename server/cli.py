@@ -224,7 +224,8 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
         if args.format == "csv":
             body = export.csv_bytes(rows, _, heading=heading, rule=rule)
         else:
-            body = export.xlsx_bytes(rows, _, title=_("Attendance"), heading=heading, rule=rule)
+            body = export.xlsx_bytes(rows, _, title=_("Attendance"), heading=heading, rule=rule,
+                                     points=[p.api() for p in report.points])
         if args.out:
             try:
                 Path(args.out).write_bytes(body)

@@ -194,7 +194,7 @@ def test_report_xlsx_goes_to_a_file_or_a_pipe_never_a_terminal(report_dir: tuple
     written = bridgecast(data_dir, "report", str(session_id), "--format", "xlsx", "--out", str(out))
     assert written.returncode == 0, written.stderr
     book = openpyxl.load_workbook(out)
-    assert book.worksheets[0].max_row == 11 and book.sheetnames[1] == "Quy tắc - Rule"
+    assert book.worksheets[0].max_row == 11 and book.sheetnames[1:] == ["Điểm cầu - Points", "Quy tắc - Rule"]
     assert book.worksheets[0]["A1"].value == "Tên đăng nhập"
 
 

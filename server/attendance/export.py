@@ -53,6 +53,20 @@ MEMBER_COLUMNS = (
 
 STATUS_LABELS = {"attended": "Attended", "partial": "Partial", "absent": "Absent"}
 
+# The per-point summary of a session: one row per invited bridge point.
+POINT_COLUMNS = (
+    Column("name", "Bridge point", 30),
+    Column("unit", "Unit", 24),
+    Column("expected", "Expected", 11),
+    Column("checked_in", "Checked in", 13),
+    Column("attended", "Attended", 11),
+    Column("partial", "Partial", 11),
+    Column("absent", "Absent", 11),
+    Column("attended_percent", "Attended %", 13),
+    Column("connected_minutes", "Hall connected (min)", 16),
+    Column("talk_minutes", "Talk time (min)", 14),
+)
+POINTS_SHEET = "Điểm cầu - Points"
 RULE_SHEET = "Quy tắc - Rule"  # a sheet title may not hold "/": the nearest to "Quy tắc / Rule"
 
 
@@ -129,7 +143,7 @@ def csv_bytes(rows: Iterable[Mapping[str, Any]], _: Gettext, *, heading: Sequenc
 
 
 def xlsx_bytes(rows: Iterable[Mapping[str, Any]], _: Gettext, *, title: str, heading: Sequence[str] = (),
-               rule: CreditRule | None = None) -> bytes:
+               rule: CreditRule | None = None, points: Sequence[Mapping[str, Any]] = ()) -> bytes:
     """The member table as an XLSX workbook: a frozen header row, set widths, the rule on a second sheet.
 
     Written in openpyxl's write-only mode: 10,000 rows stream out without a
@@ -164,6 +178,23 @@ def xlsx_bytes(rows: Iterable[Mapping[str, Any]], _: Gettext, *, title: str, hea
 
     for row in rows:
         sheet.append(member_cells(row, _, as_text))
+
+    if points:
+        # Per bridge point (a province's hall): the figures a province is judged by.
+        summary = book.create_sheet(POINTS_SHEET)
+        summary.freeze_panes = "B2"
+        for index, column in enumerate(POINT_COLUMNS, start=1):
+            summary.column_dimensions[get_column_letter(index)].width = column.width
+        top = []
+        for column in POINT_COLUMNS:
+            cell = WriteOnlyCell(summary, value=_(column.label))
+            cell.font, cell.fill, cell.alignment = bold, fill, wrap
+            top.append(cell)
+        summary.append(top)
+        for point in points:
+            values = {**point, "connected_minutes": round(point.get("connected_seconds", 0) / 60),
+                      "talk_minutes": round(point.get("talk_seconds", 0) / 60)}
+            summary.append([as_text(values.get(column.key, "")) for column in POINT_COLUMNS])
 
     rules = book.create_sheet(RULE_SHEET)
     rules.column_dimensions["A"].width = 110

@@ -175,7 +175,8 @@ def session_export(report: Any, session: Session, fmt: str, _: export.Gettext, z
     if fmt == "csv":
         body = export.csv_bytes(rows, _, heading=heading, rule=report.rule)
         return body, CSV_TYPE, export.file_names(report, session.scheduled_start, zone, "csv")
-    body = export.xlsx_bytes(rows, _, title=_("Attendance"), heading=heading, rule=report.rule)
+    body = export.xlsx_bytes(rows, _, title=_("Attendance"), heading=heading, rule=report.rule,
+                             points=[p.api() for p in report.points])
     return body, XLSX_TYPE, export.file_names(report, session.scheduled_start, zone, "xlsx")
 
 

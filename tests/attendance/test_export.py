@@ -104,3 +104,16 @@ def test_xlsx_header_frozen_widths_rule_sheet_and_every_row(tmp_path: Path) -> N
 def test_file_name_parts(text: str, plain: str, full: str) -> None:
     assert export.ascii_name(text) == plain
     assert export.unicode_name(text) == full
+
+
+def test_the_workbook_has_a_sheet_per_bridge_point_summary() -> None:
+    import openpyxl
+
+    points = [{"name": "Điểm cầu Hải Phòng", "unit": "Hải Phòng", "expected": 20, "checked_in": 12, "attended": 10,
+               "partial": 3, "absent": 7, "attended_percent": 50.0, "connected_seconds": 3540, "talk_seconds": 130}]
+    body = export.xlsx_bytes([], VI, title="Điểm danh", rule=CreditRule(), points=points)
+    book = openpyxl.load_workbook(io.BytesIO(body))
+    assert book.sheetnames == ["Điểm danh", export.POINTS_SHEET, export.RULE_SHEET]
+    sheet = book[export.POINTS_SHEET]
+    assert [c.value for c in sheet[1]] == [VI(c.label) for c in export.POINT_COLUMNS]
+    assert [c.value for c in sheet[2]] == ["Điểm cầu Hải Phòng", "Hải Phòng", 20, 12, 10, 3, 7, 50, 59, 2]
