@@ -59,6 +59,7 @@ bench: $(VENV)/.deps-test
 	$(PY) -m bench.signaling $(SIGNALING_ARGS)
 	$(PY) -m bench.layers
 	$(PY) -m bench.layer_policy
+	$(PY) -m bench.attendance
 
 test-fast: $(VENV)/.deps-test
 	$(PY) -m pytest -m "not e2e"
