@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -83,7 +84,10 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     yield
     await registry.close()
     await presence.stop()
-    await records.drain()
+    try:
+        await asyncio.wait_for(records.drain(), 10)
+    except (TimeoutError, asyncio.TimeoutError):
+        log.warning("attendance: records still being written at shutdown; they are computed again when needed")
     for subscription in subscriptions:
         subscription.cancel()
 

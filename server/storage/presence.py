@@ -326,10 +326,13 @@ class PresenceRecorder:
             self._engine_url = self.database.url
         return self._engine
 
-    async def close_engine(self) -> None:
+    async def close_engine(self, timeout: float = 5.0) -> None:
         if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
+            engine, self._engine = self._engine, None
+            try:
+                await asyncio.wait_for(engine.dispose(), timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                log.warning("presence: the writer's connection did not close within %.0f s", timeout)
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         """Insert rows in one transaction, skipping those already stored (same event id)."""

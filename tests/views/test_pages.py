@@ -16,7 +16,7 @@ from server.config import Settings
 from server.storage import sessions as session_store
 from server.storage.models import Session
 from server.storage.users import user_by_username
-from tests.conftest import TEST_PASSWORD, Seed, csrf_of, login
+from tests.conftest import TEST_PASSWORD, Seed, csrf_of, login, make_settings
 
 
 class _Elements(HTMLParser):
@@ -213,7 +213,9 @@ async def test_pages_carry_security_headers(client: TestClient, seed: Seed) -> N
 async def test_password_change_revokes_other_sessions_but_keeps_this_one(
         aiohttp_client: Any, app: web.Application, settings: Settings, seed: Seed) -> None:
     here = await aiohttp_client(app)
-    elsewhere = await aiohttp_client(create_app(settings))  # another browser, same database
+    # Another browser on another server process of the same database (each process is its own node).
+    elsewhere = await aiohttp_client(create_app(make_settings(settings.data_dir,
+                                                              attendance={"node_name": "hub-2"})))
     csrf = await login(here, "member-a")
     await login(elsewhere, "member-a")
     response = await here.post("/account/password", data={"current_password": TEST_PASSWORD,
