@@ -15,7 +15,11 @@ from server.auth.ratelimit import LoginLimiter, SlidingWindowLimiter
 from server.config import Settings, ensure_jwt_secret
 from server.i18n import Catalogues
 from server.storage.db import Database
+from server.media.feed import ProgramFeed
 from server.media.peer import IceConfig
+from server.recording.jobs import Mp4Jobs
+from server.recording.retention import Retention
+from server.recording.service import Archive
 from server.signaling.registry import LiveRegistry
 from server.live.bus import InMemoryEventBus
 from server.storage.attendance import RecordKeeper, rule_from_settings
@@ -71,18 +75,32 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     rule = rule_from_settings(settings.attendance)
     app[keys.CREDIT_RULE] = rule
     records = RecordKeeper(database, rule)
+    app[keys.RECORDS] = records
     presence = PresenceRecorder(database, node=settings.attendance.node_name, spool_dir=settings.data_dir,
                                 write_timeout=settings.attendance.write_timeout_seconds,
                                 queue_limit=settings.attendance.queue_limit,
                                 heartbeat_seconds=settings.attendance.heartbeat_seconds, on_late=records.refresh)
     await presence.start()
     app[keys.PRESENCE] = presence
-    subscriptions = [grants, presence.subscribe(bus), records.subscribe(bus)]
+    # The archive records every live session's program feed; the MP4 copies follow one at a time.
+    jobs = Mp4Jobs(database, settings.recordings_dir, settings.recordings)
+    archive = Archive(database, settings.recordings_dir, node=settings.attendance.node_name,
+                      program=lambda session_id: _program(app, session_id), on_finished=jobs.wake)
+    await archive.recover()
+    await jobs.start()
+    retention = Retention(database, settings.recordings_dir, settings.recordings.retention_days)
+    retention.start()
+    app[keys.ARCHIVE] = archive
+    app[keys.MP4_JOBS] = jobs
+    subscriptions = [grants, presence.subscribe(bus), records.subscribe(bus), archive.subscribe(bus)]
     registry = LiveRegistry(DatabaseLiveStore(database), bus, IceConfig.from_settings(settings.ice),
                             grace_seconds=settings.live.reconnect_grace_seconds)
     app[keys.LIVE] = registry
     yield
+    await archive.stop()
     await registry.close()
+    await retention.stop()
+    await jobs.stop()
     await presence.stop()
     try:
         await asyncio.wait_for(records.drain(), 10)
@@ -90,6 +108,12 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         log.warning("attendance: records still being written at shutdown; they are computed again when needed")
     for subscription in subscriptions:
         subscription.cancel()
+
+
+def _program(app: web.Application, session_id: int) -> tuple[ProgramFeed, bool] | None:
+    """The session's program feed while its room is open here, and whether it is to be recorded."""
+    room = app[keys.LIVE].existing(session_id)
+    return (room.media.feed, room.info.record) if room is not None and not room.closed else None
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

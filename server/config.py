@@ -107,6 +107,28 @@ class AttendanceSettings:
 
 
 @dataclass(frozen=True)
+class RecordingSettings:
+    # Media files of finished recordings are deleted after this many days (0: kept
+    # forever); their rows, attendance and replay credit stay.
+    retention_days: int = 0
+    # The MP4 copy (H.264 + AAC) and poster of each finished recording, made in the background.
+    mp4: bool = True
+    # A failed MP4 job is tried this many times, waiting retry_seconds times the attempt between.
+    mp4_attempts: int = 3
+    mp4_retry_seconds: float = 30.0
+    # The MP4 job's priority (nice, 0-19): below the live path, always.
+    mp4_nice: int = 19
+
+    def __post_init__(self) -> None:
+        if self.retention_days < 0:
+            raise ConfigError("recordings.retention_days must be 0 (keep forever) or more")
+        if self.mp4_attempts < 1 or self.mp4_retry_seconds < 0:
+            raise ConfigError("recordings.mp4_attempts must be at least 1 and mp4_retry_seconds not negative")
+        if not 0 <= self.mp4_nice <= 19:
+            raise ConfigError("recordings.mp4_nice must be between 0 and 19")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -117,6 +139,7 @@ class Settings:
     ice: IceSettings = field(default_factory=IceSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
     attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
+    recordings: RecordingSettings = field(default_factory=RecordingSettings)
 
     @property
     def effective_database_url(self) -> str:

@@ -33,6 +33,10 @@ CHECKIN_CODES = web.AppKey("checkin_codes", "CheckinCodes")
 # Failed check-in attempts per user: six digits must not be guessed.
 CHECKIN_LIMITER = web.AppKey("checkin_limiter", "SlidingWindowLimiter")
 SOCKETS = web.AppKey("sockets", "set[web.WebSocketResponse]")
+ARCHIVE = web.AppKey("archive", "Archive")
+MP4_JOBS = web.AppKey("mp4_jobs", "Mp4Jobs")
+# Keeps ended sessions' attendance records (replay reports change them).
+RECORDS = web.AppKey("records", "RecordKeeper")
 
 # Per-request values, set by the middlewares and the auth helpers.
 PRINCIPAL = web.RequestKey("principal", object)  # Principal | None

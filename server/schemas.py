@@ -20,6 +20,8 @@ SESSION = Schema(
         Field("scheduled_end", "datetime", description="After scheduled_start"),
         Field("invited_point_ids", "integer_list", required=False, max_items=10000, default=[],
               description="Bridge points invited to the session"),
+        Field("record", "boolean", required=False, default=True,
+              description="Recorded for the archive when it goes live (default true)"),
     ),
 )
 

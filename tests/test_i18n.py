@@ -19,7 +19,7 @@ CALL = re.compile(r"""\b_\(\s*(?P<q>["'])(?P<text>(?:\\.|(?!(?P=q)).)*)(?P=q)"""
 
 
 # Python modules that translate texts themselves (exports, the report command).
-TRANSLATING_MODULES = [SERVER / "views" / "reports.py", SERVER / "cli.py"]
+TRANSLATING_MODULES = [SERVER / "views" / "reports.py", SERVER / "views" / "recordings.py", SERVER / "cli.py"]
 
 
 def message_ids() -> set[str]:

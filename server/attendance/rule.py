@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,10 +25,13 @@ class Status(enum.StrEnum):
 class CreditRule:
     """Attended: credited for at least ``attended_percent`` of the live duration.
 
-    Partial: credited for some of it, less than that; absent: none. Late
-    arrival and early leave are flagged when they pass their tolerance.
-    ``replay_seconds`` (study of the recording) adds to the credited time,
-    capped at the live duration; it is 0 until the archive counts replays.
+    Partial: credited for some of it, less than that; absent: none. The
+    credited time is the union, within the live interval, of live presence
+    and replay (study of the recording, mapped to the session clock: the
+    moments whose media was played): a member who watched the first half
+    live and the second half in replay is credited the whole, and a part
+    watched both live and in replay counts once. Late arrival and early
+    leave are flagged from live presence only, when they pass their tolerance.
     """
 
     attended_percent: int = 80
@@ -56,18 +60,25 @@ class Credit:
     early_minutes: int
 
 
-def credit(rule: CreditRule, live: Interval | None, present: list[Interval], replay_seconds: int = 0) -> Credit:
-    """Classify presence ``present`` (any intervals) against the session's live interval ``live``.
+def credit(rule: CreditRule, live: Interval | None, present: list[Interval],
+           replay: Iterable[Interval] = ()) -> Credit:
+    """Classify presence ``present`` and replay ``replay`` against the session's live interval ``live``.
 
-    Without a live interval (the session never went live) everyone is absent.
+    ``present`` and ``replay`` are any intervals of the session clock
+    (``replay`` as mapped by ``server.attendance.replay.to_session_clock``);
+    both are clipped to ``live``. Without a live interval (the session never
+    went live) everyone is absent.
     """
     if live is None or live[1] <= live[0]:
         return Credit(0, 0, 0, Status.ABSENT, 0, 0)
     start, end = live
     duration = end - start
     inside = union(clip(present, start, end))
+    replayed = union(clip(replay, start, end))
     live_seconds = int(length(inside))
-    credited = min(int(duration), live_seconds + max(0, replay_seconds))
+    replay_seconds = int(length(replayed))
+    # The union is never shorter than either part; max() only guards against float rounding.
+    credited = max(live_seconds, replay_seconds, int(length([*inside, *replayed])))
     status = rule.status(credited, duration)
     late = early = 0
     if inside:
@@ -77,4 +88,4 @@ def credit(rule: CreditRule, live: Interval | None, present: list[Interval], rep
             late = math.floor(late_seconds / 60)
         if early_seconds > rule.early_before_minutes * 60:
             early = math.floor(early_seconds / 60)
-    return Credit(live_seconds, max(0, replay_seconds), credited, status, late, early)
+    return Credit(live_seconds, replay_seconds, credited, status, late, early)

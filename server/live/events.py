@@ -101,6 +101,16 @@ class SessionStarted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SessionResumed(Event):
+    """A server opened the room of a session that was live already (it restarted mid-session).
+
+    What follows a live session from its start (the recorder) continues from here.
+    """
+
+    kind: ClassVar[str] = "session_resumed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SessionEnded(Event):
     """The session ended; its room closes after this."""
 
@@ -289,7 +299,7 @@ class UserSignedOut(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
-        SessionStarted, SessionEnded, EndpointJoined, EndpointLeft, EndpointDropped, ParticipantLost,
+        SessionStarted, SessionResumed, SessionEnded, EndpointJoined, EndpointLeft, EndpointDropped, ParticipantLost,
         MediaStateChanged,
         HandRaised, HandLowered, FloorGranted, FloorEnded, ProgramSourceChanged, OnAirChanged,
         ParticipantMuted, ParticipantRemoved, QuestionAsked, SessionChanged, UserSignedOut,

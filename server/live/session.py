@@ -345,6 +345,11 @@ class LiveSession:
         self.info = info
         return [self._event(ev.SessionStarted)]
 
+    def resumed(self) -> list[Event]:
+        """This server opened the room of a session that is live already (after a restart)."""
+        self._tick_clock()
+        return [self._event(ev.SessionResumed)]
+
     def ended(self, info: SessionInfo) -> list[Event]:
         """The store ended the session: the floor ends with it."""
         mono = self._tick_clock()

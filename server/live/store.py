@@ -26,6 +26,7 @@ class SessionInfo:
     actual_start: datetime | None = None
     scheduled_start: datetime | None = None
     scheduled_end: datetime | None = None
+    record: bool = True  # the archive records it when it goes live
 
     @property
     def invited_point_ids(self) -> list[int]:

@@ -89,6 +89,9 @@ class LiveRoom:
                           batch_done=self.broadcaster.batch_done),
         ]
         self._ticker = asyncio.create_task(self._tick(), name=f"live-room-{session.info.id}")
+        if session.info.status is SessionStatus.LIVE:
+            # Opened after a restart mid-session: what follows the session from its start resumes.
+            self.spawn(self._locked_commit(self.session.resumed))
 
     @property
     def info(self) -> SessionInfo:

@@ -11,6 +11,9 @@ computed from them with the pure rules of ``server.attendance``:
   (online) and of each check-in interval intersected with that hall's
   connected time, all within the session's live interval — a member in a
   hall and online at once is credited once;
+* replay of the recording (``server.storage.replay``) is mapped back onto
+  the session's clock: shown on its own, and counted with the live time as
+  their union (the first half live and the second in replay is the whole);
 * the credit rule turns it into attended / partial / absent, for every
   expected member (absent ones are rows too).
 
@@ -40,6 +43,7 @@ from server.collation import vietnamese_key as sort_key
 from server.live import events as ev
 from server.live.bus import EventBus, Subscription, dispatcher
 from server.live.lifecycle import SessionStatus
+from server.storage import replay as replay_store
 from server.storage.db import Database
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.storage.models import (
@@ -58,6 +62,9 @@ from server.storage.models import (
 )
 
 log = logging.getLogger(__name__)
+
+# Replay reports reach the records of an ended session at most this late.
+REPLAY_REFRESH_SECONDS = 30.0
 
 
 def _ts(value: datetime) -> float:
@@ -244,8 +251,10 @@ async def session_report(db: AsyncSession, session_id: int, rule: CreditRule,
     users = {r.id: (r, True) for r in (await db.execute(members_q)).all()} if expected_units else {}
     # And anyone else credited as a member (joined online as a member, checked in, or corrected).
     corrections = await _newest_corrections(db, session_id)
+    # Replay of the recording: mapped onto the session's clock, counted with the live time (their union).
+    replays = await replay_store.session_replays(db, session_id)
     others = {int(key.split(":")[1]) for key in connected if key.startswith("user:")} | set(in_hall)
-    others |= set(corrections)
+    others |= set(corrections) | set(replays)
     others -= set(users)
     if others:
         extra = (await db.execute(select(User.id, User.username, User.full_name, User.unit_id, User.role)
@@ -261,7 +270,7 @@ async def session_report(db: AsyncSession, session_id: int, rule: CreditRule,
     for user_id, (user, expected) in users.items():
         online = connected.get(ev.user_key(user_id), [])
         hall = in_hall.get(user_id, [])
-        result = credit(rule, live, iv.union([*online, *hall]))
+        result = credit(rule, live, iv.union([*online, *hall]), replays.get(user_id, ()))
         point_id = last_point[user_id][1] if user_id in last_point else home.get(user.unit_id) if user.unit_id else None
         row = MemberRow(
             user_id=user_id, username=user.username, full_name=user.full_name, unit_id=user.unit_id,
@@ -429,6 +438,7 @@ class RecordKeeper:
         self.database = database
         self.rule = rule
         self._tasks: set[asyncio.Task[int]] = set()
+        self._later: dict[int, asyncio.Task[None]] = {}
         self.handle = dispatcher({ev.SessionEnded: self._ended})
 
     def subscribe(self, bus: EventBus) -> Subscription:
@@ -449,6 +459,21 @@ class RecordKeeper:
             log.exception("attendance: the records of session %s could not be written", session_id)
             return 0
 
+    def soon(self, session_id: int, delay: float = REPLAY_REFRESH_SECONDS) -> None:
+        """A member's replay credit grew: the ended session's records follow within ``delay``.
+
+        Reports come every few seconds from every member watching: they are
+        coalesced, one computation per session and delay.
+        """
+        if session_id in self._later:
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            del self._later[session_id]
+            await self.refresh({session_id})
+        self._later[session_id] = asyncio.create_task(later())
+
     async def refresh(self, session_ids: set[int]) -> None:
         """Rows reached the database late (a replayed spool, a recovery): ended sessions among
         ``session_ids`` are computed again; others will be at their end."""
@@ -459,6 +484,12 @@ class RecordKeeper:
                 log.exception("attendance: the records of session %s could not be refreshed", session_id)
 
     async def drain(self) -> None:
+        """Finish what is under way; refresh now what was to be refreshed later."""
+        waiting = list(self._later)
+        for task in self._later.values():
+            task.cancel()
+        self._later.clear()
+        await self.refresh(set(waiting))
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,10 +13,32 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+# What SQLite says when the file cannot be used now (another process holds it, the disk went away),
+# as opposed to a bug in a query ("no such table", a syntax error), which stays a 500 with its traceback.
+_SQLITE_AWAY = ("database is locked", "unable to open database", "disk i/o error", "database or disk is full")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """A failure to reach the database, as opposed to a bug in a query."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
+            return True
+        if isinstance(exc, sa_exc.OperationalError):
+            text = str(exc.orig).lower()
+            return any(marker in text for marker in _SQLITE_AWAY) or isinstance(
+                exc.orig, (ConnectionError, TimeoutError, socket.gaierror))
+        return False
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool: every connection busy or gone
+        return True
+    # Connecting failed (asyncpg raises these before SQLAlchemy wraps anything).
+    return isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror))
 
 
 class Database:

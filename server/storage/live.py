@@ -23,7 +23,8 @@ async def load_info(database: Database, session_id: int) -> SessionInfo:
             select(BridgePoint).where(BridgePoint.id.in_(session.invited_point_ids))))
         return SessionInfo(id=session.id, title=session.title, speaker_id=session.speaker_id, status=session.status,
                            invited={point.id: point.name for point in points}, actual_start=session.actual_start,
-                           scheduled_start=session.scheduled_start, scheduled_end=session.scheduled_end)
+                           scheduled_start=session.scheduled_start, scheduled_end=session.scheduled_end,
+                           record=session.record)
 
 
 class DatabaseLiveStore:

@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -181,6 +183,8 @@ class Session(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Recorded for the archive when it goes live (the default); off for a rehearsal.
+    record: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
 
     speaker: Mapped[User | None] = relationship(foreign_keys=[speaker_id], lazy="raise")
     invites: Mapped[list[SessionInvite]] = relationship(
@@ -365,3 +369,124 @@ class AttendanceRecord(Base):
         # The unit reports sum records by session and unit: read from the index alone.
         Index("ix_attendance_records_session_unit", "session_id", "unit_id", "status", "credited_seconds"),
     )
+
+
+# The archive -----------------------------------------------------------------------------------------
+#
+# A session has at most one recording, made of parts: a server that restarts
+# mid-session continues into a new part. Rows stay when the media files are
+# deleted (by an administrator or the retention setting): replay credit and
+# attendance refer to them. See docs/architecture.md, "The archive".
+
+
+class RecordingStatus(enum.StrEnum):
+    RECORDING = "recording"  # being written now (or the session is live and will resume)
+    READY = "ready"  # finished and playable
+    INTERRUPTED = "interrupted"  # playable, but a crash cut a part short: a gap of a few seconds
+    FAILED = "failed"  # nothing playable was recorded
+    DELETED = "deleted"  # its media files were removed
+
+    @property
+    def playable(self) -> bool:
+        return self in (RecordingStatus.READY, RecordingStatus.INTERRUPTED)
+
+
+class JobStatus(enum.StrEnum):
+    """The MP4 and poster job of a finished recording."""
+
+    WAITING = "waiting"  # the recording is not finished yet
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # every attempt failed: reported, never silently dropped
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="RESTRICT"), unique=True)
+    status: Mapped[RecordingStatus] = mapped_column(_enum(RecordingStatus, "recording_status"), index=True)
+    node: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    # Paths relative to the recordings folder; empty until the file exists.
+    file: Mapped[str] = mapped_column(String(300), default="")
+    mp4_file: Mapped[str] = mapped_column(String(300), default="")
+    poster_file: Mapped[str] = mapped_column(String(300), default="")
+    mp4_status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"), default=JobStatus.WAITING)
+    mp4_progress: Mapped[float] = mapped_column(Float, default=0.0)
+    mp4_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    mp4_error: Mapped[str] = mapped_column(Text, default="")
+    mp4_not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RecordingPart(Base):
+    """One continuous file of a recording: from a start (or a restart) to an end (or a crash)."""
+
+    __tablename__ = "recording_parts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="RESTRICT"))
+    number: Mapped[int] = mapped_column(Integer)
+    file: Mapped[str] = mapped_column(String(300))
+    # Session wall clock at the part's media time 0, and where the part begins in the recording.
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    offset_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # recording | closed | interrupted
+    status: Mapped[str] = mapped_column(String(16))
+    node: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("uq_recording_parts_number", "recording_id", "number", unique=True),)
+
+
+class RecordingChapter(Base):
+    """The picture on air changed (a floor given or ended): a chapter of the recording."""
+
+    __tablename__ = "recording_chapters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="RESTRICT"), index=True)
+    at_seconds: Mapped[float] = mapped_column(Float)
+    participant_key: Mapped[str] = mapped_column(String(32))
+    # hall | speaker: the title is made in the reader's language from it and the name.
+    kind: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(200))
+    # The OnAirChanged event's id: a chapter is stored once however often it is delivered.
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+
+
+class ReplayProgress(Base):
+    """What one member has watched of one recording: the union of media ranges, never a position."""
+
+    __tablename__ = "replay_progress"
+
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="RESTRICT"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), primary_key=True, index=True)
+    ranges: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[from, to], ...], media seconds
+    credited_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    last_report_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Where the member left off (resume), as the player last said.
+    position_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RecordingAudit(Base):
+    """Who removed a recording's media, when and why (an administrator, or the retention setting)."""
+
+    __tablename__ = "recording_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="RESTRICT"), index=True)
+    # None: the retention setting.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")

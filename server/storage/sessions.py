@@ -16,7 +16,7 @@ from server.storage.models import BridgePoint, Session, SessionInvite, User, utc
 from server.storage.units import ancestors_query
 
 
-async def _visible(db: AsyncSession, principal: Principal, query: Select[tuple[Session]]) -> Select[tuple[Session]]:
+async def visible_only(db: AsyncSession, principal: Principal, query: Select[tuple[Session]]) -> Select[tuple[Session]]:
     """Restrict a query to the sessions the caller may see."""
     if principal.role is Role.ADMIN:
         return query
@@ -45,7 +45,7 @@ async def list_sessions(
     limit: int = 200,
     offset: int = 0,
 ) -> list[Session]:
-    query = await _visible(db, principal, select(Session))
+    query = await visible_only(db, principal, select(Session))
     if statuses:
         query = query.where(Session.status.in_(statuses))
     query = query.order_by(Session.scheduled_start.desc(), Session.id.desc()).offset(offset).limit(limit)
@@ -54,7 +54,7 @@ async def list_sessions(
 
 async def dashboard_sessions(db: AsyncSession, principal: Principal, now: datetime) -> tuple[list[Session], list[Session]]:
     """(live, upcoming) sessions for the caller, live first, upcoming soonest first."""
-    query = await _visible(db, principal, select(Session))
+    query = await visible_only(db, principal, select(Session))
     live = await db.scalars(query.where(Session.status == SessionStatus.LIVE).order_by(Session.actual_start))
     upcoming = await db.scalars(
         query.where(Session.status == SessionStatus.SCHEDULED, Session.scheduled_end >= now)
@@ -81,7 +81,7 @@ _REFUSALS = {
 
 async def check_visible(db: AsyncSession, principal: Principal, session_id: int) -> None:
     """Raise unless the caller may see the session: one query on the way in (websockets, WHIP, WHEP)."""
-    query = await _visible(db, principal, select(Session.id).where(Session.id == session_id))  # type: ignore[arg-type]
+    query = await visible_only(db, principal, select(Session.id).where(Session.id == session_id))  # type: ignore[arg-type]
     if await db.scalar(query) is not None:
         return
     if await db.scalar(select(Session.id).where(Session.id == session_id)) is None:
@@ -93,7 +93,7 @@ async def check_visible(db: AsyncSession, principal: Principal, session_id: int)
 async def visible_session(db: AsyncSession, principal: Principal, session_id: int) -> Session:
     """The session if the caller may see it; NotFound, or Forbidden with the reason's code."""
     session = await get_session(db, session_id)
-    query = await _visible(db, principal, select(Session.id).where(Session.id == session_id))  # type: ignore[arg-type]
+    query = await visible_only(db, principal, select(Session.id).where(Session.id == session_id))  # type: ignore[arg-type]
     if await db.scalar(query) is None:
         code, message = _REFUSALS.get(principal.role, ("forbidden", "you may not see this session"))
         raise Forbidden(message, code=code)

@@ -45,6 +45,7 @@ def session_json(session: Session) -> dict[str, Any]:
         "actual_start": _iso(session.actual_start),
         "actual_end": _iso(session.actual_end),
         "invited_point_ids": session.invited_point_ids,
+        "record": session.record,
     }
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hmac
 import logging
-import socket
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy import exc as sa_exc
 
 from server import keys
 from server.errors import AppError, Forbidden, Unauthorized
+from server.storage.db import database_unavailable
 from server.views.auth import CSRF_COOKIE, apply_cookies, authenticate, is_api
 
 log = logging.getLogger(__name__)
@@ -54,27 +53,6 @@ def _error_response(request: web.Request, status: int, code: str, message: str, 
 DATABASE_RETRY_AFTER = 5
 
 
-# What SQLite says when the file cannot be used now (another process holds it, the disk went away),
-# as opposed to a bug in a query ("no such table", a syntax error), which stays a 500 with its traceback.
-_SQLITE_AWAY = ("database is locked", "unable to open database", "disk i/o error", "database or disk is full")
-
-
-def _database_unavailable(exc: BaseException) -> bool:
-    """A failure to reach the database, as opposed to a bug in a query."""
-    if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
-            return True
-        if isinstance(exc, sa_exc.OperationalError):
-            text = str(exc.orig).lower()
-            return any(marker in text for marker in _SQLITE_AWAY) or isinstance(
-                exc.orig, (ConnectionError, TimeoutError, socket.gaierror))
-        return False
-    if isinstance(exc, sa_exc.TimeoutError):  # the pool: every connection busy or gone
-        return True
-    # Connecting failed (asyncpg raises these before SQLAlchemy wraps anything).
-    return isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror))
-
-
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn domain errors and HTTP errors into one error shape; never leak a traceback."""
@@ -97,7 +75,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
             response = _error_response(request, exc.status, code, message, headers=kept or None)
     except Exception as exc:
-        if _database_unavailable(exc):
+        if database_unavailable(exc):
             # Not a bug: the database is away (a restart, a network cut). Say so, and when to retry.
             log.warning("database unavailable in %s %s: %s", request.method, request.path, type(exc).__name__)
             response = _error_response(request, 503, "database_unavailable",

@@ -30,7 +30,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "Session": {
         "type": "object",
         "required": ["id", "title", "description", "speaker_id", "status", "scheduled_start", "scheduled_end",
-                     "actual_start", "actual_end", "invited_point_ids"],
+                     "actual_start", "actual_end", "invited_point_ids", "record"],
         "additionalProperties": False,
         "properties": {
             "id": {"type": "integer"}, "title": {"type": "string"}, "description": {"type": "string"},
@@ -40,6 +40,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "scheduled_end": {"type": "string", "format": "date-time"},
             "actual_start": _NULLABLE_TIME, "actual_end": _NULLABLE_TIME,
             "invited_point_ids": {"type": "array", "items": {"type": "integer"}},
+            "record": {"type": "boolean", "description": "Recorded for the archive when it goes live"},
         },
     },
     "Unit": {
@@ -238,6 +239,58 @@ RESPONSES["CheckinList"] = {
     },
 }
 
+_SECONDS = {"type": "number", "minimum": 0}
+_URL = {"type": ["string", "null"]}
+RESPONSES["Recording"] = {
+    "type": "object",
+    "required": ["id", "session_id", "status", "duration_seconds", "size_bytes", "sha256", "parts", "started_at",
+                 "ended_at", "chapters", "download_url", "mp4_url", "poster_url", "mp4_status", "mp4_progress"],
+    "properties": {
+        "id": {"type": "integer"}, "session_id": {"type": "integer"},
+        "status": {"type": "string", "enum": ["recording", "ready", "interrupted", "failed", "deleted"],
+                   "description": "ready and interrupted (a crash left a gap of a few seconds) play"},
+        "duration_seconds": _SECONDS, "size_bytes": {"type": "integer"},
+        "sha256": {"type": "string", "description": "Of the original file (download_url); empty until finished"},
+        "parts": {"type": "integer", "description": "Continuous pieces (more than one after a restart)"},
+        "started_at": {"type": "string", "format": "date-time"}, "ended_at": _NULLABLE_TIME,
+        "chapters": {"type": "array", "items": {
+            "type": "object", "required": ["at_seconds", "title", "kind", "name", "participant_key"],
+            "properties": {"at_seconds": _SECONDS, "title": {"type": "string"},
+                           "kind": {"type": "string", "enum": ["hall", "speaker"]}, "name": {"type": "string"},
+                           "participant_key": {"type": "string"}}}},
+        "download_url": {**_URL, "description": "The original WebM (VP8 + Opus); HTTP Range; ?download=1"},
+        "mp4_url": {**_URL, "description": "H.264 + AAC, faststart, once mp4_status is done"},
+        "poster_url": _URL,
+        "mp4_status": {"type": "string", "enum": ["waiting", "pending", "running", "done", "failed"]},
+        "mp4_progress": {"type": "number", "minimum": 0, "maximum": 100},
+        "mp4_error": {"type": "string", "description": "Administrators only"},
+    },
+}
+RESPONSES["RecordingList"] = _list("Recording", "recordings")
+RESPONSES["ReplayProgressInput"] = {
+    "type": "object",
+    "required": ["ranges"],
+    "additionalProperties": False,
+    "properties": {
+        "ranges": {"type": "array", "maxItems": 500, "items": {
+            "type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number", "minimum": 0}},
+            "description": "[from_seconds, to_seconds] of media time played (the player's played ranges)"},
+        "position": {"type": "number", "minimum": 0, "description": "Where playback is now (resume)"},
+    },
+}
+RESPONSES["ReplayProgress"] = {
+    "type": "object",
+    "required": ["recording_id", "credited_seconds", "added_seconds", "refused_seconds", "position_seconds"],
+    "properties": {
+        "recording_id": {"type": "integer"},
+        "credited_seconds": {**_SECONDS, "description": "The caller's replay credit for the recording (the union)"},
+        "added_seconds": {**_SECONDS, "description": "New by this report"},
+        "refused_seconds": {**_SECONDS, "description": "Claimed beyond 2x the wall time since the previous report: "
+                                                      "credited by a later report that claims it again"},
+        "position_seconds": _SECONDS,
+    },
+}
+
 RESPONSES["SessionList"] = _list("Session", "sessions")
 RESPONSES["UnitList"] = _list("Unit", "units")
 RESPONSES["BridgePointList"] = _list("BridgePoint", "bridge_points")
@@ -271,6 +324,9 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             schemas[body.name] = body.openapi()
             operation["requestBody"] = {"required": True, "content": {
                 route.body_type: {"schema": {"$ref": f"#/components/schemas/{body.name}"}}}}
+        elif route.request is not None:
+            operation["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{route.request}"}}}}
         elif route.body_type == "text/csv":
             operation["requestBody"] = {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
         success: dict[str, Any] = {"description": "Success"}

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from server import schemas
 from server.validation import Schema
-from server.views import account_pages, admin_pages, api, checkins, health, live, reports, session_pages
+from server.views import account_pages, admin_pages, api, checkins, health, live, recordings, reports, session_pages
 from server.views.openapi import openapi_document
 
 ID = r"{id:\d+}"
@@ -26,6 +26,8 @@ class Route:
     body_type: str = "application/json"
     status: int = 200
     response: str | None = None
+    # A request body described in server/views/openapi.py rather than by a Schema.
+    request: str | None = None
     public: bool = False
 
     @property
@@ -64,6 +66,12 @@ PAGES = [
     Route("POST", f"/sessions/{ID}/attendance/corrections", reports.correction_submit),
     Route("GET", f"/users/{ID}/attendance", reports.user_attendance_page),
     Route("GET", "/reports/units", reports.units_report_page),
+    Route("GET", "/recordings", recordings.library_page),
+    Route("GET", f"/recordings/{ID}", recordings.replay_page),
+    Route("POST", f"/recordings/{ID}/delete", recordings.delete_submit),
+    Route("GET", f"/recordings/{ID}/file.webm", recordings.media_webm),
+    Route("GET", f"/recordings/{ID}/file.mp4", recordings.media_mp4),
+    Route("GET", f"/recordings/{ID}/poster.jpg", recordings.poster),
     Route("GET", "/units", admin_pages.units_page),
     Route("POST", "/units", admin_pages.unit_create),
     Route("GET", f"/units/{ID}/edit", admin_pages.unit_edit),
@@ -124,6 +132,18 @@ API = [
     Route("POST", f"{V1}/sessions/{ID}/attendance/corrections", reports.create_correction,
           "Correct one member's result (admins): kept, audited, shown on every report",
           body=schemas.ATTENDANCE_CORRECTION, status=201, response="AttendanceMember"),
+    Route("GET", f"{V1}/sessions/{ID}/recordings", recordings.session_recordings,
+          "The session's recordings (whoever may see the session): status, duration, size, SHA-256, chapters, "
+          "and download URLs that honour HTTP Range", response="RecordingList"),
+    Route("GET", f"{V1}/recordings/{ID}", recordings.get_recording, "One recording", response="Recording"),
+    Route("POST", f"{V1}/recordings/{ID}/progress", recordings.report_progress,
+          "The player's watched ranges of media time (send {\"ranges\": []} when playback starts: it starts "
+          "the clock); credits what is new, at most 2x the wall time since the caller's previous report; "
+          "400 for malformed ranges or ranges outside the recording", request="ReplayProgressInput",
+          response="ReplayProgress"),
+    Route("DELETE", f"{V1}/recordings/{ID}", recordings.delete_recording,
+          "Delete the recording's media files (admins), audited; optional body {reason}; its row, chapters, "
+          "replay credit and attendance stay", status=204),
     Route("GET", f"{V1}/units", api.list_units, "All units", response="UnitList"),
     Route("POST", f"{V1}/units", api.create_unit, "Create a unit", body=schemas.UNIT, status=201, response="Unit"),
     Route("GET", f"{V1}/units/{ID}", api.get_unit, "One unit", response="Unit"),

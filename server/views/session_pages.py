@@ -13,6 +13,7 @@ from server.errors import AppError, ValidationFailed
 from server.live.lifecycle import SessionAction, SessionStatus, can
 from server.schemas import SESSION
 from server.storage import sessions as session_store
+from server.storage import recordings as recording_store
 from server.storage import units as unit_store
 from server.auth.roles import Role
 from server.storage.models import Session, User, utcnow
@@ -65,6 +66,7 @@ async def session_detail(request: web.Request) -> web.StreamResponse:
         session = await session_store.visible_session(db, principal, path_id(request))
         points = await session_store.points_by_id(db, session.invited_point_ids)
         speaker = await db.get(User, session.speaker_id) if session.speaker_id else None
+        recordings = await recording_store.of_session(db, session.id)
     invited = sorted_by_name(points[pid] for pid in session.invited_point_ids if pid in points)
     return render(request, "session_detail.html", {
         "session": session, "invited": invited, "speaker": speaker,
@@ -73,6 +75,7 @@ async def session_detail(request: web.Request) -> web.StreamResponse:
         # The check-in list: the hall's operator, the speaker, an administrator (server/storage/checkins.py).
         "can_see_checkins": principal.role is not Role.MEMBER and session.status is not SessionStatus.CANCELLED,
         "can_report": report_scope(principal, session)[0],
+        "recording": recordings[0] if recordings else None,
         "done": request.query.get("done"),
     })
 
@@ -90,13 +93,14 @@ def _session_form(session: Session) -> dict[str, Any]:
         "speaker_id": str(session.speaker_id or ""),
         "scheduled_start": session.scheduled_start, "scheduled_end": session.scheduled_end,
         "invited_point_ids": [str(pid) for pid in session.invited_point_ids],
+        "record": "1" if session.record else "",
     }
 
 
 @require(Role.ADMIN)
 async def session_new(request: web.Request) -> web.StreamResponse:
     context = await _form_context(request, None)
-    return render(request, "session_form.html", {**context, "form": {"invited_point_ids": []}})
+    return render(request, "session_form.html", {**context, "form": {"invited_point_ids": [], "record": "1"}})
 
 
 @require(Role.ADMIN)

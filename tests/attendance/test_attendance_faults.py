@@ -11,16 +11,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -40,9 +35,9 @@ from server.storage.models import PresenceEvent, Session
 from tests.attendance.tcp_proxy import TcpProxy
 from tests.conftest import TEST_SECRET, Seed, make_settings, seed_database
 from tests.media.clients import wait_until
+from tests.processes import ServerProcess
 from tests.signaling.helpers import add_session, connect
 
-ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_SECONDS = 30.0
 
 
@@ -158,58 +153,6 @@ def _bearer(client: Any, user: Any) -> dict[str, str]:
 
 
 # SIGKILL mid-session ----------------------------------------------------------------------------------
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    """``bridgecast serve`` in a process of its own, on the test's database."""
-
-    def __init__(self, data_dir: Path, database_url: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir / "server.log"
-        self.env = {**os.environ, "BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_DATABASE_URL": database_url,
-                    "BRIDGECAST_SERVER_PORT": str(self.port), "BRIDGECAST_AUTH_JWT_SECRET": TEST_SECRET,
-                    "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1", "BRIDGECAST_ATTENDANCE_HEARTBEAT_SECONDS": "1"}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as http:
-            while True:
-                assert self.process.poll() is None, self.log.read_text()[-2000:]
-                try:
-                    async with http.get(f"{self.url}/readyz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                assert time.monotonic() < deadline, "the server did not start"
-                await asyncio.sleep(0.2)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
 
 async def _join(http: aiohttp.ClientSession, server: ServerProcess, session_id: int, user: Any) -> Any:
     token = issue_token(TEST_SECRET, user.id, user.token_version, 3600)

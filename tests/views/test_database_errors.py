@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from server.views.middleware import _database_unavailable
+from server.storage.db import database_unavailable
 
 
 def _operational(message: str) -> sa_exc.OperationalError:
@@ -29,4 +29,4 @@ def _operational(message: str) -> sa_exc.OperationalError:
     (ValueError("a bug"), False),
 ])
 def test_what_counts_as_the_database_being_away(error: BaseException, away: bool) -> None:
-    assert _database_unavailable(error) is away
+    assert database_unavailable(error) is away

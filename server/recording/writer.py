@@ -1,0 +1,126 @@
+"""One part of a recording, written as it goes: encoded packets in, a WebM file playable at every moment out.
+
+The recipe is in docs/architecture.md ("The archive"): a mux-only VP8 stream,
+an Opus stream whose header comes from an encoder that is opened and never
+fed, 500 ms clusters flushed packet by packet (a killed writer loses at most
+the cluster being written), no CRCs, and no ``live`` flag (a normally closed
+file keeps its duration and cues). Every packet gets its time base, its
+keyframe flag and a strictly increasing timestamp, or the file comes out
+unseekable or hours long.
+
+The writing happens in a thread of its own: a slow disk never holds up the
+event loop that forwards the lecture, and a disk that is too slow for too
+long costs dropped packets (counted), never unbounded memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["video", "audio"]
+MILLISECONDS = Fraction(1, 1000)
+# About 30 s of a lecture's packets (30 video + 50 audio a second): a disk
+# stalled longer than that loses packets rather than the server its memory.
+QUEUE_LIMIT = 2400
+CLUSTER_MS = 500
+OPUS_FRAME_MS = 20
+# A picture size for the header when the feed sends no video at first; VP8
+# frames carry their own size, and players follow it.
+DEFAULT_SIZE = (640, 360)
+
+
+def vp8_size(frame: bytes) -> tuple[int, int] | None:
+    """Width and height of a VP8 keyframe (RFC 6386, 9.1), or None for another frame."""
+    if len(frame) < 10 or frame[0] & 1 or frame[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
+    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
+    return (width, height) if width and height else None
+
+
+@dataclass(frozen=True)
+class WriteStats:
+    packets: int
+    dropped: int
+    last_ms: int  # the end of the last packet written, in the part's media time
+    error: str  # empty when every packet that reached the thread was written
+
+
+class PartWriter:
+    """Writes one WebM part in a thread; :meth:`put` never blocks."""
+
+    def __init__(self, path: Path, size: tuple[int, int], *, cluster_ms: int = CLUSTER_MS) -> None:
+        self.path = path
+        self._size = size
+        self._cluster_ms = cluster_ms
+        self._queue: queue.SimpleQueue[tuple[Kind, bytes, int, bool] | None] = queue.SimpleQueue()
+        self._queued = 0
+        self._lock = threading.Lock()
+        self.packets = 0
+        self.dropped = 0
+        self.last_ms = 0
+        self.error = ""
+        self._thread = threading.Thread(target=self._run, name=f"recorder-{path.parent.name}", daemon=True)
+        self._thread.start()
+
+    def put(self, kind: Kind, data: bytes, ms: int, keyframe: bool) -> bool:
+        """Queue one packet (``ms``: its time in the part, strictly increasing per kind); False if dropped."""
+        with self._lock:
+            if self._queued >= QUEUE_LIMIT or self.error:
+                self.dropped += 1
+                return False
+            self._queued += 1
+        self._queue.put((kind, data, ms, keyframe))
+        return True
+
+    def close(self) -> WriteStats:
+        """Write what is queued and the trailer (blocking: call it in a thread)."""
+        self._queue.put(None)
+        self._thread.join()
+        return WriteStats(self.packets, self.dropped, self.last_ms, self.error)
+
+    def _run(self) -> None:
+        container = None
+        try:
+            container = av.open(str(self.path), "w", format="webm", container_options={
+                "flush_packets": "1", "cluster_time_limit": str(self._cluster_ms),
+                "cluster_size_limit": "2000000", "write_crc32": "0"})
+            video = container.add_mux_stream("vp8", width=self._size[0], height=self._size[1])
+            audio = container.add_stream("libopus", rate=48_000, layout="stereo")
+            streams = {"video": video, "audio": audio}
+            while (item := self._queue.get()) is not None:
+                with self._lock:
+                    self._queued -= 1
+                kind, data, ms, keyframe = item
+                packet = av.Packet(data)
+                packet.stream = streams[kind]
+                packet.pts = packet.dts = ms
+                packet.time_base = MILLISECONDS
+                packet.is_keyframe = keyframe
+                if kind == "audio":
+                    packet.duration = OPUS_FRAME_MS
+                container.mux(packet)
+                self.packets += 1
+                self.last_ms = max(self.last_ms, ms + (OPUS_FRAME_MS if kind == "audio" else 0))
+        except Exception as exc:  # a full disk, a closed folder: the recording reports it
+            log.exception("recording %s: writing failed", self.path)
+            self.error = f"{type(exc).__name__}: {exc}"
+            while self._queue.get() is not None:
+                pass
+        finally:
+            if container is not None:
+                try:
+                    container.close()
+                except Exception as exc:
+                    log.exception("recording %s: closing failed", self.path)
+                    self.error = self.error or f"{type(exc).__name__}: {exc}"
