@@ -76,8 +76,8 @@ def rule_lines(rule: CreditRule, _: Gettext) -> list[str]:
         _("Attended: credited for at least {percent}% of the live duration.", percent=rule.attended_percent),
         _("Partial: credited for some of the live duration, less than {percent}%.", percent=rule.attended_percent),
         _("Absent: not credited at all."),
-        _("Credited time: live time online or in a checked-in hall that was connected, counted once, "
-          "plus replay time, at most the live duration."),
+        _("Credited time: live time online or in a checked-in hall that was connected, and the parts of "
+          "the lecture replayed from the recording, each moment counted once."),
         _("Late arrival is flagged after {minutes} minutes; early leave more than {early} minutes before the end.",
           minutes=rule.late_after_minutes, early=rule.early_before_minutes),
     ]
@@ -257,8 +257,8 @@ MESSAGES = (
     "Attended: credited for at least {percent}% of the live duration.",
     "Partial: credited for some of the live duration, less than {percent}%.",
     "Absent: not credited at all.",
-    "Credited time: live time online or in a checked-in hall that was connected, counted once, "
-    "plus replay time, at most the live duration.",
+    "Credited time: live time online or in a checked-in hall that was connected, and the parts of "
+    "the lecture replayed from the recording, each moment counted once.",
     "Late arrival is flagged after {minutes} minutes; early leave more than {early} minutes before the end.",
     "Session: {title} (no. {id})", "Live from {start} to {end} ({zone})", "Report made at {at}", "Attendance",
 )

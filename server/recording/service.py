@@ -102,14 +102,21 @@ class Archive:
         active = _Active(session_id, FeedRecorder(feed, self.root / relative), relative, started)
         self.active[session_id] = active
         active.task = self._spawn(self._record(active))
+        if feed.on_air is not None:
+            # On air since before the start (the speaker's preview): the part's first chapter.
+            self._chapter(active, feed.on_air, f"start:{relative}")
 
     async def _on_air(self, event: ev.OnAirChanged) -> None:
         active = self.active.get(event.session_id) if event.session_id is not None else None
-        if active is None or event.key is None or event.key == active.on_air:
+        if active is not None and event.key is not None:
+            self._chapter(active, event.key, event.id)
+
+    def _chapter(self, active: _Active, key: str, event_id: str) -> None:
+        """``key``'s picture is on air from now: a chapter at this media time (once per change)."""
+        if key == active.on_air:
             return
-        active.on_air = event.key
+        active.on_air = key
         at = active.recorder.media_time()
-        key, event_id = event.key, event.id
 
         async def add() -> None:
             while active.part is None and not active.recorder.done:

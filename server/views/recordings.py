@@ -50,7 +50,7 @@ def _principal(request: web.Request) -> Principal:
 def chapter_title(_: Any, chapter: RecordingChapter) -> str:
     if chapter.kind == "hall":
         return str(_("{name} has the floor", name=chapter.name))
-    return str(_("Speaker: {name}", name=chapter.name))
+    return str(_("{name} presents", name=chapter.name))
 
 
 def urls(recording: Recording) -> dict[str, str | None]:

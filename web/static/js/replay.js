@@ -121,13 +121,16 @@
 
   // Resume where the member left off (unless that was the very start or the end).
   var note = document.getElementById("resume-note");
-  video.addEventListener("loadedmetadata", function () {
+  function resume() {
     var duration = isFinite(video.duration) ? video.duration : config.duration;
     if (config.position > 3 && config.position < duration - 3) {
       video.currentTime = config.position;
       if (note) note.hidden = false;
     }
-  }, { once: true });
+  }
+  // The metadata may have arrived before this deferred script ran.
+  if (video.readyState >= 1) resume();
+  else video.addEventListener("loadedmetadata", resume, { once: true });
   var restart = document.getElementById("restart");
   if (restart) {
     restart.addEventListener("click", function () {
