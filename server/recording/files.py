@@ -1,28 +1,40 @@
 """Recording files: the one way from a stored path to a file, and what is done to whole files.
 
-* :func:`safe_path` — a path kept in the catalogue back to a file inside the
-  recordings folder, or :class:`UnsafePath` (``..``, absolute, encoded, or a
-  symlink leading out);
-* :func:`probe` — duration and streams, also of a file whose writer was
-  killed (no trailer: its duration is read from its last packet);
-* :func:`repair` — remux a killed file so it knows its duration and has cues
-  (Chromium then seeks in it), copying every packet, never decoding;
-* :func:`join` — the parts of a recording as one file, end to end;
-* :func:`sha256_of`.
+The recorder writes WebM as it goes, so a writer killed mid-session leaves a
+file without its trailer: no segment size, no cues, no duration. Players
+still play it, but Chromium reports its length as ``Infinity``. Such a file
+is remuxed (every packet copied, never decoded: a fraction of a second for an
+hour) into one that knows its duration and has cues, and the parts of a
+session cut by restarts are remuxed end to end into one file the same way.
+Every rewrite goes to a temporary name first and is renamed over the target
+once complete and on disk, so a crash never leaves a half-written file under
+a name the catalogue knows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from urllib.parse import unquote
 
 import av
+from av.container import InputContainer, OutputContainer
+from av.stream import Stream
 
 CHUNK = 1024 * 1024
+MILLISECONDS = Fraction(1, 1000)
+# The recorder's muxer options without flush_packets: a rewrite is complete or thrown away, never cut.
 MUXER_OPTIONS = {"cluster_time_limit": "500", "cluster_size_limit": "2000000", "write_crc32": "0"}
+# The program feed's codecs: parts of one recording can be joined without decoding only if they share them.
+CODECS = {"video": "vp8", "audio": "opus"}
+# How a file cut by a kill ends: a packet written in part, or a header with nothing after it.
+CUT = (av.error.InvalidDataError, av.error.EOFError)
 
 
 class UnsafePath(ValueError):
@@ -30,23 +42,7 @@ class UnsafePath(ValueError):
 
 
 class EmptyRecording(ValueError):
-    """A file without a single packet."""
-
-
-def safe_path(root: Path, relative: str) -> Path:
-    """``relative`` resolved inside ``root``; UnsafePath for anything that could lead elsewhere."""
-    if not relative or "\x00" in relative:
-        raise UnsafePath("an empty path, or one with a NUL")
-    for candidate in (relative, unquote(relative)):
-        if candidate.startswith(("/", "\\")) or Path(candidate).is_absolute() or "\\" in candidate:
-            raise UnsafePath(f"{relative!r} is absolute")
-        if any(part == ".." for part in candidate.split("/")):
-            raise UnsafePath(f"{relative!r} climbs out of its folder")
-    base = root.resolve()
-    path = (base / relative).resolve()
-    if not path.is_relative_to(base) or path == base:
-        raise UnsafePath(f"{relative!r} leads outside the recordings folder")
-    return path
+    """A recording file without a single packet (its writer was stopped before the first one)."""
 
 
 @dataclass(frozen=True)
@@ -54,98 +50,187 @@ class MediaInfo:
     duration_seconds: float
     has_video: bool
     has_audio: bool
-    width: int
+    width: int  # 0 without video
     height: int
     video_codec: str | None
-    needs_repair: bool
+    needs_repair: bool  # the container does not know its duration: a writer was killed
+
+
+def safe_path(root: Path, relative: str) -> Path:
+    """``relative`` resolved inside ``root``; UnsafePath for anything that could lead elsewhere.
+
+    The catalogue's paths are written by the server, so anything unusual in
+    one (a ``..``, an absolute path, an encoded separator, a symlink out of
+    the folder) means tampering and is refused rather than cleaned up.
+    """
+    for candidate in (relative, unquote(relative)):
+        if not candidate or "\x00" in candidate:
+            raise UnsafePath(f"{relative!r}: empty, or holds a NUL")
+        if candidate.startswith(("/", "\\")):
+            raise UnsafePath(f"{relative!r} is absolute")
+        if ".." in re.split(r"[/\\]", candidate):
+            raise UnsafePath(f"{relative!r} climbs out of its folder")
+    base = root.resolve()
+    path = (base / relative).resolve()
+    if path == base or not path.is_relative_to(base):
+        raise UnsafePath(f"{relative!r} leads outside the recordings folder")
+    return path
 
 
 def probe(path: Path) -> MediaInfo:
-    """What the file holds; for a file without a known duration, the span of its packets."""
-    with av.open(str(path)) as container:
+    """What ``path`` holds; a file whose writer was killed is measured by its packets (demuxed, not decoded)."""
+    with _open(path) as container:
         video = container.streams.video[0] if container.streams.video else None
-        audio = container.streams.audio[0] if container.streams.audio else None
-        needs_repair = container.duration is None
-        if not needs_repair:
+        if container.duration is not None:
             duration = container.duration / av.time_base
         else:
-            first, last = _span(container)
-            duration = max(0.0, last - first)
-        return MediaInfo(duration, video is not None, audio is not None, video.codec_context.width if video else 0,
-                         video.codec_context.height if video else 0, video.codec_context.name if video else None,
-                         needs_repair)
-
-
-def _span(container: av.container.InputContainer) -> tuple[float, float]:
-    first: float | None = None
-    last = 0.0
-    try:
-        for packet in container.demux():
-            if packet.pts is None or packet.time_base is None:
-                continue
-            start = float(packet.pts * packet.time_base)
-            end = start + float((packet.duration or 0) * packet.time_base)
-            first = start if first is None else min(first, start)
-            last = max(last, end)
-    except (av.error.InvalidDataError, av.error.EOFError):
-        pass  # a last packet cut short by the kill
-    return (first or 0.0), last
-
-
-def _copy(sources: list[Path], out: Path) -> None:
-    """Remux ``sources`` end to end into ``out`` (through a temporary name)."""
-    temporary = out.with_name(out.stem + ".writing" + out.suffix)
-    packets = 0
-    with av.open(str(temporary), "w", format="webm", container_options=MUXER_OPTIONS) as output:
-        streams: dict[str, av.stream.Stream] = {}
-        offsets = {"video": 0, "audio": 0}
-        for source in sources:
-            with av.open(str(source)) as container:
-                for stream in container.streams:
-                    if stream.type in ("video", "audio") and stream.type not in streams:
-                        streams[stream.type] = output.add_stream_from_template(stream)
-                ends = dict(offsets)
-                try:
-                    for packet in container.demux():
-                        kind = packet.stream.type
-                        if packet.pts is None or kind not in streams:
-                            continue
-                        # WebM counts in milliseconds, every stream alike.
-                        packet.pts = packet.dts = packet.pts + offsets[kind]
-                        packet.stream = streams[kind]
-                        output.mux(packet)
-                        packets += 1
-                        ends[kind] = max(ends[kind], packet.pts + (packet.duration or 1))
-                except (av.error.InvalidDataError, av.error.EOFError):
-                    pass
-                # The next part starts where the longer track of this one ended.
-                offsets = {kind: max(ends.values()) for kind in offsets}
-    if packets == 0:
-        temporary.unlink(missing_ok=True)
-        raise EmptyRecording(f"{sources[0]} holds no packet")
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, out)
+            first, end = _span(container)
+            duration = max(0.0, end - first)
+        return MediaInfo(
+            duration_seconds=duration, has_video=video is not None, has_audio=bool(container.streams.audio),
+            width=video.codec_context.width if video else 0, height=video.codec_context.height if video else 0,
+            video_codec=video.codec_context.name if video else None, needs_repair=container.duration is None)
 
 
 def repair(path: Path) -> MediaInfo:
-    """Give a killed file its duration and cues, in place; a sound file is left as it is."""
+    """Give a killed file its duration and cues, in place; a file that has them is left untouched."""
     info = probe(path)
     if not info.needs_repair:
         return info
-    _copy([path], path)
+    with _rewrite(path, path.with_suffix(".repairing.webm")) as output:
+        with _open(path) as container:
+            streams = {s.index: output.add_stream_from_template(s) for s in _media_streams(container)}
+            packets = 0
+            for packet in _packets(container):
+                packet.stream = streams[packet.stream.index]
+                output.mux(packet)
+                packets += 1
+        if not packets:
+            raise EmptyRecording(f"{path} holds no packet")
     return probe(path)
 
 
 def join(parts: list[Path], out: Path) -> MediaInfo:
-    """The parts, end to end, as one file (no decoding)."""
-    _copy(parts, out)
+    """The parts of one recording as one file, each starting where the one before ended.
+
+    Only timestamps change: each part is shifted as a whole (its audio and
+    video stay in step) to start at the end of the longer track of the
+    previous one, so a restart leaves no gap in the timeline; within a
+    stream, time never goes back.
+    """
+    if not parts:
+        raise ValueError("no part to join")
+    with _rewrite(out, out.with_suffix(".joining.webm")) as output:
+        streams: dict[str, Stream] = {}
+        starts: list[tuple[Path, int]] = []
+        for part in parts:
+            try:
+                with _open(part) as container:
+                    media = _media_streams(container)
+                    kinds = [s.type for s in media]
+                    if len(set(kinds)) < len(kinds) or any(s.codec_context.name != CODECS[s.type] for s in media):
+                        raise ValueError(f"{part}: only one VP8 video and one Opus audio stream can be joined")
+                    for stream in media:
+                        if stream.type not in streams:
+                            streams[stream.type] = output.add_stream_from_template(stream)
+                    starts.append((part, _first_ms(container)))
+            except EmptyRecording:
+                continue  # a part stopped before its first packet adds nothing
+        end = 0
+        last = {kind: -1 for kind in streams}
+        for part, start in starts:
+            shift = end - start
+            with _open(part) as container:
+                for packet in _packets(container):
+                    kind = packet.stream.type
+                    pts = max(_ms(packet.pts, packet) + shift, last[kind] + 1)
+                    duration = _ms(packet.duration or 0, packet)
+                    packet.stream, packet.time_base = streams[kind], MILLISECONDS
+                    packet.pts = packet.dts = pts
+                    packet.duration = duration
+                    output.mux(packet)
+                    last[kind] = pts
+                    end = max(end, pts + duration)
+        if max(last.values(), default=-1) < 0:
+            raise EmptyRecording(f"{', '.join(map(str, parts))}: no packet")
     return probe(out)
 
 
 def sha256_of(path: Path) -> str:
+    """The file's SHA-256 in hex, read in 1 MiB chunks (recordings run to gigabytes)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[InputContainer]:
+    """``path`` for reading; a header without packets (or nothing at all) is an EmptyRecording."""
+    if path.stat().st_size == 0:
+        raise EmptyRecording(f"{path} is empty")
+    try:
+        container = av.open(str(path))
+    except av.error.EOFError:
+        raise EmptyRecording(f"{path} ends before its first packet") from None
+    with container:
+        yield container
+
+
+@contextmanager
+def _rewrite(target: Path, temporary: Path) -> Iterator[OutputContainer]:
+    """A WebM written at ``temporary`` and, once complete and synced, renamed to ``target``."""
+    try:
+        with av.open(str(temporary), "w", format="webm", container_options=MUXER_OPTIONS) as output:
+            yield output
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _media_streams(container: InputContainer) -> list[Stream]:
+    streams = list(container.streams)
+    if other := [s for s in streams if s.type not in CODECS]:
+        raise ValueError(f"{container.name}: a {other[0].type} stream, a recording holds only video and audio")
+    return streams
+
+
+def _packets(container: InputContainer) -> Iterator[av.Packet]:
+    """Every packet with a time, in file order, up to where a kill cut the file."""
+    try:
+        for packet in container.demux():
+            if packet.pts is not None and packet.time_base is not None:
+                yield packet
+    except CUT:
+        return
+
+
+def _span(container: InputContainer) -> tuple[float, float]:
+    """The first time and the end of the last packet, in seconds, over every stream."""
+    first: float | None = None
+    end = 0.0
+    for packet in _packets(container):
+        assert packet.pts is not None and packet.time_base is not None
+        start = float(packet.pts * packet.time_base)
+        first = start if first is None else min(first, start)
+        end = max(end, start + float((packet.duration or 0) * packet.time_base))
+    return first or 0.0, end
+
+
+def _first_ms(container: InputContainer) -> int:
+    """The earliest time of any stream, from the first packet of each (the file is interleaved)."""
+    firsts: dict[int, int] = {}
+    for packet in _packets(container):
+        firsts.setdefault(packet.stream.index, _ms(packet.pts, packet))
+        if len(firsts) == len(container.streams):
+            break
+    return min(firsts.values(), default=0)
+
+
+def _ms(value: int | None, packet: av.Packet) -> int:
+    """``value``, a time of ``packet`` in its time base, in milliseconds."""
+    assert value is not None and packet.time_base is not None
+    return round(value * packet.time_base / MILLISECONDS)

@@ -35,6 +35,9 @@ POSTER_NAME = "poster.jpg"
 PROGRESS_EVERY = 1.0
 IDLE_CHECK_SECONDS = 30.0
 ERROR_TAIL = 2000
+# A database that does not answer (a cut network) must not hold the job loop, nor the server's stop.
+QUERY_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
 
 
 class Mp4Jobs:
@@ -65,7 +68,7 @@ class Mp4Jobs:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)
         if self._process is not None and self._process.returncode is None:
             self._process.kill()  # ours, by its handle; the job is pending again on the next start
             await self._process.wait()
@@ -74,12 +77,14 @@ class Mp4Jobs:
         while True:
             self._wake.clear()
             try:
-                recording_id = await self._next()
+                recording_id = await asyncio.wait_for(self._next(), QUERY_TIMEOUT)
                 if recording_id is not None:
                     await self.run(recording_id)
                     continue
             except asyncio.CancelledError:
                 raise
+            except (TimeoutError, asyncio.TimeoutError):
+                log.warning("mp4 jobs: the database did not answer; trying again later")
             except Exception:
                 log.exception("mp4 jobs: a job could not be run; trying again later")
             try:

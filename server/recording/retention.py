@@ -72,7 +72,7 @@ class Retention:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=5.0)
 
     async def sweep(self) -> int:
         """Delete what is due now; how many recordings lost their media."""

@@ -46,6 +46,7 @@ ProgramLookup = Callable[[int], tuple[ProgramFeed, bool] | None]
 RETRY_SECONDS = 2.0
 RETRY_ATTEMPTS = 150
 JOINED = "recording.webm"
+STOP_TIMEOUT = 10.0
 
 
 @dataclass(eq=False)
@@ -238,10 +239,15 @@ class Archive:
     # shutting down --------------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """The server stops: every part is closed as it is (the session, if live, resumes into a new one)."""
+        """The server stops: every part is closed as it is (the session, if live, resumes into a new one).
+
+        The files are closed whatever the database does; catalogue writes still under way get
+        :data:`STOP_TIMEOUT` (a part left ``recording`` is repaired at the next start).
+        """
         for active in list(self.active.values()):
             await active.recorder.stop()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=STOP_TIMEOUT)
 
     # helpers --------------------------------------------------------------------------------------
 
