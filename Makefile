@@ -58,6 +58,7 @@ bench: $(VENV)/.deps-test
 	$(PY) -m bench.fanout $(FANOUT_ARGS)
 	$(PY) -m bench.signaling $(SIGNALING_ARGS)
 	$(PY) -m bench.layers
+	$(PY) -m bench.recording
 	$(PY) -m bench.layer_policy
 	$(PY) -m bench.attendance
 

@@ -26,6 +26,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from server.auth.tokens import issue_token
+
 from bench.common import RESULTS, ROOT, cpu_seconds, machine, prepare, serving, start_session, write_section
 
 
@@ -67,7 +69,8 @@ def run_one(record: bool, viewers: int, seconds: float, size: str) -> dict[str, 
             if not record:
                 return result
             # The end, then the first moment it can be replayed, then the MP4.
-            speaker = demo.token("speaker")
+            # Not scoped to the session: the catalogue is not a live endpoint.
+            speaker = issue_token(demo.secret, demo.users["speaker"], 1, 3600)
             base = f"{url}/api/v1/sessions/{demo.session_id}"
             ended = time.monotonic()
             _api(f"{base}/end", speaker, "POST")

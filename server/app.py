@@ -86,7 +86,11 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     jobs = Mp4Jobs(database, settings.recordings_dir, settings.recordings)
     archive = Archive(database, settings.recordings_dir, node=settings.attendance.node_name,
                       program=lambda session_id: _program(app, session_id), on_finished=jobs.wake)
-    await archive.recover()
+    try:
+        await archive.recover()
+    except Exception:
+        # Serving goes on; the parts left open stay so and are repaired at the next start.
+        log.exception("archive: the recordings a stop left open could not be recovered now")
     await jobs.start()
     retention = Retention(database, settings.recordings_dir, settings.recordings.retention_days)
     retention.start()

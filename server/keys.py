@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from server.i18n import Catalogues
     from server.attendance.rule import CreditRule
     from server.live.bus import EventBus
+    from server.recording.jobs import Mp4Jobs
+    from server.recording.service import Archive
+    from server.storage.attendance import RecordKeeper
     from server.signaling.registry import LiveRegistry
     from server.storage.db import Database
     from server.storage.presence import PresenceRecorder

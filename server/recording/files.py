@@ -33,7 +33,7 @@ MILLISECONDS = Fraction(1, 1000)
 MUXER_OPTIONS = {"cluster_time_limit": "500", "cluster_size_limit": "2000000", "write_crc32": "0"}
 # The program feed's codecs: parts of one recording can be joined without decoding only if they share them.
 CODECS = {"video": "vp8", "audio": "opus"}
-# How a file cut by a kill ends: a packet written in part, or a header with nothing after it.
+# How reading a file cut by a kill can end: in its last packet, written only in part.
 CUT = (av.error.InvalidDataError, av.error.EOFError)
 
 
@@ -47,6 +47,8 @@ class EmptyRecording(ValueError):
 
 @dataclass(frozen=True)
 class MediaInfo:
+    """What a recording file holds, as the catalogue and the player need it."""
+
     duration_seconds: float
     has_video: bool
     has_audio: bool
@@ -80,31 +82,21 @@ def safe_path(root: Path, relative: str) -> Path:
 def probe(path: Path) -> MediaInfo:
     """What ``path`` holds; a file whose writer was killed is measured by its packets (demuxed, not decoded)."""
     with _open(path) as container:
-        video = container.streams.video[0] if container.streams.video else None
-        if container.duration is not None:
-            duration = container.duration / av.time_base
-        else:
-            first, end = _span(container)
-            duration = max(0.0, end - first)
-        return MediaInfo(
-            duration_seconds=duration, has_video=video is not None, has_audio=bool(container.streams.audio),
-            width=video.codec_context.width if video else 0, height=video.codec_context.height if video else 0,
-            video_codec=video.codec_context.name if video else None, needs_repair=container.duration is None)
+        return _info(container)
 
 
 def repair(path: Path) -> MediaInfo:
     """Give a killed file its duration and cues, in place; a file that has them is left untouched."""
-    info = probe(path)
-    if not info.needs_repair:
-        return info
-    with _rewrite(path, path.with_suffix(".repairing.webm")) as output:
-        with _open(path) as container:
-            streams = {s.index: output.add_stream_from_template(s) for s in _media_streams(container)}
-            packets = 0
-            for packet in _packets(container):
-                packet.stream = streams[packet.stream.index]
-                output.mux(packet)
-                packets += 1
+    with _open(path) as container:
+        if container.duration is not None:
+            return _info(container)
+    with _rewrite(path, path.with_suffix(".repairing.webm")) as output, _open(path) as container:
+        streams = {s.index: output.add_stream_from_template(s) for s in _media_streams(container)}
+        packets = 0
+        for packet in _packets(container):
+            packet.stream = streams[packet.stream_index]
+            output.mux(packet)
+            packets += 1
         if not packets:
             raise EmptyRecording(f"{path} holds no packet")
     return probe(path)
@@ -141,10 +133,12 @@ def join(parts: list[Path], out: Path) -> MediaInfo:
         for part, start in starts:
             shift = end - start
             with _open(part) as container:
+                kinds, scales = {s.index: s.type for s in container.streams}, _to_ms(container)
                 for packet in _packets(container):
-                    kind = packet.stream.type
-                    pts = max(_ms(packet.pts, packet) + shift, last[kind] + 1)
-                    duration = _ms(packet.duration or 0, packet)
+                    assert packet.pts is not None
+                    kind, scale = kinds[packet.stream_index], scales[packet.stream_index]
+                    pts = max(round(packet.pts * scale) + shift, last[kind] + 1)
+                    duration = round((packet.duration or 0) * scale)
                     packet.stream, packet.time_base = streams[kind], MILLISECONDS
                     packet.pts = packet.dts = pts
                     packet.duration = duration
@@ -191,7 +185,22 @@ def _rewrite(target: Path, temporary: Path) -> Iterator[OutputContainer]:
         temporary.unlink(missing_ok=True)
 
 
+def _info(container: InputContainer) -> MediaInfo:
+    """What ``container`` holds; without a known duration, the span of its packets."""
+    video = container.streams.video[0] if container.streams.video else None
+    if container.duration is not None:
+        duration = container.duration / av.time_base
+    else:
+        first, end = _span(container)
+        duration = max(0.0, end - first)
+    return MediaInfo(
+        duration_seconds=duration, has_video=video is not None, has_audio=bool(container.streams.audio),
+        width=video.codec_context.width if video else 0, height=video.codec_context.height if video else 0,
+        video_codec=video.codec_context.name if video else None, needs_repair=container.duration is None)
+
+
 def _media_streams(container: InputContainer) -> list[Stream]:
+    """The file's streams, all of them video or audio (anything else was not written by the recorder)."""
     streams = list(container.streams)
     if other := [s for s in streams if s.type not in CODECS]:
         raise ValueError(f"{container.name}: a {other[0].type} stream, a recording holds only video and audio")
@@ -202,35 +211,43 @@ def _packets(container: InputContainer) -> Iterator[av.Packet]:
     """Every packet with a time, in file order, up to where a kill cut the file."""
     try:
         for packet in container.demux():
-            if packet.pts is not None and packet.time_base is not None:
+            if packet.pts is not None:
                 yield packet
     except CUT:
         return
 
 
 def _span(container: InputContainer) -> tuple[float, float]:
-    """The first time and the end of the last packet, in seconds, over every stream."""
-    first: float | None = None
-    end = 0.0
+    """The first time and the end of the last packet, in seconds, over every stream.
+
+    Counted in each stream's own units and converted once at the end: a
+    Fraction per packet would cost more than the demuxing.
+    """
+    starts: dict[int, int] = {}
+    ends: dict[int, int] = {}
     for packet in _packets(container):
-        assert packet.pts is not None and packet.time_base is not None
-        start = float(packet.pts * packet.time_base)
-        first = start if first is None else min(first, start)
-        end = max(end, start + float((packet.duration or 0) * packet.time_base))
-    return first or 0.0, end
+        assert packet.pts is not None
+        index = packet.stream_index
+        starts[index] = min(starts.get(index, packet.pts), packet.pts)
+        ends[index] = max(ends.get(index, 0), packet.pts + (packet.duration or 0))
+    if not starts:
+        return 0.0, 0.0
+    bases = {stream.index: stream.time_base or MILLISECONDS for stream in container.streams}
+    return (min(float(starts[i] * bases[i]) for i in starts), max(float(ends[i] * bases[i]) for i in ends))
 
 
 def _first_ms(container: InputContainer) -> int:
     """The earliest time of any stream, from the first packet of each (the file is interleaved)."""
+    scales = _to_ms(container)
     firsts: dict[int, int] = {}
     for packet in _packets(container):
-        firsts.setdefault(packet.stream.index, _ms(packet.pts, packet))
+        assert packet.pts is not None
+        firsts.setdefault(packet.stream_index, round(packet.pts * scales[packet.stream_index]))
         if len(firsts) == len(container.streams):
             break
     return min(firsts.values(), default=0)
 
 
-def _ms(value: int | None, packet: av.Packet) -> int:
-    """``value``, a time of ``packet`` in its time base, in milliseconds."""
-    assert value is not None and packet.time_base is not None
-    return round(value * packet.time_base / MILLISECONDS)
+def _to_ms(container: InputContainer) -> dict[int, float]:
+    """Per stream, the factor from its time base to milliseconds."""
+    return {stream.index: float((stream.time_base or MILLISECONDS) / MILLISECONDS) for stream in container.streams}

@@ -26,10 +26,14 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 from av.container import InputContainer, OutputContainer
+from av.frame import Frame
+from av.stream import Stream
 from av.video.frame import PictureType
+from av.video.stream import VideoStream
 
-from server.recording.files import EmptyRecording, probe
+from server.recording.files import CUT, EmptyRecording, probe
 
 AUDIO_RATE = 48_000
 AUDIO_BIT_RATE = 128_000
@@ -41,8 +45,6 @@ POSTER_WIDTH = 640
 POSTER_AT = 0.1  # of the duration: past the first seconds, which are often black or a title card
 POSTER_MIN_SECONDS = 2.0
 PROGRESS_EVERY = 0.1
-# A file cut by a kill ends in a packet written in part.
-CUT = (av.error.InvalidDataError, av.error.EOFError)
 
 
 class TranscodeError(Exception):
@@ -88,7 +90,7 @@ def transcode(source: Path, mp4: Path, poster: Path, *, progress: Callable[[floa
                     report(at)
                 if not frames:
                     raise TranscodeError(f"{source}: not one frame could be decoded")
-                out.close()
+                out.finish()
         _sync(temporary)
         os.replace(temporary, mp4)
     finally:
@@ -104,7 +106,7 @@ class _Mp4:
     def __init__(self, output: OutputContainer, size: tuple[int, int] | None, has_audio: bool, threads: int) -> None:
         self._output = output
         self._size = size
-        self._video = None
+        self._video: VideoStream | None = None
         if size is not None:
             self._video = output.add_stream("libx264", rate=30)
             self._video.width, self._video.height = size
@@ -112,7 +114,7 @@ class _Mp4:
             self._video.codec_context.time_base = MILLISECONDS
             self._video.codec_context.thread_count = threads
             self._video.options = {"preset": "veryfast", "crf": "23"}
-        self._audio = None
+        self._audio: AudioStream | None = None
         if has_audio:
             self._audio = output.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
             self._audio.bit_rate = AUDIO_BIT_RATE
@@ -124,13 +126,12 @@ class _Mp4:
         self._audio_pts: int | None = None  # of the next AAC frame, in samples; the fifo's samples follow it
 
     def picture(self, frame: av.VideoFrame, at: float) -> None:
-        if self._video is None or self._size is None:
-            return
+        assert self._video is not None and self._size is not None
         pts = round(at / MILLISECONDS)
         if pts <= self._last_picture:
             return
         self._last_picture = pts
-        # A size change mid-file (the feed's source changed) is scaled to the first size: MP4 has one.
+        # A size change mid-file (the feed's source changed) is scaled to the first size, which the MP4 keeps.
         image = frame.reformat(width=self._size[0], height=self._size[1], format="yuv420p")
         image.pts, image.time_base = pts, MILLISECONDS
         # The source's keyframes were the feed's (one per request of a viewer): x264 places its own.
@@ -138,8 +139,7 @@ class _Mp4:
         self._output.mux(self._video.encode(image))
 
     def sound(self, frame: av.AudioFrame, at: float) -> None:
-        if self._audio is None:
-            return
+        assert self._audio is not None
         start = round(at * AUDIO_RATE)
         if self._audio_pts is None:
             self._audio_pts = start
@@ -147,13 +147,16 @@ class _Mp4:
         if gap < -AUDIO_SLACK:
             return
         if gap > AUDIO_SLACK:
-            self._fifo.write(_silence(gap))
+            # A second at a time: a hole can last minutes (the program's sound stopped).
+            for filled in range(0, gap, AUDIO_RATE):
+                self._fifo.write(_silence(min(AUDIO_RATE, gap - filled)))
+                self._encode_sound(final=False)
         for resampled in self._resampler.resample(frame):
             resampled.pts = None  # the fifo would check the source's times, which the gap above already took in
             self._fifo.write(resampled)
         self._encode_sound(final=False)
 
-    def close(self) -> None:
+    def finish(self) -> None:
         """Flush the encoders (the muxer's trailer follows when the container closes)."""
         if self._audio is not None:
             for resampled in self._resampler.resample(None):
@@ -195,7 +198,7 @@ class _Progress:
         self._callback(self._fraction)
 
 
-def _decode(container: InputContainer, streams: list[av.stream.Stream]) -> Iterator[av.VideoFrame | av.AudioFrame]:
+def _decode(container: InputContainer, streams: list[Stream]) -> Iterator[av.VideoFrame | av.AudioFrame]:
     """Every frame that decodes, in file order; a damaged packet is skipped, a cut file ends where it was cut."""
     try:
         for packet in container.demux(*streams):
@@ -212,7 +215,7 @@ def _decode(container: InputContainer, streams: list[av.stream.Stream]) -> Itera
         yield from _media(stream.codec_context.decode(None))
 
 
-def _media(frames: list[av.frame.Frame]) -> Iterator[av.VideoFrame | av.AudioFrame]:
+def _media(frames: list[Frame]) -> Iterator[av.VideoFrame | av.AudioFrame]:
     for frame in frames:
         if isinstance(frame, av.VideoFrame | av.AudioFrame) and frame.time is not None:
             yield frame

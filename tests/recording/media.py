@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -49,36 +48,36 @@ def encode(seconds: float, colours: list[Colour], size: tuple[int, int] = SIZE) 
     video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
     video.time_base = Fraction(1, FPS)
     video.gop_size = FPS
-    video.options = {"deadline": "realtime", "cpu-used": "8", "kf-max-dist": str(FPS)}
+    video.options = {"deadline": "realtime", "cpu-used": "16", "kf-max-dist": str(FPS)}
+    video.thread_count = 1  # threads make libvpx several times slower on pictures this small
     audio = av.CodecContext.create("libopus", "w")
     audio.sample_rate, audio.layout, audio.format = RATE, "stereo", "s16"
     audio.time_base = Fraction(1, RATE)
     packets: list[Encoded] = []
     frames = round(seconds * FPS)
+    images = [np.full((size[1], size[0], 3), colour, np.uint8) for colour in colours]
     for index in range(frames):
-        image = np.empty((size[1], size[0], 3), np.uint8)
-        image[:, :] = colours[index * len(colours) // frames]
+        image = images[index * len(colours) // frames]
         frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
         frame.pts = index
         packets += [Encoded("video", bytes(p), round(p.pts * 1000 / FPS), p.is_keyframe) for p in video.encode(frame)]
     packets += [Encoded("video", bytes(p), round(p.pts * 1000 / FPS), p.is_keyframe) for p in video.encode(None)]
     samples = RATE * OPUS_MS // 1000
+    opus: list[bytes] = []
     for index in range(round(seconds * 1000 / OPUS_MS)):
         t = (np.arange(samples) + index * samples) / RATE
         tone = (0.3 * 32767 * np.sin(2 * np.pi * TONE * t)).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(np.repeat(tone, 2).reshape(1, -1), format="s16", layout="stereo")
         frame.sample_rate, frame.pts = RATE, index * samples
-        # The encoder's own pts lag by its look-ahead; the recorder counts 20 ms per packet.
-        packets += [Encoded("audio", bytes(p), 0, True) for p in audio.encode(frame)]
-    audio_packets = [p for p in packets if p.kind == "audio"]
-    packets = [p for p in packets if p.kind == "video"]
-    packets += [Encoded("audio", p.data, i * OPUS_MS, True) for i, p in enumerate(audio_packets)]
+        opus += [bytes(p) for p in audio.encode(frame)]
+    # The encoder's own times lag by its look-ahead; the recorder stamps each packet 20 ms after the last.
+    packets += [Encoded("audio", data, index * OPUS_MS, True) for index, data in enumerate(opus)]
     return sorted(packets, key=lambda p: (p.ms, p.kind))
 
 
 def mux(path: Path, packets: list[Encoded], size: tuple[int, int] = SIZE, *, realtime: bool = False,
         cut: Path | None = None) -> None:
-    """Write ``packets`` as the recorder does (paced to their times when ``realtime``).
+    """Write ``packets`` as the recorder does (paced to their times when ``realtime``), a stream per kind.
 
     ``cut`` receives a copy of the file as it is after the last packet and
     before the trailer: what a writer killed then leaves behind.
@@ -138,7 +137,8 @@ def pictures(path: Path) -> list[Picture]:
 
 
 def mean_rgb(frame: av.VideoFrame) -> Colour:
-    mean = frame.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
+    """The mean colour of a picture, over a small copy of it (the pictures here are plain colours)."""
+    mean = frame.reformat(width=32, height=24, format="rgb24").to_ndarray().reshape(-1, 3).mean(axis=0)
     return int(mean[0]), int(mean[1]), int(mean[2])
 
 
@@ -151,15 +151,10 @@ def audio(path: Path) -> np.ndarray:
     resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
     chunks = []
     with av.open(str(path)) as container:
-        for frame in _audio_frames(container):
+        for frame in container.decode(audio=0):
+            assert isinstance(frame, av.AudioFrame)
             chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
     return np.concatenate(chunks)
-
-
-def _audio_frames(container: av.container.InputContainer) -> Iterator[av.AudioFrame]:
-    for frame in container.decode(audio=0):
-        assert isinstance(frame, av.AudioFrame)
-        yield frame
 
 
 def peak_hz(samples: np.ndarray) -> float:
