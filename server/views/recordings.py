@@ -244,7 +244,7 @@ async def library_page(request: web.Request) -> web.StreamResponse:
     wanted = library_store.Filter(
         text=query.get("q", "")[:200].strip(), speaker=query.get("speaker", "")[:200].strip(),
         since=_local(_day(query.get("from", "")), zone), until=_local(_day(query.get("to", "")), zone, end=True),
-        unit_id=int(query["unit"]) if query.get("unit", "").isdigit() else None)
+        unit_id=int(query["unit"]) if query.get("unit", "").isdigit() and len(query["unit"]) <= 9 else None)
     page = int_arg(request, "page", 1, minimum=1)
     async with request.app[keys.DATABASE].session() as db:
         entries, total = await library_store.search(db, principal, wanted, offset=(page - 1) * PAGE_SIZE,
@@ -260,8 +260,10 @@ async def library_page(request: web.Request) -> web.StreamResponse:
 def _local(day: date | None, zone: Any, *, end: bool = False) -> datetime | None:
     if day is None:
         return None
-    moment = datetime.combine(day + timedelta(days=1) if end else day, time.min, tzinfo=zone)
-    return moment
+    try:
+        return datetime.combine(day + timedelta(days=1) if end else day, time.min, tzinfo=zone)
+    except OverflowError:  # 9999-12-31 as the last day: no bound
+        return None
 
 
 @require()

@@ -170,3 +170,21 @@ async def test_progress_refuses_bad_bodies_and_strangers(client: TestClient, see
     assert (await client.post(url, data="ranges", headers=member)).status == 415
     assert (await client.post(url, json={"ranges": []}, headers=bearer(client.app, seed.member_b))).status == 403
     assert (await client.post("/api/v1/recordings/999/progress", json={"ranges": []}, headers=member)).status == 404
+
+
+async def test_the_library_finds_by_folded_words_and_survives_odd_queries(client: TestClient, seed: Seed,
+                                                                          recorded: dict[str, Any]) -> None:
+    from tests.conftest import login
+
+    await login(client, seed.member.username)
+    found = await client.get("/recordings?q=LIVE+test")
+    assert found.status == 200 and f"/recordings/{recorded['recording_id']}" in await found.text()
+    missing = await client.get("/recordings?q=khong+co")
+    assert f"/recordings/{recorded['recording_id']}\"" not in await missing.text()
+    for query in ("unit=99999999999999999999", "from=9999-12-31&to=9999-12-31", "from=garbage&page=999999999999",
+                  "speaker=%00", f"unit={seed.province_b.id}"):
+        response = await client.get(f"/recordings?{query}")
+        assert response.status == 200, query
+    page = await client.get(f"/recordings/{recorded['recording_id']}")
+    text = await page.text()
+    assert page.status == 200 and "Điểm cầu A phát biểu" in text and 'id="player"' in text
