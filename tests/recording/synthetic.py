@@ -16,10 +16,23 @@ from server.storage.models import JobStatus, Recording, RecordingStatus, Session
 from server.live.lifecycle import SessionStatus
 
 
+# Encoding is what costs (a second or two per clip): each distinct clip is made once per test run.
+_MADE: dict[tuple[object, ...], bytes] = {}
+
+
 def write_webm(path: Path, seconds: float, colours: list[tuple[int, int, int]], tone: float = 440.0,
                size: tuple[int, int] = (320, 240)) -> None:
     """``seconds`` of 30 fps video cycling through ``colours`` (equal shares) and a tone, as the recorder writes."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = (seconds, tuple(colours), tone, size)
+    if key not in _MADE:
+        _encode(path, seconds, colours, tone, size)
+        _MADE[key] = path.read_bytes()
+    path.write_bytes(_MADE[key])
+
+
+def _encode(path: Path, seconds: float, colours: list[tuple[int, int, int]], tone: float,
+            size: tuple[int, int]) -> None:
     video = av.CodecContext.create("libvpx", "w")
     video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
     video.time_base = Fraction(1, 30)
