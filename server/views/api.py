@@ -64,16 +64,20 @@ def user_json(user: User) -> dict[str, Any]:
             "active": user.active}
 
 
-async def read_json(request: web.Request, schema: Schema, *, partial: bool = False) -> dict[str, Any]:
-    """The body as JSON validated by ``schema``; 415, 413 or 422 otherwise."""
+async def json_body(request: web.Request) -> Any:
+    """The body as a JSON value; 415, 413, or 400 ``invalid_json``."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType("send application/json")
     raw = await read_body(request, MAX_JSON_BYTES)
     try:
-        data = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AppError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    return schema.parse(data, partial=partial)
+
+
+async def read_json(request: web.Request, schema: Schema, *, partial: bool = False) -> dict[str, Any]:
+    """The body as JSON validated by ``schema``; 415, 413, 400 or 422 otherwise."""
+    return schema.parse(await json_body(request), partial=partial)
 
 
 # Auth ---------------------------------------------------------------------------

@@ -8,7 +8,6 @@ administrator deletes. Files are served only through
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from server import keys
 from server.attendance import replay
 from server.auth.principal import Principal
 from server.auth.roles import Role
-from server.errors import AppError, Conflict, NotFound, UnsupportedMediaType
+from server.errors import AppError, Conflict, NotFound
 from server.recording import files
 from server.recording.retention import delete_media
 from server.storage import library as library_store
@@ -28,9 +27,9 @@ from server.storage import recordings as catalogue
 from server.storage import replay as replay_store
 from server.storage import sessions as session_store
 from server.storage.models import JobStatus, Recording, RecordingChapter, RecordingStatus, Session, User
-from server.views.api import MAX_JSON_BYTES, _iso
+from server.views.api import _iso, json_body
 from server.views.auth import current, require
-from server.views.forms import int_arg, path_id, read_body
+from server.views.forms import int_arg, path_id
 from server.views.render import render, translator
 
 # The speeds the player offers; replay credit allows at most the highest (server/attendance/replay.py).
@@ -119,13 +118,7 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
 
 
 async def _progress_body(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType("send application/json")
-    raw = await read_body(request, MAX_JSON_BYTES)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AppError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    data = await json_body(request)
     if not isinstance(data, dict) or "ranges" not in data:
         raise AppError('send {"ranges": [[from_seconds, to_seconds], ...]}', code="bad_ranges")
     unknown = set(data) - {"ranges", "position"}
@@ -174,11 +167,7 @@ async def report_progress(request: web.Request) -> web.StreamResponse:
 async def delete_recording(request: web.Request) -> web.StreamResponse:
     reason = ""
     if request.can_read_body and request.content_type == "application/json":
-        raw = await read_body(request, MAX_JSON_BYTES)
-        try:
-            body = json.loads(raw.decode("utf-8") or "{}")
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise AppError("the body is not valid JSON", code="invalid_json") from None
+        body = await json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("reason", ""), str):
             raise AppError('send {"reason": "..."}', code="bad_reason")
         reason = body.get("reason", "")[:1000]

@@ -149,3 +149,16 @@ async def signed_in(browser: Any, server: Server, username: str, password: str,
     await page.click("form[action='/login'] button[type=submit]")
     await page.wait_for_url(f"{server.url}/")
     return page
+
+
+async def csrf_cookie(page: Any) -> str:
+    """The page's CSRF token (API writes with the session cookie carry it in X-CSRF-Token)."""
+    return next(c["value"] for c in await page.context.cookies() if c["name"] == "bc_csrf")
+
+
+async def api_post(page: Any, server: Server, path: str, data: dict[str, Any] | None = None) -> Any:
+    """POST to the API as the signed-in page would; the response must be a success."""
+    response = await page.request.post(f"{server.url}{path}", headers={"X-CSRF-Token": await csrf_cookie(page)},
+                                       data=data or {})
+    assert response.ok, await response.text()
+    return response

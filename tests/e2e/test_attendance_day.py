@@ -13,23 +13,12 @@ from typing import Any
 import openpyxl
 
 from server.attendance.export import MEMBER_COLUMNS
-from tests.e2e.conftest import Server, signed_in
+from tests.e2e.conftest import Server, api_post, signed_in
 
 PHONE = {"width": 390, "height": 844}
 IN_HALL = ("hai-phong-01", "hai-phong-02")
 ONLINE = "can-tho-05"
 LIVE_SECONDS = 12
-
-
-async def _csrf(page: Any) -> str:
-    return next(c["value"] for c in await page.context.cookies() if c["name"] == "bc_csrf")
-
-
-async def _post(page: Any, server: Server, path: str, data: dict[str, Any] | None = None) -> Any:
-    response = await page.request.post(f"{server.url}{path}", headers={"X-CSRF-Token": await _csrf(page)},
-                                       data=data or {})
-    assert response.ok, await response.text()
-    return response
 
 
 async def test_a_day_of_attendance_from_phones_and_online_to_the_workbook(server: Server, browser: Any) -> None:
@@ -38,7 +27,7 @@ async def test_a_day_of_attendance_from_phones_and_online_to_the_workbook(server
     invited = [p for p in points if p["slug"] in ("hai-phong", "can-tho")]
     speakers = (await (await admin.request.get(f"{server.url}/api/v1/users?role=speaker")).json())["users"]
     now = datetime.now(UTC)
-    created = await _post(admin, server, "/api/v1/sessions", {
+    created = await api_post(admin, server, "/api/v1/sessions", {
         "title": "Ngày điểm danh", "speaker_id": speakers[0]["id"], "scheduled_start": now.isoformat(),
         "scheduled_end": (now + timedelta(hours=1)).isoformat(), "invited_point_ids": [p["id"] for p in invited]})
     session_id = (await created.json())["id"]
@@ -72,10 +61,10 @@ async def test_a_day_of_attendance_from_phones_and_online_to_the_workbook(server
     await member.wait_for_function("() => document.querySelector('video')?.srcObject")
 
     speaker = await signed_in(browser, server, "speaker", server.logins["speaker"], {"width": 1366, "height": 768})
-    await _post(speaker, server, f"/api/v1/sessions/{session_id}/start")
+    await api_post(speaker, server, f"/api/v1/sessions/{session_id}/start")
     began = time.monotonic()
     await asyncio.sleep(LIVE_SECONDS)
-    await _post(speaker, server, f"/api/v1/sessions/{session_id}/end")
+    await api_post(speaker, server, f"/api/v1/sessions/{session_id}/end")
     live_seconds = time.monotonic() - began
 
     # The administrator downloads the workbook (the records are written just after the end).

@@ -9,20 +9,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.e2e.conftest import Server, signed_in
+from tests.e2e.conftest import Server, api_post, signed_in
 
 MEMBER = "can-tho-03"
-
-
-async def _csrf(page: Any) -> str:
-    return next(c["value"] for c in await page.context.cookies() if c["name"] == "bc_csrf")
-
-
-async def _post(page: Any, server: Server, path: str, data: dict[str, Any] | None = None) -> Any:
-    response = await page.request.post(f"{server.url}{path}", headers={"X-CSRF-Token": await _csrf(page)},
-                                       data=data or {})
-    assert response.ok, await response.text()
-    return response
 
 
 async def _current(page: Any) -> float:
@@ -36,7 +25,7 @@ async def test_a_recording_is_replayed_seeks_resumes_and_counts(server: Server, 
     invited = [p for p in points if p["slug"] in ("hai-phong", "can-tho")]
     speakers = (await (await admin.request.get(f"{server.url}/api/v1/users?role=speaker")).json())["users"]
     now = datetime.now(UTC)
-    created = await _post(admin, server, "/api/v1/sessions", {
+    created = await api_post(admin, server, "/api/v1/sessions", {
         "title": "Ôn tập nghị quyết — bản ghi", "speaker_id": speakers[0]["id"], "scheduled_start": now.isoformat(),
         "scheduled_end": (now + timedelta(hours=1)).isoformat(), "invited_point_ids": [p["id"] for p in invited]})
     session_id = (await created.json())["id"]
@@ -47,7 +36,7 @@ async def test_a_recording_is_replayed_seeks_resumes_and_counts(server: Server, 
     hall = await signed_in(red_camera_browser, server, "op-hai-phong", server.logins["operators"])
     await asyncio.gather(speaker.goto(live), hall.goto(live))
     await hall.wait_for_selector("#check-ws[data-ok=yes]")
-    await _post(speaker, server, f"/api/v1/sessions/{session_id}/start")
+    await api_post(speaker, server, f"/api/v1/sessions/{session_id}/start")
     await speaker.wait_for_function("() => document.body.dataset.status === 'live'")
     await speaker.wait_for_selector("#on-air[data-on-air^='user:']", timeout=20_000)
     await asyncio.sleep(4)
@@ -56,7 +45,7 @@ async def test_a_recording_is_replayed_seeks_resumes_and_counts(server: Server, 
     await speaker.locator(f"#hand-queue [data-grant='{point}']").click()
     await speaker.wait_for_selector(f"#on-air[data-on-air='point:{point}']", timeout=20_000)
     await asyncio.sleep(10)
-    await _post(speaker, server, f"/api/v1/sessions/{session_id}/end")
+    await api_post(speaker, server, f"/api/v1/sessions/{session_id}/end")
     ended = time.monotonic()
 
     # Within seconds it is in the library, newest first, for a member of an invited unit.
