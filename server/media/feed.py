@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 from server.media.audio import AudioInput, ProgramAudio
+from server.media.codecs import VIDEO_CODECS, VideoCodec
 from server.media.fanout import ForwardTrack
 from server.media.layers import LowLayer
 from server.media.video import EncodedVideoSource, ProgramVideo
@@ -40,6 +41,7 @@ class Subscription:
     ``owner`` is the participant key whose own voice is left out of this
     subscription's audio (mix-minus: a hall never hears itself back); None
     for a subscriber that hears everything (the recorder, a relay).
+    ``codecs`` are the video codecs it decodes (:meth:`ProgramFeed.set_codecs`).
     """
 
     id: int
@@ -47,6 +49,7 @@ class Subscription:
     video: ForwardTrack | None
     audio: ForwardTrack | None
     layer: Layer = "high"
+    codecs: frozenset[VideoCodec] = frozenset(VIDEO_CODECS)
     active: bool = field(default=True, repr=False)
 
     @property
@@ -115,6 +118,10 @@ class ProgramFeed:
     def on_air(self) -> str | None:
         return self.video.on_air
 
+    def source_codecs(self) -> set[VideoCodec]:
+        """The codecs the publishers' videos send now."""
+        return {source.codec for source in self._sources.values() if source.codec is not None}
+
     @property
     def bitrate(self) -> float:
         """Bits per second the full picture takes now (measured over about a second)."""
@@ -141,7 +148,7 @@ class ProgramFeed:
             return
         subscription.active = False
         if subscription.video is not None:
-            self.video.fanout.discard(subscription.video)
+            self.video.detach(subscription.video)
             if self.low is not None:
                 self.low.fanout.discard(subscription.video)
         if subscription.audio is not None:
@@ -154,24 +161,52 @@ class ProgramFeed:
         if subscription.layer == "low" and self.low is not None:
             self.low.request_keyframe()
         else:
-            self.video.request_keyframe()
+            self.video.request_keyframe_for(subscription.codecs)
+
+    def set_codecs(self, subscription: Subscription, codecs: frozenset[VideoCodec]) -> None:
+        """The video codecs the subscriber decodes (what its connection negotiated; VP8 and H.264 by default).
+
+        A subscriber that decodes only one codec gets the forwarded frames
+        while the source on air sends that codec, and the program's shared
+        transcode to it otherwise.
+        """
+        codecs = frozenset(codecs) & frozenset(VIDEO_CODECS)
+        track = subscription.video
+        if not codecs:
+            raise ValueError("a video subscriber decodes VP8 or H.264")
+        if track is None or not subscription.active or codecs == subscription.codecs:
+            subscription.codecs = codecs
+            return
+        before = self.video.delivers(subscription.codecs)
+        subscription.codecs = codecs
+        if subscription.layer == "low" and "vp8" not in codecs:
+            # The low layer is VP8: a viewer that cannot decode it goes back to the full picture.
+            self.set_layer(subscription, "high")
+        if subscription.layer == "high":
+            if self.video.delivers(codecs) != before:
+                track.restart_at_keyframe()
+            self.video.attach(track, codecs)
+            if track.waiting_for_keyframe:
+                self.request_keyframe(subscription)
 
     def set_layer(self, subscription: Subscription, layer: Layer) -> None:
         """Move a subscriber between the full picture and the low layer, at the new layer's keyframe."""
         track = subscription.video
         if track is None or not subscription.active or subscription.layer == layer:
             return
+        if layer == "low" and "vp8" not in subscription.codecs:
+            return  # the low layer is VP8
         if self.low is None:
             self.low = LowLayer(asyncio.get_running_loop(), self.video.request_keyframe)
             self.video.low = self.low
         subscription.layer = layer
         track.restart_at_keyframe()
         if layer == "low":
-            self.video.fanout.discard(track)
+            self.video.detach(track)
             self.low.fanout.add(track)
         else:
             self.low.fanout.discard(track)
-            self.video.fanout.add(track)
+            self.video.attach(track, subscription.codecs)
         self.request_keyframe(subscription)
         log.info("viewer moved to the %s layer", layer)
 
@@ -179,5 +214,6 @@ class ProgramFeed:
         for subscription in list(self.subscriptions.values()):
             self.unsubscribe(subscription)
         await self.audio.close()
+        self.video.close()
         if self.low is not None:
             self.low.close()

@@ -21,62 +21,102 @@ here.  What each hook is for:
   benchmarks name 127.0.0.1, see "Networks in tests").
 * :func:`answer_as_dtls_server` — answer ``a=setup:passive`` to an ``actpass``
   offer, so publishers whose DTLS certificate is RSA (GStreamer) connect.
+* :func:`register_h264_profiles` — aiortc knows H.264 only as constrained
+  baseline and baseline, packetization-mode 1, level 3.1: studio publishers
+  (OBS, GStreamer, FFmpeg) offer main and high profiles, packetization-mode
+  0, 1080p; each is added to aiortc's codec table (once, at import).
+* :func:`send_encoded` — a video sender that sends each forwarded frame with
+  the payload type of its own codec (VP8 or H.264), so one viewer follows
+  the program across sources that send different codecs; aiortc's sender
+  packs every frame with the first negotiated codec.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import queue
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Protocol
 
 import aioice.ice
-import av
+import aiortc.codecs
 import ifaddr
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
+from aiortc.rtcrtpsender import RTP_HISTORY_SIZE, random_sequence_number
+from aiortc.rtp import (RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, RtpPacket, unpack_remb_fci,
+                        wrap_rtx)
 from aiortc.sdp import SessionDescription
+from aiortc.utils import random32, uint16_add, uint32_add
+
+from server.media.codecs import (VIDEO_CODECS, EncodedFrame, ParameterSets, VideoCodec, is_vp8_keyframe,
+                                 parse_sprop)
 
 log = logging.getLogger(__name__)
 
-# VP8 payload descriptor stripped: bit 0 of the first byte of the frame is the
-# inverse key frame flag (RFC 6386 section 9.1).
-def is_vp8_keyframe(data: bytes) -> bool:
-    return len(data) > 0 and (data[0] & 1) == 0
+__all__ = ["is_vp8_keyframe"]  # kept importable from here: older tests and tools use it
 
 
 class _EncodedFrameQueue:
     """Stands in for a receiver's decoder queue.
 
     The receiver puts ``(codec, JitterFrame)`` here from the event loop; we
-    wrap the frame in an ``av.Packet`` and hand it straight to the receiver's
-    track.  The receiver's decoder thread still runs, but only ever takes the
-    stop marker from this queue, so it never creates a decoder and still ends
-    the track when the receiver stops.
+    make an :class:`~server.media.codecs.EncodedFrame` of it and hand it
+    straight to the receiver's track. H.264 frames pass through the
+    publisher's :class:`~server.media.codecs.ParameterSets` (seeded from the
+    offer's ``sprop-parameter-sets``), so every IDR carries its SPS and PPS.
+    The receiver's decoder thread still runs, but only ever takes the stop
+    marker from this queue, so it never creates a decoder and still ends the
+    track when the receiver stops.
     """
 
-    def __init__(self, receiver: RTCRtpReceiver) -> None:
+    def __init__(self, receiver: RTCRtpReceiver, pc: RTCPeerConnection | None) -> None:
         self._receiver = receiver
+        self._pc = pc
         self._stop: queue.Queue[None] = queue.Queue()
+        self._parameter_sets: dict[int, ParameterSets] = {}
 
     def put(self, item: Any) -> None:
         if item is None:
             self._stop.put(None)
             return
         codec, frame = item
-        packet = av.Packet(frame.data)
-        packet.pts = frame.timestamp
-        packet.time_base = Fraction(1, codec.clockRate)
-        if codec.name == "VP8":
-            packet.is_keyframe = is_vp8_keyframe(frame.data)
-        self._receiver._track._queue.put_nowait(packet)
+        name = codec.name.lower()
+        if name == "vp8":
+            encoded = EncodedFrame("vp8", frame.data, frame.timestamp, is_vp8_keyframe(frame.data))
+        elif name == "h264":
+            sets = self._parameter_sets.get(codec.payloadType)
+            if sets is None:
+                sets = self._parameter_sets[codec.payloadType] = ParameterSets(
+                    _sprop(self._pc, codec.payloadType))
+            data, keyframe = sets.repair(frame.data)
+            encoded = EncodedFrame("h264", data, frame.timestamp, keyframe)
+        else:  # only VP8 and H.264 are ever negotiated for video
+            return
+        self._receiver._track._queue.put_nowait(encoded)
 
     def get(self, block: bool = True, timeout: float | None = None) -> None:
         return self._stop.get(block, timeout)
+
+
+def _sprop(pc: RTCPeerConnection | None, payload_type: int) -> list[bytes]:
+    """The SPS and PPS an offer gave for ``payload_type`` in ``sprop-parameter-sets``."""
+    if pc is None or pc.remoteDescription is None:
+        return []
+    for media in SessionDescription.parse(pc.remoteDescription.sdp).media:
+        for codec in media.rtp.codecs if media.kind == "video" else []:
+            if codec.payloadType == payload_type:
+                for key, value in codec.parameters.items():
+                    if key.strip().lower() == "sprop-parameter-sets" and isinstance(value, str):
+                        return parse_sprop(value)
+    return []
 
 
 class MarkerJitterBuffer(JitterBuffer):
@@ -107,17 +147,30 @@ class MarkerJitterBuffer(JitterBuffer):
         return None
 
 
-def receive_encoded(receiver: RTCRtpReceiver) -> None:
-    """Make ``receiver``'s track yield encoded ``av.Packet``s (pts in RTP clock units).
+def receive_encoded(receiver: RTCRtpReceiver, pc: RTCPeerConnection | None = None) -> None:
+    """Make ``receiver``'s video track yield :class:`~server.media.codecs.EncodedFrame`\\ s (pts in RTP clock units).
 
-    Call it from the peer connection's ``track`` event, before the connection
-    starts receiving.
+    ``pc`` is the receiver's connection: its remote description gives the
+    H.264 parameter sets of the SDP. Call it before the connection starts
+    receiving.
     """
     if receiver._RTCRtpReceiver__decoder_thread is not None:
         raise RuntimeError("receive_encoded() must be installed before the receiver starts")
-    receiver._RTCRtpReceiver__decoder_queue = _EncodedFrameQueue(receiver)
+    receiver._RTCRtpReceiver__decoder_queue = _EncodedFrameQueue(receiver, pc)
     if receiver._RTCRtpReceiver__kind == "video":
         receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(capacity=512, is_video=True)
+
+
+def release_at_marker(receiver: RTCRtpReceiver) -> None:
+    """Give a decoding receiver (a test's viewer) the marker-releasing jitter buffer.
+
+    aiortc's own buffer hands a frame over when the next frame's first packet
+    arrives, labelled with *that* packet's codec: where the payload type
+    changes (a VP8 source cut to an H.264 one) the old codec's last frame goes
+    to the new codec's decoder and fails. Released at its marker, each frame
+    goes with its own packets' codec.
+    """
+    receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(capacity=512, is_video=True)
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
@@ -188,14 +241,184 @@ def remote_media_ssrc(pc: RTCPeerConnection, kind: str) -> int | None:
     return None
 
 
-def prefer_vp8_opus(transceiver: RTCRtpTransceiver) -> None:
-    """Negotiate only VP8 (with RTX) or Opus: forwarded packets are VP8 and Opus.
+# H.264 as studio publishers offer it, in aiortc's codec table. aiortc matches
+# an offered H.264 codec by profile and packetization mode only; the level we
+# state is what we can receive (5.2: 1080p60 and more), and with
+# level-asymmetry-allowed a publisher sends at its own level.
+H264_LEVEL = "34"
+H264_PROFILES = ("42001f", "42e01f", "4d001f", "64001f", "640c1f")  # baseline, constrained baseline, main, high, constrained high
 
-    On the answering side this must run before ``setRemoteDescription``.
+
+def register_h264_profiles() -> None:
+    """Make aiortc's video codecs VP8 and H.264 in every profile and packetization mode above (idempotent)."""
+    global _h264_registered
+    if _h264_registered:
+        return
+    feedback = [RTCRtcpFeedback(type="nack"), RTCRtcpFeedback(type="nack", parameter="pli"),
+                RTCRtcpFeedback(type="goog-remb")]
+    table: list[RTCRtpCodecParameters] = []
+    payload_type = 97
+
+    def add(mime: str, parameters: dict[str, Any]) -> None:
+        nonlocal payload_type
+        table.append(RTCRtpCodecParameters(mimeType=mime, clockRate=90_000, payloadType=payload_type,
+                                           rtcpFeedback=list(feedback), parameters=parameters))
+        table.append(RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90_000, payloadType=payload_type + 1,
+                                           parameters={"apt": payload_type}))
+        payload_type += 2
+
+    add("video/VP8", {})
+    for mode in ("1", "0"):
+        for profile in H264_PROFILES:
+            add("video/H264", {"level-asymmetry-allowed": "1", "packetization-mode": mode,
+                               "profile-level-id": profile[:4] + H264_LEVEL})
+    assert payload_type <= 128, "dynamic payload types run from 96 to 127"
+    aiortc.codecs.CODECS["video"][:] = table
+    _h264_registered = True
+
+
+_h264_registered = False
+
+
+def prefer_codecs(transceiver: RTCRtpTransceiver, first: VideoCodec = "vp8") -> None:
+    """Negotiate VP8 and H.264 (with RTX) for video, Opus for audio: what the program forwards.
+
+    ``first`` leads the list: in an answer to a publisher it is the codec the
+    publisher will send, if it offers both. On the answering side this must
+    run before ``setRemoteDescription``.
     """
+    codecs = RTCRtpSender.getCapabilities(transceiver.kind).codecs
+    if transceiver.kind == "video":
+        order = {first: 0, **{name: 1 + i for i, name in enumerate(VIDEO_CODECS) if name != first}}
+        video = [codec for codec in codecs if codec.mimeType.lower().removeprefix("video/") in order]
+        video.sort(key=lambda codec: order[codec.mimeType.lower().removeprefix("video/")])  # stable
+        rtx = [codec for codec in codecs if codec.mimeType.lower() == "video/rtx"]
+        transceiver.setCodecPreferences(video + rtx)
+    else:
+        transceiver.setCodecPreferences([codec for codec in codecs if codec.mimeType.lower() == "audio/opus"])
+
+
+def prefer_vp8_opus(transceiver: RTCRtpTransceiver) -> None:
+    """Negotiate only VP8 (with RTX) or Opus (a client that must not send or receive H.264)."""
     wanted = ("video/vp8", "video/rtx") if transceiver.kind == "video" else ("audio/opus",)
     codecs = RTCRtpSender.getCapabilities(transceiver.kind).codecs
     transceiver.setCodecPreferences([codec for codec in codecs if codec.mimeType.lower() in wanted])
+
+
+def negotiated_video_codecs(transceiver: RTCRtpTransceiver) -> frozenset[VideoCodec]:
+    """The video codecs a negotiated transceiver can send: VP8, and H.264 in packetization mode 1.
+
+    Forwarded H.264 frames are packed in FU-A and STAP-A packets, which
+    packetization mode 0 does not allow.
+    """
+    return frozenset(_sending_codecs(transceiver._codecs))
+
+
+def _sending_codecs(codecs: list[RTCRtpCodecParameters]) -> dict[VideoCodec, RTCRtpCodecParameters]:
+    chosen: dict[VideoCodec, RTCRtpCodecParameters] = {}
+    for codec in codecs:
+        name = codec.mimeType.lower()
+        if name == "video/vp8":
+            chosen.setdefault("vp8", codec)
+        elif name == "video/h264" and str(codec.parameters.get("packetization-mode", "0")) == "1":
+            chosen.setdefault("h264", codec)
+    return chosen
+
+
+def send_encoded(transceiver: RTCRtpTransceiver) -> None:
+    """Make a video sender send each :class:`EncodedFrame` with its own codec's payload type.
+
+    Install before the connection starts sending. The frames come from the
+    sender's track; a frame of a codec the viewer did not negotiate is
+    dropped (the program never sends one: it gives such a viewer a shared
+    transcode). Sequence numbers, timestamps and SSRC run on across a change
+    of codec, which happens only at a keyframe.
+    """
+    sender = transceiver.sender
+    private = "_RTCRtpSender__"
+
+    def get(name: str) -> Any:
+        return getattr(sender, private + name)
+
+    def put(name: str, value: Any) -> None:
+        setattr(sender, private + name, value)
+
+    async def run_rtp(_first: RTCRtpCodecParameters) -> None:
+        get("rtp_started").set()
+        codecs = _sending_codecs(transceiver._codecs)
+        rtx_types.update({codec.parameters.get("apt"): codec.payloadType
+                          for codec in transceiver._codecs if codec.mimeType.lower() == "video/rtx"})
+        history = get("rtp_history")
+        extensions_map = get("rtp_header_extensions_map")
+        mid = get("mid")
+        sequence_number = random_sequence_number()
+        timestamp_origin = random32()
+        picture_id = 0
+        try:
+            while True:
+                track = get("track")
+                if track is None:
+                    await asyncio.sleep(0.02)
+                    continue
+                frame = await track.recv()
+                if not sender._enabled or not isinstance(frame, EncodedFrame):
+                    continue
+                codec = codecs.get(frame.codec)
+                if codec is None:
+                    continue
+                if frame.codec == "vp8":
+                    payloads = Vp8Encoder._packetize(frame.data, picture_id)
+                    picture_id = (picture_id + 1) % (1 << 15)
+                else:
+                    payloads = H264Encoder._packetize(H264Encoder._split_bitstream(frame.data))
+                if not payloads:
+                    continue
+                timestamp = uint32_add(timestamp_origin, frame.pts % (1 << 32))
+                # One clock reading per frame: its packets leave back to back.
+                ntp = clock.current_ntp_time()
+                last = len(payloads) - 1
+                for index, payload in enumerate(payloads):
+                    packet = RtpPacket(payload_type=codec.payloadType, sequence_number=sequence_number,
+                                       timestamp=timestamp)
+                    packet.ssrc = sender._ssrc
+                    packet.payload = payload
+                    packet.marker = 1 if index == last else 0
+                    packet.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
+                    packet.extensions.mid = mid
+                    history[sequence_number % RTP_HISTORY_SIZE] = packet
+                    await sender.transport._send_rtp(packet.serialize(extensions_map))
+                    put("octet_count", get("octet_count") + len(payload))
+                    put("packet_count", get("packet_count") + 1)
+                    sequence_number = uint16_add(sequence_number, 1)
+                put("ntp_timestamp", ntp)
+                put("rtp_timestamp", timestamp)
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        except Exception:
+            # The exit must be signalled whatever happens, or RTCRtpSender.stop() hangs.
+            log.exception("video sender stopped")
+        track = get("track")
+        if track is not None:
+            track.stop()
+            put("track", None)
+        get("rtp_exited").set()
+
+    # Each codec's RTX payload type (by its "apt"), known once the sender starts.
+    rtx_types: dict[Any, int] = {}
+
+    async def retransmit(sequence_number: int) -> None:
+        packet = get("rtp_history").get(sequence_number % RTP_HISTORY_SIZE)
+        if packet is None or packet.sequence_number != sequence_number:
+            return
+        rtx = rtx_types.get(packet.payload_type)
+        if rtx is not None:
+            packet = wrap_rtx(packet, payload_type=rtx, sequence_number=get("rtx_sequence_number"),
+                              ssrc=sender._rtx_ssrc)
+            put("rtx_sequence_number", uint16_add(get("rtx_sequence_number"), 1))
+        await sender.transport._send_rtp(packet.serialize(get("rtp_header_extensions_map")))
+
+    sender._run_rtp = run_rtp  # type: ignore[method-assign]
+    sender._retransmit = retransmit  # type: ignore[method-assign]
 
 
 def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
@@ -332,3 +555,6 @@ def _install_address_guards() -> None:
 
     aioice.ice.StunProtocol.send_stun = send_stun_confined  # type: ignore[method-assign]
     aioice.ice.StunProtocol.send_data = send_data_confined  # type: ignore[method-assign]
+
+
+register_h264_profiles()

@@ -1,9 +1,10 @@
-"""A lower layer of the program video for halls on poor links: one shared transcode.
+"""Shared transcodes of the program video: the low layer for halls on poor links, and the
+program in one codec for viewers that decode only that one.
 
-The program's encoded frames are decoded once, scaled to 240 lines with the
-program's own aspect ratio (320x240 for 4:3, 426x240 for 16:9) and encoded
-once at about 300 kbit/s, in one worker thread, and only while some viewer is
-on the low layer. Every low-layer viewer shares those packets, exactly as
+The program's encoded frames (VP8 or H.264) are decoded once, scaled and
+encoded once, in one worker thread, and only while some viewer watches the
+output. The low layer is 240 lines with the program's own aspect ratio
+(320x240 for 4:3, 426x240 for 16:9) at about 300 kbit/s in VP8. Every low-layer viewer shares those packets, exactly as
 high-layer viewers share the forwarded ones. Low-layer packets keep the
 program's timestamps, so a viewer moving between layers (on a keyframe of the
 layer it joins) keeps one monotonic timeline.
@@ -30,6 +31,7 @@ from typing import Any
 import av
 from av.video.frame import PictureType
 
+from server.media.codecs import EncodedFrame, VideoCodec
 from server.media.fanout import Fanout
 from server.media.hooks import ReceiverReport
 
@@ -52,41 +54,62 @@ def low_size(width: int, height: int) -> tuple[int, int]:
     return max(2, round(width * LOW_HEIGHT / height / 2) * 2), LOW_HEIGHT
 
 
-class LowLayer:
-    """The shared transcode to the low layer."""
+class SharedTranscode:
+    """One shared decode and encode of the program, pushed to every track of its fanout.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, request_source_keyframe: Callable[[], None]) -> None:
+    It runs in a worker thread and only while some track watches it. The
+    program's frames (VP8 or H.264, whatever the source on air sends) are
+    decoded once, scaled to :meth:`size` and encoded once in ``codec``; the
+    output keeps the program's timestamps.
+    """
+
+    name = "transcode"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, request_source_keyframe: Callable[[], None],
+                 codec: VideoCodec = "vp8") -> None:
         self.fanout = Fanout()
+        self.codec: VideoCodec = codec
         self._loop = loop
         self._request_source_keyframe = request_source_keyframe
-        self._inbox: queue.Queue[av.Packet | None] = queue.Queue()
+        self._inbox: queue.Queue[EncodedFrame | None] = queue.Queue()
         self._force_keyframe = threading.Event()
         self._decoder: av.CodecContext | None = None
+        self._decoding: VideoCodec | None = None
         self._encoder: av.CodecContext | None = None
         self._need_keyframe = True
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Told each output frame before the fanout; False keeps it from the fanout.
+        self.accept: Callable[[EncodedFrame], bool] = lambda frame: True
         self.frames_in = 0
         self.frames_out = 0
         self.cpu_seconds = 0.0
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """The output picture for a ``width`` x ``height`` program."""
+        return width - width % 2, height - height % 2
+
+    def bitrate(self, width: int, height: int) -> int:
+        """Bits per second of the output at that size."""
+        return max(LOW_BITRATE, min(6_000_000, round(width * height * 30 * 0.08)))
 
     @property
     def active(self) -> bool:
         return bool(self.fanout.tracks)
 
-    def feed(self, packet: av.Packet) -> None:
-        """One program frame (on the event loop); transcoded only while someone watches this layer."""
+    def feed(self, frame: EncodedFrame) -> None:
+        """One program frame (on the event loop); transcoded only while someone watches this output."""
         if not self.active:
             self._need_keyframe = True
             return
         if self._need_keyframe:
-            if not packet.is_keyframe:
+            if not frame.is_keyframe:
                 # The decoder starts at a keyframe: ask the source (rate-limited there).
                 self._request_source_keyframe()
                 return
             self._need_keyframe = False
         if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="low-layer", daemon=True)
+            self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
             self._thread.start()
         if self._inbox.qsize() >= BACKLOG:
             # Behind: drop what waits and restart from the next keyframe.
@@ -95,22 +118,26 @@ class LowLayer:
             self._need_keyframe = True
             self._request_source_keyframe()
             return
-        self._inbox.put(packet)
+        self._inbox.put(frame)
+
+    def restart(self) -> None:
+        """Start again at the source's next keyframe (the input stream was cut, e.g. another source)."""
+        self._need_keyframe = True
 
     def request_keyframe(self) -> None:
-        """The next low-layer frame is a keyframe (a viewer joins the layer)."""
+        """The next output frame is a keyframe (a viewer joins)."""
         self._force_keyframe.set()
 
     def _work(self) -> None:
         while True:
-            packet = self._inbox.get()
-            if packet is None:
+            frame = self._inbox.get()
+            if frame is None:
                 return
             started = time.thread_time()
             try:
-                out = self._transcode(packet)
+                out = self._transcode(frame)
             except (av.FFmpegError, ValueError):
-                log.debug("low layer: a frame could not be transcoded", exc_info=True)
+                log.debug("%s: a frame could not be transcoded", self.name, exc_info=True)
                 self._decoder = None
                 out = []
             self.cpu_seconds += time.thread_time() - started
@@ -122,51 +149,74 @@ class LowLayer:
                 except RuntimeError:
                     return  # the loop closed while this frame was being transcoded
 
-    def _transcode(self, packet: av.Packet) -> list[av.Packet]:
-        if self._decoder is None:
-            self._decoder = av.CodecContext.create("vp8", "r")
-        out: list[av.Packet] = []
-        source = av.Packet(bytes(packet))
-        source.pts, source.time_base = packet.pts, packet.time_base
-        for frame in self._decoder.decode(source):
+    def _transcode(self, frame: EncodedFrame) -> list[EncodedFrame]:
+        if self._decoder is None or self._decoding != frame.codec:
+            self._decoder = av.CodecContext.create(frame.codec, "r")
+            self._decoding = frame.codec
+        out: list[EncodedFrame] = []
+        source = av.Packet(frame.data)
+        source.pts, source.time_base = frame.pts, TIME_BASE
+        for picture in self._decoder.decode(source):
             self.frames_in += 1
-            size = low_size(frame.width, frame.height)
+            size = self.size(picture.width, picture.height)
             if self._encoder is None or (self._encoder.width, self._encoder.height) != size:
                 # First frame, or the program changed size (another source on air).
                 self._encoder = self._new_encoder(*size)
-            small = frame.reformat(width=size[0], height=size[1], format="yuv420p")
-            small.pts, small.time_base = packet.pts, TIME_BASE
+            small = picture.reformat(width=size[0], height=size[1], format="yuv420p")
+            small.pts, small.time_base = frame.pts, TIME_BASE
             if self._force_keyframe.is_set():
                 self._force_keyframe.clear()
                 small.pict_type = PictureType.I
             for encoded in self._encoder.encode(small):
-                encoded.pts, encoded.time_base = packet.pts, TIME_BASE
-                out.append(encoded)
+                out.append(EncodedFrame(self.codec, bytes(encoded), frame.pts, bool(encoded.is_keyframe)))
         return out
 
     def _new_encoder(self, width: int, height: int) -> av.CodecContext:
-        encoder = av.CodecContext.create("libvpx", "w")
+        if self.codec == "vp8":
+            encoder = av.CodecContext.create("libvpx", "w")
+            encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                               "error-resilient": "1", "g": "3000"}
+        else:
+            encoder = av.CodecContext.create("libx264", "w")
+            # What a browser decodes everywhere: constrained baseline, no B-frames, SPS/PPS before each IDR.
+            encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
+                               "bf": "0", "g": "3000", "x264-params": "repeat-headers=1:annexb=1"}
         encoder.width, encoder.height = width, height
         encoder.pix_fmt = "yuv420p"
-        encoder.bit_rate = LOW_BITRATE
+        encoder.bit_rate = self.bitrate(width, height)
         encoder.time_base = TIME_BASE
-        encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
-                           "error-resilient": "1", "g": "3000"}
+        # x264's rate control spends bit_rate / framerate per frame: without it, 90,000 fps.
+        encoder.framerate = Fraction(30, 1)
         # A new encoder starts with a keyframe; viewers resume on it.
         self._force_keyframe.set()
         return encoder
 
-    def _publish(self, packet: av.Packet) -> None:
-        if self._closed:
+    def _publish(self, frame: EncodedFrame) -> None:
+        if self._closed or not self.accept(frame):
             return
         self.frames_out += 1
-        self.fanout.push(packet)
+        self.fanout.push(frame)
 
     def close(self) -> None:
         """Stop the worker: it publishes nothing more, even the frame it is transcoding now."""
         self._closed = True
         if self._thread is not None:
             self._inbox.put(None)
+
+
+class LowLayer(SharedTranscode):
+    """The low layer: the program at 240 lines, about 300 kbit/s, in VP8 (every browser decodes it)."""
+
+    name = "low-layer"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, request_source_keyframe: Callable[[], None]) -> None:
+        super().__init__(loop, request_source_keyframe, "vp8")
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        return low_size(width, height)
+
+    def bitrate(self, width: int, height: int) -> int:
+        return LOW_BITRATE
 
 
 @dataclass(frozen=True)

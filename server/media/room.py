@@ -111,9 +111,11 @@ class MediaRoom:
         endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "publish", pc))
         video = pc.addTransceiver("video", direction="recvonly")
         audio = pc.addTransceiver("audio", direction="recvonly")
-        hooks.prefer_vp8_opus(video)
-        hooks.prefer_vp8_opus(audio)
-        hooks.receive_encoded(video.receiver)
+        # A publisher that offers both sends what the program carries now: a hall given the
+        # floor while an H.264 studio feed is on air sends H.264 too, and nothing is transcoded.
+        hooks.prefer_codecs(video, first=self.feed.video.codec or "vp8")
+        hooks.prefer_codecs(audio)
+        hooks.receive_encoded(video.receiver, pc)
 
         @pc.on("track")
         def on_track(track: object) -> None:
@@ -144,10 +146,14 @@ class MediaRoom:
 
         subscription = self.feed.subscribe(key, on_first_packet=first_packet)
         endpoint.subscription = subscription
+        video = None
         for track in subscription.tracks:
             transceiver = pc.addTransceiver(track, direction="sendonly")
-            hooks.prefer_vp8_opus(transceiver)
+            hooks.prefer_codecs(transceiver)
             if track.kind == "video":
+                video = transceiver
+                # Each frame goes with its own codec's payload type: VP8 and H.264 sources alike.
+                hooks.send_encoded(transceiver)
                 # The viewer lost a picture: ask for a keyframe of its layer (rate-limited at the source).
                 hooks.on_keyframe_request(transceiver.sender, lambda s=subscription: self.feed.request_keyframe(s))
                 # Its receiver reports move it to the low layer on a poor link, and back.
@@ -156,7 +162,14 @@ class MediaRoom:
                 hooks.on_receiver_report(transceiver.sender, policy)
                 endpoint.layers = policy
         self._watch(endpoint)
-        return await self._answer(endpoint, offer_sdp)
+        answer = await self._answer(endpoint, offer_sdp)
+        if video is not None:
+            codecs = hooks.negotiated_video_codecs(video)
+            if not codecs:
+                await self.close_endpoint(endpoint.id)
+                raise MediaError("bad_sdp", "the offer receives neither VP8 nor H.264 (packetization-mode 1)")
+            self.feed.set_codecs(subscription, codecs)
+        return answer
 
     # the program -----------------------------------------------------------------
 
@@ -227,7 +240,7 @@ class MediaRoom:
             raise
         except (ValueError, KeyError, IndexError, AttributeError, InvalidStateError, OperationError,
                 InvalidAccessError) as exc:
-            # e.g. an H.264-only offer: nothing in common with VP8 + Opus.
+            # e.g. a VP9-only offer: nothing in common with VP8, H.264 and Opus.
             await self.close_endpoint(endpoint.id)
             raise MediaError("bad_sdp", f"the offer cannot be used: {exc}") from None
         except BaseException:

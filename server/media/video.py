@@ -13,13 +13,13 @@ import logging
 import time
 from collections.abc import Callable
 
-import av
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from server.media import hooks
+from server.media.codecs import VIDEO_CODECS, EncodedFrame, VideoCodec
 from server.media.fanout import Fanout, ForwardTrack
-from server.media.layers import LowLayer
+from server.media.layers import LowLayer, SharedTranscode
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class EncodedVideoSource:
     """
 
     def __init__(self, key: str, track: MediaStreamTrack, receiver: RTCRtpReceiver, pc: RTCPeerConnection,
-                 on_packet: Callable[[EncodedVideoSource, av.Packet], None]) -> None:
+                 on_packet: Callable[[EncodedVideoSource, EncodedFrame], None]) -> None:
         self.key = key
         self._track = track
         self._receiver = receiver
@@ -48,6 +48,13 @@ class EncodedVideoSource:
         self.frames = 0
         self.keyframes = 0
         self.keyframe_requests = 0
+        # What the publisher sends (None before its first frame).
+        self.codec: VideoCodec | None = None
+        # How it keyframes: seconds between its keyframes, and from a request to the next one.
+        self.keyframe_interval: float | None = None
+        self.request_answered_in: float | None = None
+        self._last_keyframe_at: float | None = None
+        self._unanswered_since: float | None = None
         self._task = asyncio.create_task(self._consume(), name=f"video-source-{key}")
 
     async def _consume(self) -> None:
@@ -56,10 +63,27 @@ class EncodedVideoSource:
                 packet = await self._track.recv()
             except MediaStreamError:
                 return
+            if not isinstance(packet, EncodedFrame):
+                continue
             self.frames += 1
+            self.codec = packet.codec
             if packet.is_keyframe:
-                self.keyframes += 1
+                self._keyframe_arrived(time.monotonic())
             self._on_packet(self, packet)
+
+    def _keyframe_arrived(self, now: float) -> None:
+        self.keyframes += 1
+        if self._last_keyframe_at is not None:
+            self.keyframe_interval = now - self._last_keyframe_at
+        self._last_keyframe_at = now
+        if self._unanswered_since is not None:
+            self.request_answered_in = now - self._unanswered_since
+            self._unanswered_since = None
+
+    @property
+    def ignores_requests(self) -> bool:
+        """It keyframes on its own schedule (an OBS-like encoder): joins and switches wait for it."""
+        return self.request_answered_in is not None and self.request_answered_in > 2 * KEYFRAME_REQUEST_INTERVAL
 
     def request_keyframe(self, *, force: bool = False) -> bool:
         """Send a PLI upstream, at most every KEYFRAME_REQUEST_INTERVAL unless forced.
@@ -82,6 +106,8 @@ class EncodedVideoSource:
             return False
         self._last_request = now
         self.keyframe_requests += 1
+        if self._unanswered_since is None:
+            self._unanswered_since = now
         asyncio.ensure_future(self._send_pli(ssrc))
         return True
 
@@ -105,11 +131,32 @@ class EncodedVideoSource:
             pass
 
 
+class _OneCodec:
+    """High-layer viewers that decode only ``codec``: forwarded frames while the source on air sends
+    it, the program's shared transcode to it otherwise."""
+
+    def __init__(self, codec: VideoCodec) -> None:
+        self.codec = codec
+        self.fanout = Fanout()
+        self.transcode: SharedTranscode | None = None
+        self.transcoding = False
+
+
 class ProgramVideo:
-    """Chooses the source on air and fans its packets out to every viewer."""
+    """Chooses the source on air and fans its frames out to every viewer.
+
+    Viewers are grouped by the codecs they decode. Those that decode VP8 and
+    H.264 (browsers, aiortc, the hall page) are in :attr:`fanout` and get
+    every forwarded frame, whatever codec its source sends: their senders
+    switch payload type at the keyframe where the program switches source.
+    A viewer that decodes one codec only gets forwarded frames while the
+    source on air sends that codec, and the one shared transcode to it
+    otherwise (started only while such a viewer exists).
+    """
 
     def __init__(self) -> None:
         self.fanout = Fanout()
+        self.only: dict[VideoCodec, _OneCodec] = {codec: _OneCodec(codec) for codec in VIDEO_CODECS}
         self.source: EncodedVideoSource | None = None
         self.pending: EncodedVideoSource | None = None
         self._offset = 0
@@ -117,6 +164,8 @@ class ProgramVideo:
         self._interval = DEFAULT_FRAME_INTERVAL
         self.switches = 0
         self.frames_out = 0
+        # The codec of the last frame that went out (None before the first).
+        self.codec: VideoCodec | None = None
         # Off before the session starts: sources are consumed, nothing goes out.
         self.enabled = True
         # What the full picture needs, in bits per second, over about the last second.
@@ -148,7 +197,7 @@ class ProgramVideo:
             self.source = None
             self.on_switch(None)
 
-    def on_packet(self, source: EncodedVideoSource, packet: av.Packet) -> None:
+    def on_packet(self, source: EncodedVideoSource, packet: EncodedFrame) -> None:
         if source is self.pending and packet.is_keyframe:
             # Switch here: the new source's timeline continues one frame after the last output.
             next_pts = 0 if self._last_pts is None else self._last_pts + self._interval
@@ -156,6 +205,10 @@ class ProgramVideo:
             self.source, self.pending = source, None
             self.on_switch(source.key)
             self.switches += 1
+            for group in self.only.values():
+                if group.transcode is not None:
+                    # Its decoder starts again at this keyframe of the new source.
+                    group.transcode.restart()
         if source is not self.source:
             return
         pts = packet.pts + self._offset
@@ -168,12 +221,71 @@ class ProgramVideo:
                 self._interval = pts - self._last_pts
         packet.pts = pts
         self._last_pts = pts
+        # What the program carries, even before the start (a publisher answered now sends it too).
+        self.codec = packet.codec
         if self.enabled:
             self.frames_out += 1
             self._count(packet.size)
             self.fanout.push(packet)
+            for group in self.only.values():
+                if group.fanout.tracks:
+                    self._serve(group, packet)
             if self.low is not None:
                 self.low.feed(packet)
+
+    def _serve(self, group: _OneCodec, frame: EncodedFrame) -> None:
+        """One program frame for the viewers that decode only ``group.codec``."""
+        if frame.codec == group.codec:
+            if group.transcoding and not frame.is_keyframe:
+                # Back to forwarding at a keyframe only: until then the transcode goes on.
+                self._transcode(group).feed(frame)
+                return
+            group.transcoding = False
+            group.fanout.push(frame)
+            return
+        if not group.transcoding:
+            group.transcoding = True
+            transcode = self._transcode(group)
+            transcode.restart()
+            transcode.request_keyframe()
+        self._transcode(group).feed(frame)
+
+    def _transcode(self, group: _OneCodec) -> SharedTranscode:
+        if group.transcode is None:
+            transcode = SharedTranscode(asyncio.get_running_loop(), self.request_keyframe, group.codec)
+            transcode.name = f"transcode-{group.codec}"
+            # The shared fanout is the group's own; what is transcoded after the group went back
+            # to forwarding (frames still in the worker) is not sent.
+            transcode.fanout = group.fanout
+            transcode.accept = lambda frame, g=group: g.transcoding
+            group.transcode = transcode
+        return group.transcode
+
+    def attach(self, track: ForwardTrack, codecs: frozenset[VideoCodec] = frozenset(VIDEO_CODECS)) -> None:
+        """Give ``track`` the full picture in the codecs it decodes (it waits for a keyframe of its stream)."""
+        self.detach(track)
+        if set(VIDEO_CODECS) <= codecs:
+            self.fanout.add(track)
+            return
+        group = self.only[next(iter(codecs))] if codecs else None
+        if group is None:
+            raise ValueError("a viewer decodes VP8 or H.264")
+        group.fanout.add(track)
+        if group.transcoding and group.transcode is not None:
+            group.transcode.request_keyframe()
+
+    def detach(self, track: ForwardTrack) -> None:
+        self.fanout.discard(track)
+        for group in self.only.values():
+            group.fanout.discard(track)
+
+    def delivers(self, codecs: frozenset[VideoCodec]) -> str:
+        """What a track attached with ``codecs`` receives now: "forwarded" or "transcoded"."""
+        if set(VIDEO_CODECS) <= codecs or not codecs:
+            return "forwarded"
+        group = self.only[next(iter(codecs))]
+        transcoding = group.transcoding if group.fanout.tracks else self.codec not in (None, group.codec)
+        return "transcoded" if transcoding else "forwarded"
 
     def _count(self, size: int) -> None:
         self._window_bytes += size
@@ -187,9 +299,23 @@ class ProgramVideo:
         if self.source is not None:
             self.source.request_keyframe()
 
+    def request_keyframe_for(self, codecs: frozenset[VideoCodec]) -> None:
+        """A full-picture viewer decoding ``codecs`` needs a keyframe: of the transcode it watches, or of the source."""
+        if not set(VIDEO_CODECS) <= codecs and codecs:
+            group = self.only[next(iter(codecs))]
+            if group.transcoding and group.transcode is not None:
+                group.transcode.request_keyframe()
+                return
+        self.request_keyframe()
+
     def viewer_track(self, on_first_packet: Callable[[], None] = lambda: None) -> ForwardTrack:
         """A new full-picture track; it starts at the next keyframe, which is asked for now."""
         track = ForwardTrack("video", on_first_packet=on_first_packet, on_keyframe_needed=self.request_keyframe)
         self.fanout.add(track)
         self.request_keyframe()
         return track
+
+    def close(self) -> None:
+        for group in self.only.values():
+            if group.transcode is not None:
+                group.transcode.close()

@@ -32,7 +32,9 @@ MILLISECONDS = Fraction(1, 1000)
 # The recorder's muxer options without flush_packets: a rewrite is complete or thrown away, never cut.
 MUXER_OPTIONS = {"cluster_time_limit": "500", "cluster_size_limit": "2000000", "write_crc32": "0"}
 # The program feed's codecs: parts of one recording can be joined without decoding only if they share them.
-CODECS = {"video": "vp8", "audio": "opus"}
+CODECS = {"video": ("vp8", "h264"), "audio": ("opus",)}
+# The container each suffix is written as (WebM holds VP8; H.264 goes into Matroska).
+FORMATS = {".webm": "webm", ".mkv": "matroska"}
 # How reading a file cut by a kill can end: in its last packet, written only in part.
 CUT = (av.error.InvalidDataError, av.error.EOFError)
 
@@ -90,7 +92,7 @@ def repair(path: Path) -> MediaInfo:
     with _open(path) as container:
         if container.duration is not None:
             return _info(container)
-    with _rewrite(path, path.with_suffix(".repairing.webm")) as output, _open(path) as container:
+    with _rewrite(path, path.with_suffix(".repairing" + path.suffix)) as output, _open(path) as container:
         streams = {s.index: output.add_stream_from_template(s) for s in _media_streams(container)}
         packets = 0
         for packet in _packets(container):
@@ -112,17 +114,22 @@ def join(parts: list[Path], out: Path) -> MediaInfo:
     """
     if not parts:
         raise ValueError("no part to join")
-    with _rewrite(out, out.with_suffix(".joining.webm")) as output:
+    with _rewrite(out, out.with_suffix(".joining" + out.suffix)) as output:
         streams: dict[str, Stream] = {}
+        codecs: dict[str, str] = {}
         starts: list[tuple[Path, int]] = []
         for part in parts:
             try:
                 with _open(part) as container:
                     media = _media_streams(container)
                     kinds = [s.type for s in media]
-                    if len(set(kinds)) < len(kinds) or any(s.codec_context.name != CODECS[s.type] for s in media):
-                        raise ValueError(f"{part}: only one VP8 video and one Opus audio stream can be joined")
+                    if len(set(kinds)) < len(kinds) or any(s.codec_context.name not in CODECS[s.type] for s in media):
+                        raise ValueError(f"{part}: only one video (VP8 or H.264) and one Opus audio stream "
+                                         "can be joined")
                     for stream in media:
+                        if codecs.setdefault(stream.type, stream.codec_context.name) != stream.codec_context.name:
+                            raise ValueError(f"{part}: its {stream.type} is {stream.codec_context.name}, "
+                                             f"the parts before it {codecs[stream.type]}")
                         if stream.type not in streams:
                             streams[stream.type] = output.add_stream_from_template(stream)
                     starts.append((part, _first_ms(container)))
@@ -174,9 +181,11 @@ def _open(path: Path) -> Iterator[InputContainer]:
 
 @contextmanager
 def _rewrite(target: Path, temporary: Path) -> Iterator[OutputContainer]:
-    """A WebM written at ``temporary`` and, once complete and synced, renamed to ``target``."""
+    """A file (WebM or Matroska, by ``target``'s suffix) written at ``temporary`` and, once complete
+    and synced, renamed to ``target``."""
     try:
-        with av.open(str(temporary), "w", format="webm", container_options=MUXER_OPTIONS) as output:
+        with av.open(str(temporary), "w", format=FORMATS.get(target.suffix, "webm"),
+                     container_options=MUXER_OPTIONS) as output:
             yield output
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())

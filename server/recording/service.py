@@ -30,8 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.live import events as ev
 from server.live.bus import EventBus, Subscription, dispatcher
 from server.live.lifecycle import SessionStatus
+from server.media.codecs import VideoCodec
 from server.media.feed import ProgramFeed
 from server.media.recorder import FeedRecorder, PartResult
+from server.recording.writer import CONTAINERS
 from server.recording import files
 from server.storage import recordings as catalogue
 from server.storage.db import Database, database_unavailable
@@ -45,7 +47,7 @@ ProgramLookup = Callable[[int], tuple[ProgramFeed, bool] | None]
 # Catalogue writes are retried this often while the database is away; the file is written meanwhile.
 RETRY_SECONDS = 2.0
 RETRY_ATTEMPTS = 150
-JOINED = "recording.webm"
+JOINED = "recording"  # and the parts' suffix
 STOP_TIMEOUT = 10.0
 
 
@@ -98,9 +100,12 @@ class Archive:
             log.info("archive: session %s is not to be recorded", session_id)
             return
         started = datetime.now(UTC)
+        # The suffix follows the codec the recorder settles on (.webm for VP8, .mkv for H.264).
         relative = f"{session_id}/part-{started:%Y%m%dT%H%M%S%fZ}.webm"
+        # A resumed session's parts share one codec, so that they join without decoding.
+        codec = _codec_of_parts(self.root / str(session_id))
         # Subscribed now, in the event's delivery: the keyframe the start asks for is this part's first.
-        active = _Active(session_id, FeedRecorder(feed, self.root / relative), relative, started)
+        active = _Active(session_id, FeedRecorder(feed, self.root / relative, codec=codec), relative, started)
         self.active[session_id] = active
         active.task = self._spawn(self._record(active))
         if feed.on_air is not None:
@@ -135,6 +140,9 @@ class Archive:
             self._spawn(active.recorder.stop())
 
     async def _record(self, active: _Active) -> None:
+        opened = await active.recorder.opened()
+        if opened is not None:
+            active.file = opened.relative_to(self.root).as_posix()
         try:
             active.part = await self._write(lambda db: catalogue.open_part(
                 db, active.session_id, self.node, active.file, active.started_at))
@@ -183,7 +191,7 @@ class Archive:
             if parts[0].status != catalogue.PART_CLOSED:
                 status = RecordingStatus.INTERRUPTED
         else:
-            relative = f"{Path(parts[0].file).parent.as_posix()}/{JOINED}"
+            relative = f"{Path(parts[0].file).parent.as_posix()}/{JOINED}{Path(parts[0].file).suffix}"
             sources = [files.safe_path(self.root, p.file) for p in parts]
             info = await asyncio.to_thread(files.join, sources, files.safe_path(self.root, relative))
             info_duration = info.duration_seconds
@@ -269,3 +277,11 @@ class Archive:
                 log.warning("archive: the catalogue could not be written; retrying", exc_info=attempt == 0)
                 await asyncio.sleep(RETRY_SECONDS)
         raise AssertionError("unreachable")
+
+
+def _codec_of_parts(folder: Path) -> VideoCodec | None:
+    """The video codec of a session's earlier parts (by their container), None for the first part."""
+    for codec, (_, suffix) in CONTAINERS.items():
+        if any(folder.glob(f"part-*{suffix}")):
+            return codec
+    return None

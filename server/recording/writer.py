@@ -1,6 +1,9 @@
-"""One part of a recording, written as it goes: encoded packets in, a WebM file playable at every moment out.
+"""One part of a recording, written as it goes: encoded packets in, a file playable at every moment out.
 
-The recipe is in docs/architecture.md ("The archive"): a mux-only VP8 stream,
+VP8 goes into WebM, H.264 into Matroska (WebM holds only VP8, VP9 and AV1;
+Chromium plays both). The recipe is in docs/architecture.md ("The archive"):
+a mux-only video stream (H.264 with its SPS and PPS as the header's codec
+data),
 an Opus stream whose header comes from an encoder that is opened and never
 fed, 500 ms clusters flushed packet by packet (a killed writer loses at most
 the cluster being written), no CRCs, and no ``live`` flag (a normally closed
@@ -25,6 +28,10 @@ from typing import Literal
 
 import av
 
+from server.media.codecs import VideoCodec, vp8_size
+
+__all__ = ["CONTAINERS", "DEFAULT_SIZE", "PartWriter", "WriteStats", "vp8_size"]
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["video", "audio"]
@@ -37,15 +44,8 @@ OPUS_FRAME_MS = 20
 # A picture size for the header when the feed sends no video at first; VP8
 # frames carry their own size, and players follow it.
 DEFAULT_SIZE = (640, 360)
-
-
-def vp8_size(frame: bytes) -> tuple[int, int] | None:
-    """Width and height of a VP8 keyframe (RFC 6386, 9.1), or None for another frame."""
-    if len(frame) < 10 or frame[0] & 1 or frame[3:6] != b"\x9d\x01\x2a":
-        return None
-    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
-    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
-    return (width, height) if width and height else None
+# The container for each codec the program carries, and the file suffix it goes by.
+CONTAINERS: dict[VideoCodec, tuple[str, str]] = {"vp8": ("webm", ".webm"), "h264": ("matroska", ".mkv")}
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,12 @@ class WriteStats:
 class PartWriter:
     """Writes one WebM part in a thread; :meth:`put` never blocks."""
 
-    def __init__(self, path: Path, size: tuple[int, int], *, cluster_ms: int = CLUSTER_MS) -> None:
+    def __init__(self, path: Path, size: tuple[int, int], *, codec: VideoCodec = "vp8", extradata: bytes = b"",
+                 cluster_ms: int = CLUSTER_MS) -> None:
         self.path = path
         self._size = size
+        self._codec = codec
+        self._extradata = extradata
         self._cluster_ms = cluster_ms
         self._queue: queue.SimpleQueue[tuple[Kind, bytes, int, bool] | None] = queue.SimpleQueue()
         self._queued = 0
@@ -92,10 +95,12 @@ class PartWriter:
     def _run(self) -> None:
         container = None
         try:
-            container = av.open(str(self.path), "w", format="webm", container_options={
+            container = av.open(str(self.path), "w", format=CONTAINERS[self._codec][0], container_options={
                 "flush_packets": "1", "cluster_time_limit": str(self._cluster_ms),
                 "cluster_size_limit": "2000000", "write_crc32": "0"})
-            video = container.add_mux_stream("vp8", width=self._size[0], height=self._size[1])
+            video = container.add_mux_stream(self._codec, width=self._size[0], height=self._size[1])
+            if self._extradata:
+                video.codec_context.extradata = self._extradata
             audio = container.add_stream("libopus", rate=48_000, layout="stereo")
             streams = {"video": video, "audio": audio}
             while (item := self._queue.get()) is not None:

@@ -9,6 +9,7 @@ administrator deletes. Files are served only through
 from __future__ import annotations
 
 import math
+from pathlib import PurePosixPath
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -52,10 +53,23 @@ def chapter_title(_: Any, chapter: RecordingChapter) -> str:
     return str(_("{name} presents", name=chapter.name))
 
 
+# The recording's own file by its container: WebM (VP8) or Matroska (H.264).
+ORIGINALS = {".webm": ("video/webm", 'video/webm; codecs="vp8, opus"', "WebM"),
+             ".mkv": ("video/x-matroska", 'video/x-matroska; codecs="avc1.42E01E, opus"', "MKV")}
+
+
+def original(recording: Recording) -> tuple[str, str, str, str]:
+    """(suffix, content type, <source> type, label) of the recording's own file."""
+    suffix = PurePosixPath(recording.file or "").suffix
+    suffix = suffix if suffix in ORIGINALS else ".webm"
+    return (suffix, *ORIGINALS[suffix])
+
+
 def urls(recording: Recording) -> dict[str, str | None]:
     playable = recording.status.playable
     return {
-        "download_url": f"/recordings/{recording.id}/file.webm" if playable and recording.file else None,
+        "download_url": f"/recordings/{recording.id}/file{original(recording)[0]}"
+        if playable and recording.file else None,
         "mp4_url": f"/recordings/{recording.id}/file.mp4"
         if playable and recording.mp4_file and recording.mp4_status is JobStatus.DONE else None,
         "poster_url": f"/recordings/{recording.id}/poster.jpg" if playable and recording.poster_file else None,
@@ -179,7 +193,8 @@ async def delete_recording(request: web.Request) -> web.StreamResponse:
 # media files ------------------------------------------------------------------------------------------
 
 
-async def _media(request: web.Request, column: str, content_type: str) -> web.StreamResponse:
+async def _media(request: web.Request, column: str, content_type: str | None) -> web.StreamResponse:
+    """``content_type`` None: the recording's original file, typed by its container."""
     principal = _principal(request)
     async with request.app[keys.DATABASE].session() as db:
         recording = await _visible_recording(db, principal, path_id(request))
@@ -192,6 +207,8 @@ async def _media(request: web.Request, column: str, content_type: str) -> web.St
         raise NotFound("this file is not available") from None
     if not path.is_file():
         raise NotFound("this file is not available")
+    if content_type is None:
+        content_type = original(recording)[1]
     # FileResponse answers Range requests: 206 with Content-Range, Accept-Ranges: bytes.
     response = web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "private, max-age=3600"})
     if request.query.get("download"):
@@ -201,8 +218,9 @@ async def _media(request: web.Request, column: str, content_type: str) -> web.St
 
 
 @require()
-async def media_webm(request: web.Request) -> web.StreamResponse:
-    return await _media(request, "file", "video/webm")
+async def media_original(request: web.Request) -> web.StreamResponse:
+    """The recording's own file (``file.webm`` or ``file.mkv``: either name serves it, with its real type)."""
+    return await _media(request, "file", None)
 
 
 @require()
@@ -269,6 +287,7 @@ async def replay_page(request: web.Request) -> web.StreamResponse:
         parts = (await catalogue.part_counts(db, [recording.id])).get(recording.id, 0)
     return render(request, "recording.html", {
         "recording": recording, "session": session, "speaker": speaker, "urls": urls(recording),
+        "original": original(recording),
         "chapters": [(c.at_seconds, chapter_title(_, c)) for c in chapters], "parts": parts,
         "credited": progress.credited_seconds if progress else 0.0,
         "position": progress.position_seconds if progress else 0.0,

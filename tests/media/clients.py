@@ -150,15 +150,21 @@ def _steady(sender: RTCRtpSender, publisher: Publisher) -> None:
 
 
 async def publish(answer: Answerer, rgb: tuple[int, int, int] | None, frequency: float,
-                  size: tuple[int, int] = (320, 240), *, steady: bool = False) -> Publisher:
+                  size: tuple[int, int] = (320, 240), *, steady: bool = False, only: str | None = "vp8") -> Publisher:
     """Publish a solid colour (``rgb``) or, with ``rgb=None``, a moving pattern, and a tone.
 
-    ``steady``: keyframes only when the server asks (see _steady).
+    ``steady``: keyframes only when the server asks (see _steady). ``only``:
+    the one video codec offered (VP8 by default, as a browser without H.264
+    would; None offers aiortc's VP8 and H.264).
     """
     pc = new_client()
     video = ColourTrack(rgb, size) if rgb is not None else PatternTrack(*size)
     audio = ToneTrack(frequency)
     video_transceiver = pc.addTransceiver(video, direction="sendonly")
+    if only is not None:
+        wanted = (f"video/{only}", "video/rtx")
+        video_transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                               if c.mimeType.lower() in wanted])
     pc.addTransceiver(audio, direction="sendonly")
     publisher = Publisher(pc, video, audio)
     if steady:
@@ -215,11 +221,18 @@ class Viewer:
         await self.pc.close()
 
 
-async def view(answer: Answerer) -> Viewer:
+async def view(answer: Answerer, *, only: str | None = None) -> Viewer:
+    """A viewer that decodes VP8 and H.264, or only the codec ``only`` names ("vp8", "h264")."""
     pc = new_client()
     viewer = Viewer(pc)
-    pc.addTransceiver("video", direction="recvonly")
+    video = pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
+    # Each frame is decoded with its own codec where the program changes payload type.
+    hooks.release_at_marker(video.receiver)
+    if only is not None:
+        wanted = (f"video/{only}", "video/rtx")
+        video.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                   if c.mimeType.lower() in wanted])
 
     async def consume_video(track: VideoStreamTrack) -> None:
         while True:

@@ -1,21 +1,16 @@
 """Fan-out and source switching on synthetic packets: queues stay bounded, switches land on keyframes."""
 
 import asyncio
-from fractions import Fraction
 from typing import Any
 
-import av
 
+from server.media.codecs import EncodedFrame
 from server.media.fanout import ForwardTrack
 from server.media.video import ProgramVideo
 
 
-def packet(pts: int, keyframe: bool = False, size: int = 100) -> av.Packet:
-    p = av.Packet(bytes([0x10 if keyframe else 0x11]) + bytes(size))
-    p.pts = pts
-    p.time_base = Fraction(1, 90000)
-    p.is_keyframe = keyframe
-    return p
+def packet(pts: int, keyframe: bool = False, size: int = 100) -> EncodedFrame:
+    return EncodedFrame("vp8", bytes([0x10 if keyframe else 0x11]) + bytes(size), pts, keyframe)
 
 
 class FakeSource:

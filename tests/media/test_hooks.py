@@ -7,6 +7,7 @@ PLI, receiver reports and REMB, real candidates and a real DTLS handshake.
 """
 
 import asyncio
+import base64
 import inspect
 import time
 from collections.abc import Callable
@@ -16,16 +17,19 @@ from importlib.metadata import version
 import aioice.ice
 import aioice.stun
 import av
-from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+import pytest
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 
-from server.media import hooks
+from server.media import codecs, hooks
+from server.media.codecs import EncodedFrame
 from server.media.hooks import is_vp8_keyframe
 from server.media.peer import LOOPBACK, IceConfig, new_peer
 from tests.media.clients import ColourTrack, new_client, wait_until
+from tests.media.studio import Clip, clip, publish_studio
 
 
 def test_pinned_versions() -> None:
@@ -43,13 +47,42 @@ def test_receiver_internals() -> None:
     assert hasattr(RTCRtpReceiver, "_send_rtcp_pli")
 
 
-def test_sender_internals() -> None:
+async def test_sender_internals() -> None:
     assert hasattr(RTCRtpSender, "_send_keyframe")
     # octets_sent() reads what the sender's own reports count.
     assert "self.__octet_count += len(payload)" in inspect.getsource(RTCRtpSender._run_rtp)
     # Pre-encoded packets go through the encoder's pack(), never encode().
     assert "self.__encoder.pack(data)" in inspect.getsource(RTCRtpSender._next_encoded_frame)
     assert hasattr(Vp8Encoder, "pack") and hasattr(OpusEncoder, "pack")
+    # send_encoded replaces the RTP loop and retransmission: the state it keeps up to date, and the
+    # packetizers it calls, as aiortc's own loop does.
+    run_rtp = inspect.getsource(RTCRtpSender._run_rtp)
+    for name in ("__rtp_started.set()", "__rtp_exited.set()", "__rtp_history[", "__rtp_header_extensions_map",
+                 "__ntp_timestamp =", "__rtp_timestamp =", "__packet_count += 1", "self.__mid",
+                 "self.transport._send_rtp(packet_bytes)"):
+        assert name in run_rtp, name
+    assert "self.__rtp_task = asyncio.ensure_future(self._run_rtp(parameters.codecs[0]))" in inspect.getsource(
+        RTCRtpSender.send)
+    retransmit = inspect.getsource(RTCRtpSender._retransmit)
+    assert "self.__rtx_sequence_number" in retransmit and "self._rtx_ssrc" in retransmit
+    from aiortc.codecs.h264 import H264Encoder
+    assert isinstance(inspect.getattr_static(H264Encoder, "_split_bitstream"), staticmethod)
+    assert isinstance(inspect.getattr_static(H264Encoder, "_packetize"), classmethod)
+    assert isinstance(inspect.getattr_static(Vp8Encoder, "_packetize"), classmethod)
+    from aiortc import RTCCertificate
+    sender = RTCRtpSender("video", RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()),
+                                                    [RTCCertificate.generateCertificate()]))
+    for name in ("rtp_history", "rtp_header_extensions_map", "mid", "octet_count", "packet_count",
+                 "ntp_timestamp", "rtp_timestamp", "rtx_sequence_number", "track", "rtp_started", "rtp_exited"):
+        assert hasattr(sender, "_RTCRtpSender__" + name), name
+
+
+def test_h264_profiles_are_in_aiortcs_codec_table() -> None:
+    import aiortc.codecs
+    h264 = [c for c in aiortc.codecs.CODECS["video"] if c.mimeType == "video/H264"]
+    assert {(c.parameters["profile-level-id"][:4], c.parameters["packetization-mode"]) for c in h264} == {
+        (p[:4], m) for p in hooks.H264_PROFILES for m in ("0", "1")}
+    assert max(c.payloadType for c in aiortc.codecs.CODECS["video"]) <= 127
 
 
 def test_ice_and_dtls_internals() -> None:
@@ -133,18 +166,83 @@ async def test_receive_encoded_yields_vp8_packets_with_keyframe_flags_from_a_rea
         await _connect(publisher, hub)
         track = video.receiver.track
         packets = [await asyncio.wait_for(track.recv(), 10) for _ in range(20)]
-        assert all(isinstance(p, av.Packet) for p in packets)
+        assert all(isinstance(p, EncodedFrame) and p.codec == "vp8" for p in packets)
         assert packets[0].is_keyframe and not all(p.is_keyframe for p in packets)
         assert [p.is_keyframe for p in packets] == [is_vp8_keyframe(bytes(p)) for p in packets]
         assert all(p.time_base == Fraction(1, 90000) for p in packets)
         assert [p.pts for p in packets] == sorted(p.pts for p in packets)
         # The frames decode: they are whole VP8 frames, not RTP payloads.
         decoder = av.CodecContext.create("vp8", "r")
-        frames = [f for p in packets for f in decoder.decode(p)]
+        frames = [f for p in packets for f in decoder.decode(av.Packet(bytes(p)))]
         assert frames and (frames[0].width, frames[0].height) == (320, 240)
     finally:
         await publisher.close()
         await hub.close()
+
+
+async def _receive_studio(studio_clip: Clip, fmtp: str | None, count: int) -> tuple[list[EncodedFrame], str]:
+    hub = new_peer(IceConfig(addresses=LOOPBACK))
+    video = hub.addTransceiver("video", direction="recvonly")
+    hooks.prefer_codecs(video)
+    hooks.receive_encoded(video.receiver, hub)
+
+    async def answer(offer: str) -> str:
+        await hub.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await hub.setLocalDescription(await hub.createAnswer())
+        return hub.localDescription.sdp
+
+    # The studio offers audio too: the hub takes it on a transceiver of its own.
+    hub.addTransceiver("audio", direction="recvonly")
+    studio = await publish_studio(answer, studio_clip, 440, fmtp=fmtp)
+    try:
+        frames = [await asyncio.wait_for(video.receiver.track.recv(), 10) for _ in range(count)]
+        return frames, studio.answer
+    finally:
+        await studio.close()
+        await hub.close()
+
+
+@pytest.mark.parametrize("profile,fmtp", [
+    ("high", None),
+    ("main", "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d0028"),
+    ("baseline", "packetization-mode=0;profile-level-id=42e01f"),
+    ("high", "packetization-mode=1;profile-level-id=640032"),
+])
+async def test_receive_encoded_takes_h264_in_every_studio_profile_and_packetization_mode(
+        profile: str, fmtp: str | None) -> None:
+    frames, answer = await _receive_studio(clip((200, 30, 30), (640, 360), profile=profile, seconds=2), fmtp, 70)
+    assert "H264/90000" in answer and "VP8" not in answer.split("m=video")[1].split("m=audio")[0]
+    assert all(isinstance(f, EncodedFrame) and f.codec == "h264" for f in frames)
+    # A keyframe every 2 s (60 frames), each an IDR with its SPS and PPS, and nothing else flagged.
+    keys = [i for i, f in enumerate(frames) if f.is_keyframe]
+    assert keys == [i for i, f in enumerate(frames) if codecs.is_h264_keyframe(f.data)]
+    assert len(keys) >= 2 and keys[1] - keys[0] == 60
+    for index in keys:
+        info = codecs.parse_sps(next(u for u in codecs.nal_units(frames[index].data) if codecs.nal_type(u) == 7))
+        assert (info.width, info.height) == (640, 360) and info.profile.endswith(profile)
+    # Decoded from the second keyframe on (as a viewer joining then would): every frame, the right colour.
+    decoder = av.CodecContext.create("h264", "r")
+    pictures = [p for f in frames[keys[1]:] for p in decoder.decode(av.Packet(f.data))]
+    assert len(pictures) == len(frames) - keys[1]
+    assert all(abs(int(c) - e) < 40 for c, e in zip(pictures[0].to_ndarray(format="rgb24")[180, 320],
+                                                    (200, 30, 30), strict=True))
+
+
+async def test_receive_encoded_puts_the_sdps_parameter_sets_before_every_idr_that_lacks_them() -> None:
+    # SPS and PPS only in the SDP (and before the very first IDR): a viewer joining at the
+    # second keyframe could not decode without them.
+    studio_clip = clip((30, 30, 200), (320, 240), seconds=2, parameter_sets_in_band=False)
+    sets = codecs.nal_units(studio_clip.frames[0][0])[:2]
+    sprop = ",".join(base64.b64encode(unit).decode() for unit in sets)
+    frames, _ = await _receive_studio(
+        studio_clip, f"packetization-mode=1;profile-level-id=64001f;sprop-parameter-sets={sprop}", 70)
+    keys = [i for i, f in enumerate(frames) if f.is_keyframe]
+    assert len(keys) >= 2
+    for index in keys:
+        types = [codecs.nal_type(u) for u in codecs.nal_units(frames[index].data)]
+        assert types.index(7) < types.index(8) < types.index(5)
+    decoder = av.CodecContext.create("h264", "r")
+    assert [p for f in frames[keys[1]:] for p in decoder.decode(av.Packet(f.data))]
 
 
 async def test_on_keyframe_request_fires_on_a_real_viewers_pli() -> None:
