@@ -157,12 +157,28 @@ async function main() {
   setInterval(async () => {
     const sample = {t: (performance.now() - started) / 1000, width: video.videoWidth, height: video.videoHeight,
                     state: pc.connectionState};
-    for (const report of (await pc.getStats()).values()) {
+    const stats = await pc.getStats();
+    for (const report of stats.values()) {
       if (report.type === "inbound-rtp" && report.kind === "video") {
+        const codec = report.codecId && stats.get(report.codecId);
         Object.assign(sample, {frameWidth: report.frameWidth || 0, frameHeight: report.frameHeight || 0,
           framesDecoded: report.framesDecoded || 0, packetsLost: report.packetsLost || 0,
-          packetsReceived: report.packetsReceived || 0, bytesReceived: report.bytesReceived || 0});
+          packetsReceived: report.packetsReceived || 0, bytesReceived: report.bytesReceived || 0,
+          framesDropped: report.framesDropped || 0, freezeCount: report.freezeCount || 0,
+          codec: codec ? codec.mimeType : ""});
       }
+    }
+    if (video.videoWidth) {
+      // The centre of the picture shown, as the pixel tests read it.
+      const canvas = window.probe || (window.probe = document.createElement("canvas"));
+      canvas.width = 16; canvas.height = 16;
+      const context = canvas.getContext("2d", {willReadFrequently: true});
+      context.drawImage(video, video.videoWidth / 4, video.videoHeight / 4, video.videoWidth / 2,
+                        video.videoHeight / 2, 0, 0, 16, 16);
+      const data = context.getImageData(0, 0, 16, 16).data;
+      const mean = [0, 1, 2].map((c) => { let sum = 0; for (let i = c; i < data.length; i += 4) sum += data[i];
+                                          return Math.round(sum / (data.length / 4)); });
+      sample.colour = mean;
     }
     post("/samples", sample);
   }, 250);

@@ -1,10 +1,13 @@
 """Studio publishers (OBS over WHIP sends H.264) and halls (VP8) in one program, with real aiortc peers."""
 
+import asyncio
+
 import pytest
 
 from server.media.peer import LOOPBACK, IceConfig
 from server.media.room import MediaRoom
 from tests.media.clients import clean_cut, close_to, decode_failures, publish, view, wait_until
+from tests.media.browsers import ViewerPage, browser, browser_available
 from tests.media.studio import clip, publish_studio
 
 RED = (220, 30, 30)
@@ -63,3 +66,74 @@ async def test_an_h264_speaker_a_vp8_hall_and_back_for_every_kind_of_viewer(room
         await speaker.close()
         if hall is not None:
             await hall.close()
+
+
+def _phases(samples: list[dict], colours: dict[str, tuple[int, int, int]]) -> list[tuple[str, str]]:
+    """The page's pictures as runs of (colour name, codec), in order; a picture of neither colour is "other"."""
+    runs: list[tuple[str, str]] = []
+    for sample in samples:
+        if "colour" not in sample:
+            continue
+        name = next((n for n, c in colours.items() if close_to(tuple(sample["colour"]), c, 50)), "other")
+        entry = (name, sample.get("codec", ""))
+        if not runs or runs[-1] != entry:
+            runs.append(entry)
+    return runs
+
+
+@pytest.mark.e2e
+async def test_chromium_follows_the_program_from_an_h264_speaker_to_a_vp8_hall_and_back(room: MediaRoom) -> None:
+    missing = browser_available("chromium")
+    if missing:
+        pytest.fail(missing)
+    room.show("speaker")
+    speaker = await publish_studio(answerer(room, "publish", "speaker"), clip(RED), 440)
+    page = ViewerPage(answerer(room, "view", "point:1"))
+    hall = None
+    try:
+        async with page.serving(), browser("chromium", page.url):
+            await wait_until(lambda: len([s for s in page.samples if "colour" in s]) >= 8, timeout=45)
+            hall = await publish(answerer(room, "publish", "point:0"), GREEN, 1000, steady=True)
+            await wait_until(lambda: hall.video.sent >= 30, timeout=10)
+            room.show("point:0")
+            await wait_until(lambda: _phases(page.samples, COLOURS)[-1:] == [("green", "video/VP8")], timeout=15)
+            await asyncio.sleep(1.5)
+            room.show("speaker")
+            await wait_until(lambda: _phases(page.samples, COLOURS)[-1:] == [("red", "video/H264")], timeout=15)
+            await asyncio.sleep(1.5)
+        assert not page.errors, page.errors
+        # The same connection showed the studio's H.264, the hall's VP8, the studio's again, and nothing else:
+        # no grey or broken picture at either cut.
+        assert _phases(page.samples, COLOURS) == [("red", "video/H264"), ("green", "video/VP8"),
+                                                  ("red", "video/H264")], page.samples
+        last = page.samples[-1]
+        assert last["framesDecoded"] > 60 and last["freezeCount"] == 0, last
+    finally:
+        await speaker.close()
+        if hall is not None:
+            await hall.close()
+
+
+COLOURS = {"red": RED, "green": GREEN}
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+async def test_studio_resolutions_reach_every_viewer_in_full(room: MediaRoom, size: tuple[int, int]) -> None:
+    studio_clip = clip(None, size, seconds=2, bitrate={720: 2_500_000, 1080: 4_500_000}[size[1]])
+    room.show("speaker")
+    speaker = await publish_studio(answerer(room, "publish", "speaker"), studio_clip, 440)
+    viewers = [await view(answerer(room, "view", f"point:{i}")) for i in range(2)]
+    try:
+        await wait_until(lambda: all(v.frames >= 10 for v in viewers), timeout=20)
+        marks, sent = [v.frames for v in viewers], speaker.video.sent
+        await asyncio.sleep(4)
+        sent = speaker.video.sent - sent
+        for viewer, mark in zip(viewers, marks, strict=True):
+            received = viewer.frames - mark
+            # Every picture in full size, and (counted over 4 s, give or take the frames in flight) all of them.
+            assert set(viewer.sizes[mark:]) == {size}
+            assert received >= 0.95 * sent, (received, sent)
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await speaker.close()

@@ -98,11 +98,12 @@ async def test_offers_the_server_cannot_honour_are_refused_cleanly(client: TestC
     assert room_endpoints() == 0  # nothing half-made is left behind
     await extra.close()
 
-    # H.264 only: nothing in common with the VP8 the server forwards.
+    # H.264 in packetization-mode 0 only: forwarded H.264 needs FU-A (mode 1), and no VP8.
     h264 = new_client()
     video = h264.addTransceiver("video", direction="recvonly")
     video.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
-                               if c.mimeType.lower() == "video/h264"])
+                               if c.mimeType.lower() == "video/h264"
+                               and c.parameters.get("packetization-mode") == "0"])
     h264.addTransceiver("audio", direction="recvonly")
     await h264.setLocalDescription(await h264.createOffer())
     response = await client.post(f"/whep/sessions/{session_id}", data=h264.localDescription.sdp, headers=headers)
