@@ -297,8 +297,3 @@ def h264_size(data: bytes) -> tuple[int, int] | None:
 def frame_size(codec: VideoCodec, data: bytes) -> tuple[int, int] | None:
     """The picture size a keyframe announces, or None."""
     return vp8_size(data) if codec == "vp8" else h264_size(data)
-
-
-def h264_parameter_sets(data: bytes) -> bytes:
-    """The SPS and PPS of a frame in Annex B form (a muxer's extradata), or b""."""
-    return annex_b([unit for unit in nal_units(data) if nal_type(unit) in (NAL_SPS, NAL_PPS)])

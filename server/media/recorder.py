@@ -26,7 +26,7 @@ from pathlib import Path
 
 from aiortc.mediastreams import MediaStreamError
 
-from server.media.codecs import EncodedFrame, VideoCodec, frame_size, h264_parameter_sets
+from server.media.codecs import EncodedFrame, VideoCodec, frame_size
 from server.media.fanout import ForwardTrack
 from server.media.feed import ProgramFeed
 from server.recording.writer import CONTAINERS, DEFAULT_SIZE, Kind, PartWriter, WriteStats
@@ -156,17 +156,16 @@ class FeedRecorder:
             assert self._t0 is not None
             if now - self._t0 < WAIT_FOR_VIDEO_SECONDS:
                 return
-        extradata = h264_parameter_sets(data) if size is not None and self.codec == "h264" else b""
-        self._open(size or DEFAULT_SIZE, extradata)
+        self._open(size or DEFAULT_SIZE, data if size is not None else b"")
         assert self._writer is not None
         if size is not None:
             self._writer.put(kind, data, ms, keyframe)
 
-    def _open(self, size: tuple[int, int], extradata: bytes = b"") -> None:
+    def _open(self, size: tuple[int, int], first_frame: bytes = b"") -> None:
         codec = self.codec or "vp8"
         self.path = self.path.with_suffix(CONTAINERS[codec][1])
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = PartWriter(self.path, size, codec=codec, extradata=extradata)
+        self._writer = PartWriter(self.path, size, codec=codec, first_frame=first_frame)
         if not self._opened.done():
             self._opened.set_result(self.path)
         # The file's first video packet must be a keyframe: what waited is audio (and nothing else).

@@ -158,7 +158,8 @@ class _Mp4:
 
     def finish(self) -> None:
         """Flush the encoders (the muxer's trailer follows when the container closes)."""
-        if self._audio is not None:
+        if self._audio is not None and self._audio_pts is not None:
+            # (An audio stream that never had a packet, e.g. a lecture without sound, has nothing to flush.)
             for resampled in self._resampler.resample(None):
                 resampled.pts = None
                 self._fifo.write(resampled)

@@ -2,8 +2,9 @@
 
 VP8 goes into WebM, H.264 into Matroska (WebM holds only VP8, VP9 and AV1;
 Chromium plays both). The recipe is in docs/architecture.md ("The archive"):
-a mux-only video stream (H.264 with its SPS and PPS as the header's codec
-data),
+a mux-only video stream (for H.264, a stream made from the first keyframe, so
+that the header holds its SPS and PPS as avcC and the muxer stores each frame
+length-prefixed, as players expect),
 an Opus stream whose header comes from an encoder that is opened and never
 fed, 500 ms clusters flushed packet by packet (a killed writer loses at most
 the cluster being written), no CRCs, and no ``live`` flag (a normally closed
@@ -18,6 +19,7 @@ long costs dropped packets (counted), never unbounded memory.
 
 from __future__ import annotations
 
+import io
 import logging
 import queue
 import threading
@@ -59,12 +61,13 @@ class WriteStats:
 class PartWriter:
     """Writes one WebM part in a thread; :meth:`put` never blocks."""
 
-    def __init__(self, path: Path, size: tuple[int, int], *, codec: VideoCodec = "vp8", extradata: bytes = b"",
+    def __init__(self, path: Path, size: tuple[int, int], *, codec: VideoCodec = "vp8", first_frame: bytes = b"",
                  cluster_ms: int = CLUSTER_MS) -> None:
+        """``first_frame``: for H.264, the part's first keyframe (Annex B, with SPS and PPS)."""
         self.path = path
         self._size = size
         self._codec = codec
-        self._extradata = extradata
+        self._first_frame = first_frame
         self._cluster_ms = cluster_ms
         self._queue: queue.SimpleQueue[tuple[Kind, bytes, int, bool] | None] = queue.SimpleQueue()
         self._queued = 0
@@ -98,9 +101,12 @@ class PartWriter:
             container = av.open(str(self.path), "w", format=CONTAINERS[self._codec][0], container_options={
                 "flush_packets": "1", "cluster_time_limit": str(self._cluster_ms),
                 "cluster_size_limit": "2000000", "write_crc32": "0"})
-            video = container.add_mux_stream(self._codec, width=self._size[0], height=self._size[1])
-            if self._extradata:
-                video.codec_context.extradata = self._extradata
+            if self._codec == "h264" and self._first_frame:
+                # A mux-only stream cannot be given codec data: the raw H.264 demuxer makes it from the frame.
+                with av.open(io.BytesIO(self._first_frame), format="h264") as header:
+                    video = container.add_stream_from_template(header.streams.video[0])
+            else:
+                video = container.add_mux_stream(self._codec, width=self._size[0], height=self._size[1])
             audio = container.add_stream("libopus", rate=48_000, layout="stereo")
             streams = {"video": video, "audio": audio}
             while (item := self._queue.get()) is not None:

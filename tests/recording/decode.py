@@ -17,6 +17,7 @@ class Decoded:
     audio: np.ndarray
     audio_start: float
     errors: int
+    codec: str | None = None  # the video stream's
 
     def colours_between(self, start: float, end: float) -> list[tuple[int, int, int]]:
         return [rgb for t, rgb in self.pictures if start <= t < end]
@@ -44,6 +45,7 @@ def decode(path: Path, *, until: float | None = None) -> Decoded:
     errors = 0
     resampler = av.AudioResampler(format="flt", layout="mono", rate=48000)
     with av.open(str(path)) as container:
+        codec = container.streams.video[0].codec_context.name if container.streams.video else None
         for packet in container.demux():
             if packet.size == 0:
                 continue
@@ -68,4 +70,4 @@ def decode(path: Path, *, until: float | None = None) -> Decoded:
                         chunks.append(out.to_ndarray().reshape(-1))
     pictures.sort()
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-    return Decoded(pictures, audio, audio_start or 0.0, errors)
+    return Decoded(pictures, audio, audio_start or 0.0, errors, codec)

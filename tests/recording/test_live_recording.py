@@ -10,12 +10,14 @@ import asyncio
 import hashlib
 import time
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.storage.models import Session
 from tests.conftest import Seed, bearer
 from tests.media.clients import close_to
+from tests.media.studio import clip, publish_studio
 from tests.recording.decode import decode
 from tests.signaling.helpers import add_halls, add_session, connect
 
@@ -29,14 +31,23 @@ async def recordings_of(client: TestClient, session_id: int, user) -> list[dict]
     return (await response.json())["recordings"]
 
 
+@pytest.mark.parametrize("speaking", ["browser", "studio"])
 async def test_a_live_session_with_a_floor_change_is_recorded(client: TestClient, seed: Seed,
-                                                               password_hash: str) -> None:
+                                                               password_hash: str, speaking: str) -> None:
+    """A browser speaker (VP8) or a studio one (OBS: H.264), then a VP8 hall on the floor.
+
+    The studio's part is Matroska holding H.264, and the hall's VP8 reaches it
+    through the one shared transcode.
+    """
     database = client.app[keys.DATABASE]
     (point, operator), = await add_halls(database, seed, 1, password_hash)
     session_id = await add_session(database, seed, [point.id])
 
     speaker = await connect(client, session_id, seed.speaker)
-    camera = await speaker.publish(RED, 440)
+    if speaking == "browser":
+        camera = await speaker.publish(RED, 440)
+    else:
+        camera = await publish_studio(await speaker.answerer("publish"), clip(RED), 440)
     hall = await connect(client, session_id, operator)
     hall_camera = None
     try:
@@ -78,7 +89,8 @@ async def test_a_live_session_with_a_floor_change_is_recorded(client: TestClient
     assert recording["parts"] == 1
 
     path = client.app[keys.SETTINGS].recordings_dir / str(session_id)
-    files = list(path.glob("part-*.webm"))
+    suffix, content_type = {"browser": (".webm", "video/webm"), "studio": (".mkv", "video/x-matroska")}[speaking]
+    files = list(path.glob(f"part-*{suffix}"))
     assert len(files) == 1
     body = files[0].read_bytes()
     assert recording["size_bytes"] == len(body)
@@ -92,6 +104,7 @@ async def test_a_live_session_with_a_floor_change_is_recorded(client: TestClient
 
     # What the file holds: red, then green from the hall's chapter on, without a decode error.
     decoded = decode(files[0])
+    assert decoded.codec == {"browser": "vp8", "studio": "h264"}[speaking]
     assert decoded.errors == 0
     assert len(decoded.pictures) > 150, len(decoded.pictures)
     first_green = decoded.first_time(lambda rgb: close_to(rgb, GREEN))
@@ -110,7 +123,8 @@ async def test_a_live_session_with_a_floor_change_is_recorded(client: TestClient
     url = recording["download_url"]
     whole = await client.get(url, headers=bearer(client.app, operator))
     assert whole.status == 200 and whole.headers["Accept-Ranges"] == "bytes"
-    assert whole.headers["Content-Type"] == "video/webm"
+    assert whole.headers["Content-Type"] == content_type
+    assert url.endswith(f"/file{suffix}")
     assert await whole.read() == body
     part = await client.get(url, headers={**bearer(client.app, operator), "Range": "bytes=100-199"})
     assert part.status == 206
