@@ -387,3 +387,47 @@ def namespace() -> Iterator[Namespace]:
         subprocess.run(["ip", "link", "del", ns.host_interface], capture_output=True, timeout=20)
         if created:
             subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, timeout=20)
+
+
+async def play_in_chromium(path: Path, content_type: str, seconds: float = 2.0) -> dict[str, Any]:
+    """Play a media file in Debian's Chromium (a ``<video>`` of a page on 127.0.0.1) and say what it did.
+
+    Returns the ``<video>``'s ``canPlayType`` of ``content_type``, its picture size, its duration and how
+    far it played in ``seconds``, or the error it met.
+    """
+    from playwright.async_api import async_playwright
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<!doctype html><title>play</title><body></body>", content_type="text/html")
+
+    async def media(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(path, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    app.router.add_get("/media", media)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with async_playwright() as playwright:
+            chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS[1:],
+                                                        headless=True)
+            try:
+                tab = await chromium.new_page()
+                await tab.goto(f"http://127.0.0.1:{port}/")
+                return await tab.evaluate("""async ([type, seconds]) => {
+                    const video = document.createElement("video");
+                    video.muted = true; video.src = "/media"; document.body.appendChild(video);
+                    const can = video.canPlayType(type);
+                    try { await video.play(); } catch (error) { return {can, error: String(error)}; }
+                    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+                    return {can, width: video.videoWidth, height: video.videoHeight, duration: video.duration,
+                            played: video.currentTime, error: video.error ? video.error.message : null};
+                }""", [content_type, seconds])
+            finally:
+                await chromium.close()
+    finally:
+        await runner.cleanup()

@@ -17,6 +17,7 @@ from server import keys
 from server.storage.models import Session
 from tests.conftest import Seed, bearer
 from tests.media.clients import close_to
+from tests.media.browsers import play_in_chromium
 from tests.media.studio import clip, publish_studio
 from tests.recording.decode import decode
 from tests.signaling.helpers import add_halls, add_session, connect
@@ -130,3 +131,8 @@ async def test_a_live_session_with_a_floor_change_is_recorded(client: TestClient
     assert part.status == 206
     assert part.headers["Content-Range"] == f"bytes 100-199/{len(body)}"
     assert await part.read() == body[100:200]
+    # And Chromium plays it (a studio's part is Matroska holding H.264: the replay page's <video> takes it).
+    played = await play_in_chromium(files[0], content_type)
+    assert played["can"] in ("maybe", "probably") and played.get("error") is None, played
+    assert (played["width"], played["height"]) == {"browser": (320, 240), "studio": (640, 480)}[speaking], played
+    assert played["played"] > 1.0 and abs(played["duration"] - recording["duration_seconds"]) < 0.5, played
