@@ -66,6 +66,19 @@ class EndpointState:
     closed: bool
 
 
+@dataclass(frozen=True)
+class SourceState:
+    """A publisher's video as the console shows it: codec, size and how it keyframes."""
+
+    key: str
+    codec: str | None
+    width: int | None
+    height: int | None
+    keyframe_interval: float | None  # seconds between its keyframes, last measured
+    keyframe_wait: float | None  # seconds from a request to its keyframe, last measured
+    ignores_requests: bool  # it keyframes on its own schedule: joins and switches wait up to an interval
+
+
 @dataclass(eq=False)
 class _Endpoint:
     id: str
@@ -194,6 +207,21 @@ class MediaRoom:
 
     def is_receiving(self, key: str) -> bool:
         return any(e.receiving for e in self._by_key.get(key, {}).values())
+
+    def sources(self) -> list[SourceState]:
+        """Every publisher's video, as plain state."""
+        found = []
+        for endpoint in self._endpoints.values():
+            video = endpoint.video
+            if video is None:
+                continue
+            width, height = video.size or (None, None)
+            found.append(SourceState(
+                video.key, video.codec, width, height,
+                None if video.keyframe_interval is None else round(video.keyframe_interval, 1),
+                None if video.request_answered_in is None else round(video.request_answered_in, 1),
+                video.ignores_requests))
+        return sorted(found, key=lambda s: s.key)
 
     def endpoints(self, key: str | None = None) -> list[EndpointState]:
         """Every open endpoint (of ``key``), as plain state."""

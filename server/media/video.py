@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from server.media import hooks
-from server.media.codecs import VIDEO_CODECS, EncodedFrame, VideoCodec
+from server.media.codecs import VIDEO_CODECS, EncodedFrame, VideoCodec, frame_size
 from server.media.fanout import Fanout, ForwardTrack
 from server.media.layers import LowLayer, SharedTranscode
 
@@ -48,13 +49,15 @@ class EncodedVideoSource:
         self.frames = 0
         self.keyframes = 0
         self.keyframe_requests = 0
-        # What the publisher sends (None before its first frame).
+        # What the publisher sends (None before its first frame), and its picture size (from its keyframes).
         self.codec: VideoCodec | None = None
+        self.size: tuple[int, int] | None = None
         # How it keyframes: seconds between its keyframes, and from a request to the next one.
         self.keyframe_interval: float | None = None
         self.request_answered_in: float | None = None
         self._last_keyframe_at: float | None = None
         self._unanswered_since: float | None = None
+        self._waits: deque[float] = deque(maxlen=4)
         self._task = asyncio.create_task(self._consume(), name=f"video-source-{key}")
 
     async def _consume(self) -> None:
@@ -69,6 +72,7 @@ class EncodedVideoSource:
             self.codec = packet.codec
             if packet.is_keyframe:
                 self._keyframe_arrived(time.monotonic())
+                self.size = frame_size(packet.codec, packet.data) or self.size
             self._on_packet(self, packet)
 
     def _keyframe_arrived(self, now: float) -> None:
@@ -78,12 +82,18 @@ class EncodedVideoSource:
         self._last_keyframe_at = now
         if self._unanswered_since is not None:
             self.request_answered_in = now - self._unanswered_since
+            self._waits.append(self.request_answered_in)
             self._unanswered_since = None
 
     @property
     def ignores_requests(self) -> bool:
-        """It keyframes on its own schedule (an OBS-like encoder): joins and switches wait for it."""
-        return self.request_answered_in is not None and self.request_answered_in > 2 * KEYFRAME_REQUEST_INTERVAL
+        """It keyframes on its own schedule (an OBS-like encoder): joins and switches wait for it.
+
+        A publisher that answers keyframe requests (a browser, GStreamer, aiortc) does so within a
+        few hundred milliseconds; one of its last few requests waiting longer than a second means
+        the keyframe that came was its own periodic one.
+        """
+        return any(wait > 2 * KEYFRAME_REQUEST_INTERVAL for wait in self._waits)
 
     def request_keyframe(self, *, force: bool = False) -> bool:
         """Send a PLI upstream, at most every KEYFRAME_REQUEST_INTERVAL unless forced.

@@ -72,6 +72,10 @@ SERVER_MESSAGES: dict[str, dict[str, Any]] = {
         "muted": _BOOL, "hand": _BOOL, "talk_seconds": _INT})}}),
     "roster": _message("roster", {"participants": {"type": "array", "items": _PARTICIPANT},
                                   "members": _obj({"connected": _INT, "seen": _INT})}),
+    "sources": _message("sources", {"sources": {"type": "array", "items": _obj({
+        "key": _STR, "codec": _nullable({"enum": ["vp8", "h264"]}), "width": _nullable(_INT),
+        "height": _nullable(_INT), "keyframe_interval": _nullable(_NUM), "keyframe_wait": _nullable(_NUM),
+        "ignores_keyframe_requests": _BOOL})}}),
     "question": _message("question", {"id": _STR, "from": _STR, "key": _STR, "point_id": _nullable(_ID),
                                       "text": _STR, "at": _TIME}),
     "question_received": _message("question_received", {"id": _STR}),
@@ -129,6 +133,14 @@ def roster_message(session: LiveSession) -> dict[str, Any]:
     members = [p for p in participants if p.role is LiveRole.MEMBER]
     return {"type": "roster", "participants": shown,
             "members": {"connected": sum(1 for p in members if p.connected), "seen": len(members)}}
+
+
+def sources_message(sources: list[Any]) -> dict[str, Any]:
+    """The publishers' videos (``server.media.room.SourceState``), for the console."""
+    return {"type": "sources", "sources": [
+        {"key": s.key, "codec": s.codec, "width": s.width, "height": s.height,
+         "keyframe_interval": s.keyframe_interval, "keyframe_wait": s.keyframe_wait,
+         "ignores_keyframe_requests": s.ignores_requests} for s in sources]}
 
 
 def question_message(question: Question) -> dict[str, Any]:

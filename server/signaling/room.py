@@ -88,6 +88,9 @@ class LiveRoom:
             bus.subscribe(self.broadcaster.handle, session_id=session.info.id, name="socket-broadcaster",
                           batch_done=self.broadcaster.batch_done),
         ]
+        # The publishers' videos as last told to the hosts, and which hosts were told.
+        self._sources_sent: dict[str, Any] | None = None
+        self._sources_told: set[int] = set()
         self._ticker = asyncio.create_task(self._tick(), name=f"live-room-{session.info.id}")
         if session.info.status is SessionStatus.LIVE:
             # Opened after a restart mid-session: what follows the session from its start resumes.
@@ -309,9 +312,19 @@ class LiveRoom:
             try:
                 async with self.lock:
                     await self.commit(self.session.tick())
+                await self._send_sources()
             except Exception:
                 # One failure must not stop time limits for the session.
                 log.exception("session %s: tick failed", self.info.id)
+
+    async def _send_sources(self) -> None:
+        """Tell the hosts what each publisher sends, when that changes (or a host came)."""
+        message = outgoing.sources_message(self.media.sources())
+        hosts = {id(member) for member in self.broadcaster.hosts()}
+        if message == self._sources_sent and hosts <= self._sources_told:
+            return
+        self._sources_sent, self._sources_told = message, hosts
+        await self.broadcaster.send_to_hosts(message)
 
     def check_idle(self) -> None:
         """Close a room nobody uses before (or without) going live, after a grace period."""

@@ -59,6 +59,18 @@ async def test_an_h264_speaker_a_vp8_hall_and_back_for_every_kind_of_viewer(room
         assert "H264/90000" in both.pc.remoteDescription.sdp and "VP8/90000" in both.pc.remoteDescription.sdp
         assert room.feed.video.only["vp8"].transcode.frames_out > 0
         assert room.feed.video.only["h264"].transcode.frames_out > 0
+        # The console is told the studio keyframes every 2 s whatever is asked, and the hall answers.
+        studio = next(s for s in room.feed._sources.values() if s.key == "speaker")
+        seen = studio.keyframes
+        await wait_until(lambda: studio.keyframes > seen, timeout=5)
+        studio.request_keyframe(force=True)  # just after its own keyframe: the next one is 2 s away
+        await wait_until(lambda: studio.keyframes > seen + 1, timeout=5)
+        sources = {s.key: s for s in room.sources()}
+        assert sources["speaker"].codec == "h264" and (sources["speaker"].width, sources["speaker"].height) == (
+            640, 480)
+        assert sources["speaker"].keyframe_interval == pytest.approx(2.0, abs=0.3)
+        assert sources["speaker"].ignores_requests and sources["speaker"].keyframe_wait > 1.0
+        assert sources["point:0"].codec == "vp8" and not sources["point:0"].ignores_requests
         await wait_until(lambda: all(v.tone_energy(440) > 0.2 for v in viewers), timeout=10)
     finally:
         for v in viewers:

@@ -24,6 +24,7 @@
     preview: $("local-preview"), sourceLabel: $("source-label"), cameraError: $("camera-error"),
     publishState: $("publish-state"), mic: $("toggle-mic"), screen: $("toggle-screen"),
     program: $("program-preview"), viewState: $("view-state"), programEmpty: $("program-empty"), onAir: $("on-air"),
+    sourceNotes: $("source-notes"),
     rollcall: $("rollcall"), summary: $("rollcall-summary"),
     floorPanel: $("floor-panel"), floorNone: $("floor-none"), floorCurrent: $("floor-current"),
     floorName: $("floor-name"), floorRemaining: $("floor-remaining"), revoke: $("revoke-floor"),
@@ -279,6 +280,23 @@
     el.onAir.textContent = onAirText(key);
     el.onAir.setAttribute("data-on-air", key || "");
   }
+
+  // What each publisher sends: one that keyframes only on its own schedule (OBS) makes switches wait.
+  client.on("sources", function (message) {
+    var notes = message.sources.filter(function (s) { return s.ignores_keyframe_requests && s.keyframe_interval; })
+      .map(function (s) {
+        var match = /^point:(\d+)$/.exec(s.key);
+        return t("source_slow_keyframes", {
+          who: match ? (pointName(Number(match[1])) || s.key) : t("source_speaker"),
+          codec: s.codec === "h264" ? "H.264" : "VP8",
+          size: s.width ? s.width + "×" + s.height : "",
+          interval: String(Math.round(s.keyframe_interval * 10) / 10),
+        });
+      });
+    el.sourceNotes.textContent = notes.join(" ");
+    el.sourceNotes.hidden = notes.length === 0;
+    el.sourceNotes.setAttribute("data-notes", String(notes.length));
+  });
 
   client.on("floor", function (floor) {
     state.floor = floor;
