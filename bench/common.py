@@ -72,7 +72,9 @@ class Demo:
 def prepare(data_dir: Path) -> Demo:
     """Migrate and load the demo into ``data_dir``; media stays on loopback."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGECAST_")}
-    env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1"})
+    # Recordings stay in the run's folder, never in the checkout's recordings/.
+    env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1",
+                "BRIDGECAST_RECORDINGS_DIR": str(data_dir / "recordings")})
     run = lambda *args: subprocess.run([sys.executable, "-m", "server", *args], env=env, check=True,  # noqa: E731
                                        capture_output=True, text=True).stdout
     run("db", "upgrade")

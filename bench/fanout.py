@@ -34,7 +34,8 @@ from bench.common import (
 )
 
 
-def run_one(viewers: int, seconds: float, size: str, naive: bool = False) -> dict[str, object]:
+def run_one(viewers: int, seconds: float, size: str, naive: bool = False,
+            load_args: tuple[str, ...] = ()) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="bc-bench-") as tmp:
         demo = prepare(Path(tmp) / "data")
         members = demo.members
@@ -48,7 +49,7 @@ def run_one(viewers: int, seconds: float, size: str, naive: bool = False) -> dic
             load = subprocess.Popen(
                 ["taskset", "-c", "1", sys.executable, "-m", "bench.load", "--url", url, "--session",
                  str(demo.session_id), "--tokens", str(tokens_file), "--viewers", str(viewers), "--seconds",
-                 str(seconds), "--size", size],
+                 str(seconds), "--size", size, *load_args],
                 cwd=ROOT, env=demo.env, stdout=subprocess.PIPE, text=True)
             assert load.stdout is not None
             result: dict[str, object] = {}

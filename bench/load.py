@@ -29,7 +29,10 @@ from aiortc.rtp import RtpPacket
 
 from server.media import hooks
 from server.media.peer import LOOPBACK
+from aiortc import RTCRtpSender
+
 from tests.media.clients import PatternTrack, steady_vp8
+from tests.media.studio import ClipTrack, clip
 
 # Media stays on 127.0.0.1: every connection of this process is confined.
 hooks.restrict_addresses(LOOPBACK)
@@ -65,6 +68,34 @@ async def negotiate(http: aiohttp.ClientSession, url: str, token: str, pc: RTCPe
             raise RuntimeError(f"{url}: {reply.status} {await reply.text()}")
         answer = await reply.text()
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+
+def _payload(rtp: bytes) -> bytes:
+    offset = 12 + 4 * (rtp[0] & 0x0F)
+    if rtp[0] & 0x10:  # header extension
+        offset += 4 + 4 * int.from_bytes(rtp[offset + 2:offset + 4], "big")
+    return rtp[offset:]
+
+
+def h264_keyframe_start(rtp: bytes) -> bool:
+    """Whether a plaintext RTP packet starts an H.264 keyframe (SPS or IDR; alone, first in a STAP-A, or a FU-A start)."""
+    if len(rtp) < 13:
+        return False
+    payload = _payload(rtp)
+    if len(payload) < 2:
+        return False
+    nal = payload[0] & 0x1F
+    if nal in (5, 7):
+        return True
+    if nal == 24 and len(payload) > 3:  # STAP-A: the first unit follows a 2-byte size
+        return payload[3] & 0x1F in (5, 7)
+    if nal == 28:  # FU-A: start bit and the fragmented unit's type
+        return bool(payload[1] & 0x80) and payload[1] & 0x1F in (5, 7)
+    return False
+
+
+def keyframe_start(rtp: bytes) -> bool:
+    return vp8_keyframe_start(rtp) or h264_keyframe_start(rtp)
 
 
 def vp8_keyframe_start(rtp: bytes) -> bool:
@@ -112,7 +143,7 @@ class SendClock:
             await send_rtp(data)
             if len(data) >= 12 and int.from_bytes(data[8:12], "big") == ssrc:
                 timestamp, now = int.from_bytes(data[4:8], "big"), time.monotonic()
-                if vp8_keyframe_start(data):
+                if keyframe_start(data):
                     self.keyframes.append((now, timestamp))
                 if data[1] & 0x80:  # marker: the frame's last packet is out
                     self.sent[timestamp] = now
@@ -129,7 +160,7 @@ class SendClock:
 class CountingViewer:
     """A WHEP viewer that counts what arrives and decodes nothing."""
 
-    def __init__(self, clock: SendClock | None = None) -> None:
+    def __init__(self, clock: SendClock | None = None, only: str | None = None) -> None:
         self.clock = clock
         self.offset: int | None = None  # viewer RTP timestamp - publisher RTP timestamp
         self.latencies: list[float] = []
@@ -141,6 +172,9 @@ class CountingViewer:
         self.first_frame: float | None = None
         video = self.pc.addTransceiver("video", direction="recvonly")
         audio = self.pc.addTransceiver("audio", direction="recvonly")
+        if only is not None:  # a viewer that decodes one codec (the program transcodes for it)
+            video.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                       if c.mimeType.lower() in (f"video/{only}", "video/rtx")])
         # The DTLS transport hands every parsed RTP packet to its receiver:
         # count there instead of feeding aiortc's jitter buffers and decoders.
         video.receiver._handle_rtp_packet = self._video_packet  # type: ignore[method-assign]
@@ -175,8 +209,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     width, height = (int(v) for v in args.size.split("x"))
     async with aiohttp.ClientSession() as http:
         publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        video = PatternTrack(width, height)
-        publisher.addTransceiver(video, direction="sendonly")
+        video: PatternTrack | ClipTrack
+        if args.source == "clip":
+            # Pre-encoded (as a studio's encoder would have made it): the publisher costs almost nothing.
+            video = ClipTrack(clip(None, (width, height), codec=args.codec, seconds=4, gop_seconds=2,
+                                   bitrate=args.bitrate or round(width * height * 30 * 0.1)))
+        else:
+            video = PatternTrack(width, height)
+        sending = publisher.addTransceiver(video, direction="sendonly")
+        if args.source == "clip":
+            sending.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                         if c.mimeType.lower() in (f"video/{args.codec}", "video/rtx")
+                                         and c.parameters.get("packetization-mode", "1") == "1"])
         publisher.addTransceiver(ToneTrack(), direction="sendonly")
         await negotiate(http, f"{args.url}/whip/sessions/{args.session}", tokens["speaker"], publisher)
         clock = SendClock()
@@ -184,7 +228,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         await asyncio.sleep(2)  # the publisher's encoder settles
         viewers = []
         for index in range(args.viewers):
-            viewer = CountingViewer(clock)
+            viewer = CountingViewer(clock, None if args.viewer_codec == "any" else args.viewer_codec)
             await negotiate(http, f"{args.url}/whep/sessions/{args.session}", tokens["viewers"][index], viewer.pc)
             viewers.append(viewer)
         print(json.dumps({"event": "ready"}), flush=True)
@@ -229,6 +273,11 @@ def main() -> None:
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--bitrate", type=int, default=0,
                         help="encode VP8 at this constant bit/s (default: follow the server's estimate)")
+    parser.add_argument("--source", choices=["live", "clip"], default="live",
+                        help="live: aiortc encodes a pattern; clip: a pre-encoded clip is looped (studio-like)")
+    parser.add_argument("--codec", choices=["vp8", "h264"], default="vp8", help="the clip's codec")
+    parser.add_argument("--viewer-codec", choices=["any", "vp8", "h264"], default="any",
+                        help="what viewers decode (any: VP8 and H.264)")
     args = parser.parse_args()
     with steady_vp8(args.bitrate) if args.bitrate else contextlib.nullcontext():
         print(json.dumps(asyncio.run(run(args))), flush=True)

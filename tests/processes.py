@@ -35,6 +35,8 @@ class ServerProcess:
         self.env = {**os.environ, "BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_DATABASE_URL": database_url,
                     "BRIDGECAST_SERVER_PORT": str(self.port), "BRIDGECAST_AUTH_JWT_SECRET": TEST_SECRET,
                     "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1", "BRIDGECAST_ATTENDANCE_HEARTBEAT_SECONDS": "1",
+                    # Recordings stay in the test's folder, never in the checkout's recordings/.
+                    "BRIDGECAST_RECORDINGS_DIR": str(data_dir / "recordings"),
                     **environment}
         self.process: subprocess.Popen[bytes] | None = None
 

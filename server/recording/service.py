@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import av
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.live import events as ev
@@ -33,7 +34,6 @@ from server.live.lifecycle import SessionStatus
 from server.media.codecs import VideoCodec
 from server.media.feed import ProgramFeed
 from server.media.recorder import FeedRecorder, PartResult
-from server.recording.writer import CONTAINERS
 from server.recording import files
 from server.storage import recordings as catalogue
 from server.storage.db import Database, database_unavailable
@@ -103,7 +103,7 @@ class Archive:
         # The suffix follows the codec the recorder settles on (.webm for VP8, .mkv for H.264).
         relative = f"{session_id}/part-{started:%Y%m%dT%H%M%S%fZ}.webm"
         # A resumed session's parts share one codec, so that they join without decoding.
-        codec = _codec_of_parts(self.root / str(session_id))
+        codec = await asyncio.to_thread(_codec_of_parts, self.root / str(session_id))
         # Subscribed now, in the event's delivery: the keyframe the start asks for is this part's first.
         active = _Active(session_id, FeedRecorder(feed, self.root / relative, codec=codec), relative, started)
         self.active[session_id] = active
@@ -280,8 +280,21 @@ class Archive:
 
 
 def _codec_of_parts(folder: Path) -> VideoCodec | None:
-    """The video codec of a session's earlier parts (by their container), None for the first part."""
-    for codec, (_, suffix) in CONTAINERS.items():
-        if any(folder.glob(f"part-*{suffix}")):
-            return codec
+    """The video codec of a session's earlier parts, None if none of them holds a picture.
+
+    A part that began without a picture (the speaker not yet publishing) is WebM with an empty
+    video stream: only a part with a video packet says which codec the recording is in.
+    """
+    for path in sorted(folder.glob("part-*")):
+        if path.suffix not in files.FORMATS:
+            continue
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    continue
+                name = container.streams.video[0].codec_context.name
+                if name in ("vp8", "h264") and any(packet.size for packet in container.demux(video=0)):
+                    return name  # type: ignore[return-value]
+        except (av.error.FFmpegError, OSError):
+            continue
     return None

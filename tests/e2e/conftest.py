@@ -60,7 +60,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("BRIDGECAST_")}
     env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_SERVER_PORT": str(port),
-                "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1"})
+                "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1",
+                # Recordings stay in the test's folder, never in the checkout's recordings/.
+                "BRIDGECAST_RECORDINGS_DIR": str(data_dir / "recordings")})
     _run(env, "db", "upgrade")
     _run(env, "demo")
     # The server's output goes to a file, never to a pipe nobody reads: once a
