@@ -1,8 +1,9 @@
 """Forwarding encoded packets to many viewers: one shared packet, one small queue per viewer.
 
 A viewer's :class:`ForwardTrack` is what its ``RTCRtpSender`` pulls from; the
-sender packs the shared ``av.Packet`` (packetization and SRTP only, no
-encoder).  A viewer that cannot keep up never holds back the others and never
+sender packs the shared packet (packetization and SRTP only, no encoder): an
+:class:`~server.media.codecs.EncodedFrame` for video, an ``av.Packet`` of
+Opus for audio.  A viewer that cannot keep up never holds back the others and never
 grows a queue without bound: when its queue is full it drops what it holds
 and waits for the next keyframe (video), or drops the oldest packet (audio).
 """
@@ -15,6 +16,11 @@ from collections.abc import Callable
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.media.codecs import EncodedFrame
+
+# What a track carries: a video frame of either codec, or an Opus packet.
+Shared = av.Packet | EncodedFrame
 
 # About 1.5 s of video at 30 fps, 1 s of audio at 20 ms: a viewer further
 # behind than that is skipped forward rather than shown stale pictures.
@@ -35,7 +41,7 @@ class ForwardTrack(MediaStreamTrack):
     ) -> None:
         super().__init__()
         self.kind = kind
-        self._queue: deque[av.Packet] = deque()
+        self._queue: deque[Shared] = deque()
         self._ready = asyncio.Event()
         self._max = max_queue or (VIDEO_QUEUE if kind == "video" else AUDIO_QUEUE)
         self.on_keyframe_needed = on_keyframe_needed
@@ -46,7 +52,7 @@ class ForwardTrack(MediaStreamTrack):
         self.skips = 0
         self.dropped = 0
 
-    def push(self, packet: av.Packet) -> None:
+    def push(self, packet: Shared) -> None:
         """Offer one packet (called by the program feed, on the event loop)."""
         if self.readyState != "live":
             return
@@ -72,7 +78,7 @@ class ForwardTrack(MediaStreamTrack):
         self._queue.append(packet)
         self._ready.set()
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> Shared:  # type: ignore[override]
         while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -114,6 +120,6 @@ class Fanout:
     def discard(self, track: ForwardTrack) -> None:
         self.tracks.discard(track)
 
-    def push(self, packet: av.Packet) -> None:
+    def push(self, packet: Shared) -> None:
         for track in self.tracks:
             track.push(packet)
