@@ -28,6 +28,10 @@ async def offer(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
     pc, actor = values["pc"], member.participant
     if pc == "publish":
         room.session.check_publish(actor)
+        if room.resources.publishing(actor.key):
+            # OBS (or another WHIP encoder) is this speaker's camera: the console's must not replace it.
+            raise ProtocolError("studio_feed", "a studio encoder publishes this feed over WHIP; "
+                                               "the console's camera is used when it stops")
     old = member.endpoints.pop(pc, None)
     if old:
         await room.media.close_endpoint(old)

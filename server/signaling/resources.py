@@ -52,6 +52,10 @@ class Resources:
     def pop(self, endpoint_id: str) -> Resource | None:
         return self._by_endpoint.pop(endpoint_id, None)
 
+    def publishing(self, key: str) -> bool:
+        """A WHIP resource (a studio encoder) publishes ``key``'s feed."""
+        return any(r.key == key and r.connection_id.startswith("whip:") for r in self._by_endpoint.values())
+
     def of_user(self, user_id: int) -> list[Resource]:
         return [r for r in self._by_endpoint.values() if r.user_id == user_id]
 

@@ -165,6 +165,7 @@ async function main() {
           framesDecoded: report.framesDecoded || 0, packetsLost: report.packetsLost || 0,
           packetsReceived: report.packetsReceived || 0, bytesReceived: report.bytesReceived || 0,
           framesDropped: report.framesDropped || 0, freezeCount: report.freezeCount || 0,
+          freezeSeconds: report.totalFreezesDuration || 0,
           codec: codec ? codec.mimeType : ""});
       }
     }

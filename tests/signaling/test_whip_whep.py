@@ -146,3 +146,44 @@ async def test_cancelling_a_session_closes_its_room(client: TestClient, seed: Se
     await wait_until(lambda: hall.closed_code is not None, timeout=5)
     assert hall.closed_code == 1000
     assert session_id not in client.app[keys.LIVE].rooms
+
+
+async def test_the_consoles_camera_never_replaces_a_studio_feed_and_takes_over_when_it_stops(
+        client: TestClient, seed: Seed) -> None:
+    """OBS publishes the speaker over WHIP; the speaker's console is open for the floor and the start."""
+    from tests.media.studio import clip, publish_studio
+
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    speaker_token = bearer(client.app, seed.speaker, session_id=session_id)
+    ingest: list[str] = []
+    studio = await publish_studio(http_answerer(client, f"/whip/sessions/{session_id}", speaker_token, ingest),
+                                  clip(BLUE), 440)
+    console = await connect(client, session_id, seed.speaker)
+    player = await view(http_answerer(client, f"/whep/sessions/{session_id}", bearer(client.app, seed.operator),
+                                      []))
+    camera = None
+    try:
+        await console.send("start")
+        await console.expect("session", status="live")
+        await wait_until(lambda: player.frames >= 10, timeout=20)
+        since = console.mark()
+        await console.send("offer", pc="publish", sdp=studio.offer)
+        refused = await console.expect("error", since=since, code="studio_feed")
+        assert refused["request"] == "offer"
+        # The studio is still what everyone sees, and the host is told how it keyframes.
+        mark = player.frames
+        await wait_until(lambda: player.frames >= mark + 20, timeout=10)
+        assert all(close_to(colour, BLUE) for colour in player.recent_colours())
+        sources = await console.expect("sources", timeout=10)
+        assert [(s["key"], s["codec"]) for s in sources["sources"]] == [(f"user:{seed.speaker.id}", "h264")]
+        # OBS stops: the console's camera is taken.
+        assert (await client.delete(ingest[0], headers=speaker_token)).status == 200
+        camera = await console.publish((220, 30, 30), 1000)
+        await wait_until(lambda: close_to(player.colours[-1], (220, 30, 30)) if player.colours else False,
+                         timeout=15)
+    finally:
+        await studio.close()
+        if camera is not None:
+            await camera.close()
+        await player.close()
+        await console.close()

@@ -112,6 +112,12 @@
   client.on("welcome", function (w) { state.you = w.you; });
   client.on("session", setStatus);
   client.on("error", function (e) {
+    if (e.code === "studio_feed") {
+      // OBS (WHIP) is the camera: the console's is offered again now and then, and used when it stops.
+      el.publishState.setAttribute("data-state", "studio");
+      el.publishState.textContent = t("pc_studio");
+      return;
+    }
     var key = "err_" + e.code;
     showAlert(t.table[key] ? t(key) : t("error", { message: e.message || e.code }));
     if (e.request === "start") el.goLive.disabled = false;
