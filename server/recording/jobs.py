@@ -48,6 +48,7 @@ class Mp4Jobs:
         self.root = root
         self.settings = settings
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None
         self.completed = 0
@@ -66,6 +67,11 @@ class Mp4Jobs:
             self._task = asyncio.create_task(self._loop(), name="mp4-jobs")
 
     async def stop(self) -> None:
+        # A flag as well as the cancel: Python 3.11's wait_for can swallow a cancellation that
+        # arrives as the query it waits for completes, and the loop would then idle for
+        # IDLE_CHECK_SECONDS while stop() waited STOP_TIMEOUT.
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)
@@ -74,7 +80,7 @@ class Mp4Jobs:
             await self._process.wait()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 recording_id = await asyncio.wait_for(self._next(), QUERY_TIMEOUT)
@@ -87,6 +93,8 @@ class Mp4Jobs:
                 log.warning("mp4 jobs: the database did not answer; trying again later")
             except Exception:
                 log.exception("mp4 jobs: a job could not be run; trying again later")
+            if self._stopping:
+                return
             try:
                 await asyncio.wait_for(self._wake.wait(), IDLE_CHECK_SECONDS)
             except (TimeoutError, asyncio.TimeoutError):
