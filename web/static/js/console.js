@@ -114,8 +114,11 @@
   client.on("error", function (e) {
     if (e.code === "studio_feed") {
       // OBS (WHIP) is the camera: the console's is offered again now and then, and used when it stops.
-      el.publishState.setAttribute("data-state", "studio");
+      state.studio = false;
+      setPublishState("studio");
+      state.studio = true;
       el.publishState.textContent = t("pc_studio");
+      el.publishState.title = t("pc_studio_long");
       return;
     }
     var key = "err_" + e.code;
@@ -164,6 +167,10 @@
   // Camera, microphone, screen -------------------------------------------------------------------
 
   function setPublishState(s) {
+    // While OBS (WHIP) is the camera, the console's offers are refused and retried: keep saying so.
+    if (s === "connected" || s === "closed") state.studio = false;
+    if (state.studio && s !== "studio") return;
+    el.publishState.title = "";
     state.publishPc = s;
     el.publishState.setAttribute("data-state", s);
     var key = s === "connected" && state.status !== "live" ? "pc_ready" : "pc_" + s;
