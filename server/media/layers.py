@@ -4,9 +4,9 @@ program in one codec for viewers that decode only that one.
 The program's encoded frames (VP8 or H.264) are decoded once, scaled and
 encoded once, in one worker thread, and only while some viewer watches the
 output. The low layer is 240 lines with the program's own aspect ratio
-(320x240 for 4:3, 426x240 for 16:9) at about 300 kbit/s in VP8. Every low-layer viewer shares those packets, exactly as
-high-layer viewers share the forwarded ones. Low-layer packets keep the
-program's timestamps, so a viewer moving between layers (on a keyframe of the
+(320x240 for 4:3, 426x240 for 16:9) at about 300 kbit/s in VP8. Every
+low-layer viewer shares those packets, exactly as high-layer viewers share
+the forwarded ones. Low-layer packets keep the program's timestamps, so a viewer moving between layers (on a keyframe of the
 layer it joins) keeps one monotonic timeline.
 
 Who moves is decided per viewer by :class:`LayerPolicy`, from what its RTCP
