@@ -16,6 +16,23 @@ from typing import Any, Literal
 from server.errors import ValidationFailed
 
 Kind = Literal["string", "integer", "boolean", "datetime", "integer_list"]
+
+# The databases' INTEGER (PostgreSQL's is 32-bit): an id or a count beyond it is refused here,
+# never sent to the database to fail there.
+DB_INT_MIN, DB_INT_MAX = -(2**31), 2**31 - 1
+
+
+def digits(raw: str, maximum: int = DB_INT_MAX) -> int | None:
+    """``raw`` as a non-negative integer if it is ASCII digits only and at most ``maximum``, else None.
+
+    ``str.isdigit`` accepts "²" and other digits ``int`` refuses, and ``int``
+    accepts thousands of digits: every id or number read from a URL goes
+    through here.
+    """
+    if not raw or len(raw) > len(str(maximum)) or not (raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if value <= maximum else None
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"0", "false", "off", "no", ""}
 # Fields every page form carries besides its data.
@@ -188,10 +205,14 @@ def _string(spec: Field, raw: Any) -> str:
 def _integer(spec: Field, raw: Any, forms: bool) -> int:
     if isinstance(raw, bool):
         raise _Invalid("not_integer", "must be an integer")
-    if forms and isinstance(raw, str) and re.fullmatch(r"-?\d{1,18}", raw.strip()):
+    if forms and isinstance(raw, str) and re.fullmatch(r"-?[0-9]{1,18}", raw.strip()):
         raw = int(raw.strip())
     if not isinstance(raw, int):
         raise _Invalid("not_integer", "must be an integer")
+    if spec.minimum is None and raw < DB_INT_MIN:
+        raise _Invalid("too_small", f"must be at least {DB_INT_MIN}")
+    if spec.maximum is None and raw > DB_INT_MAX:
+        raise _Invalid("too_large", f"must be at most {DB_INT_MAX}")
     if spec.minimum is not None and raw < spec.minimum:
         raise _Invalid("too_small", f"must be at least {spec.minimum}")
     if spec.maximum is not None and raw > spec.maximum:
@@ -224,9 +245,9 @@ def _integer_list(spec: Field, raw: Any, forms: bool) -> list[int]:
         raise _Invalid("too_many", f"must have at most {spec.max_items} items")
     values: list[int] = []
     for item in raw:
-        if forms and isinstance(item, str) and item.strip().isdigit():
+        if forms and isinstance(item, str) and digits(item.strip()) is not None:
             item = int(item.strip())
-        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+        if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= DB_INT_MAX:
             raise _Invalid("not_id_list", "must be a list of positive integer ids")
         if item not in values:
             values.append(item)

@@ -24,7 +24,7 @@ from typing import Literal, TypeAlias
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from server.media import hooks
 from server.media.audio import AudioInput
@@ -250,6 +250,12 @@ class MediaRoom:
             raise MediaError("session_closed", "the session's media is closed")
         if not sdp.startswith("v=0") or "m=" not in sdp:
             raise MediaError("bad_sdp", "the offer is not a session description")
+        try:
+            # aiortc's parser asserts on what it does not understand (a payload type of 300,
+            # "c=IN X y"): parsed here first, so that any failure is the client's 400.
+            SessionDescription.parse(sdp)
+        except Exception as exc:
+            raise MediaError("bad_sdp", f"the offer cannot be parsed: {type(exc).__name__}") from None
 
     async def _answer(self, endpoint: _Endpoint, offer_sdp: str) -> Answer:
         """Answer the offer; on any failure (or cancellation) the endpoint is closed, never left half-made."""
@@ -266,8 +272,8 @@ class MediaRoom:
         except MediaError:
             await self.close_endpoint(endpoint.id)
             raise
-        except (ValueError, KeyError, IndexError, AttributeError, InvalidStateError, OperationError,
-                InvalidAccessError) as exc:
+        except (ValueError, KeyError, IndexError, AttributeError, AssertionError, TypeError, InvalidStateError,
+                OperationError, InvalidAccessError) as exc:
             # e.g. a VP9-only offer: nothing in common with VP8, H.264 and Opus.
             await self.close_endpoint(endpoint.id)
             raise MediaError("bad_sdp", f"the offer cannot be used: {exc}") from None
@@ -294,7 +300,7 @@ class MediaRoom:
             return  # end of candidates
         try:
             parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, AssertionError):
             raise MediaError("bad_candidate", "the candidate cannot be parsed") from None
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index

@@ -26,6 +26,7 @@ from server.storage.models import (
     User,
     utcnow,
 )
+from server.validation import digits
 
 PART_RECORDING = "recording"
 PART_CLOSED = "closed"  # written to its end (the session ended, or the server stopped cleanly)
@@ -108,10 +109,11 @@ async def add_chapter(db: AsyncSession, recording_id: int, at_seconds: float, ke
 async def _who(db: AsyncSession, key: str) -> tuple[str, str]:
     """A hall (by its point's name) or the speaker (by their name) — only they publish."""
     prefix, _, raw = key.partition(":")
-    if prefix == "point" and raw.isdigit():
-        point = await db.get(BridgePoint, int(raw))
+    number = digits(raw)
+    if prefix == "point" and number is not None:
+        point = await db.get(BridgePoint, number)
         return "hall", point.name if point else key
-    user = await db.get(User, int(raw)) if prefix == "user" and raw.isdigit() else None
+    user = await db.get(User, number) if prefix == "user" and number is not None else None
     return "speaker", user.full_name if user else key
 
 

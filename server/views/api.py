@@ -73,6 +73,10 @@ async def json_body(request: web.Request) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AppError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise AppError("the body is not valid JSON: nested too deeply", code="invalid_json") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise AppError(f"the body is not valid JSON: {exc}", code="invalid_json") from None
 
 
 async def read_json(request: web.Request, schema: Schema, *, partial: bool = False) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from server.storage.models import BridgePoint, Checkin, CheckinSource, Session, 
 from server.views.api import read_json
 from server.views.auth import current, is_secure, require
 from server.views.forms import path_id
+from server.validation import digits
 from server.views.render import render
 
 TICKET_COOKIE = "bc_checkin"
@@ -170,7 +171,8 @@ async def checkin_qr(request: web.Request) -> web.StreamResponse:
     _, session, point_id = await _hall_of_operator(request)
     codes = request.app[keys.CHECKIN_CODES]
     raw = request.query.get("window", "")
-    window = int(raw) if raw.isdigit() and int(raw) in codes.accepted_windows() else codes.window()
+    asked = digits(raw, maximum=10**15)
+    window = asked if asked is not None and asked in codes.accepted_windows() else codes.window()
     svg = qr_svg(checkin_url(request, codes.token(Hall(session.id, point_id), window)))
     return web.Response(body=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
@@ -221,9 +223,10 @@ def _point_arg(request: web.Request) -> int | None:
     raw = request.query.get("point_id", "")
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    value = digits(raw)
+    if value is None:
         raise ValidationFailed.one("point_id", "not_integer", "point_id must be a bridge point id")
-    return int(raw)
+    return value
 
 
 @dataclass

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from server import keys
 from server.errors import PayloadTooLarge
-from server.validation import Schema
+from server.validation import Schema, digits
 
 
 async def form_values(request: web.Request, schema: Schema) -> dict[str, Any]:
@@ -33,17 +33,15 @@ async def parse_form(request: web.Request, schema: Schema) -> tuple[dict[str, An
 
 
 def int_arg(request: web.Request, name: str, default: int, *, minimum: int = 0, maximum: int = 10**9) -> int:
-    raw = request.query.get(name, "")
-    if raw.isdigit():
-        return max(minimum, min(maximum, int(raw)))
-    return default
+    value = digits(request.query.get(name, ""), maximum=max(maximum, 10**9))
+    return default if value is None else max(minimum, min(maximum, value))
 
 
 def path_id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info.get(name, "")
-    if not raw.isdigit() or len(raw) > 12:
+    value = digits(request.match_info.get(name, ""))
+    if value is None:
         raise web.HTTPNotFound()
-    return int(raw)
+    return value
 
 
 async def read_body(request: web.Request, limit: int, what: str = "the body") -> bytes:

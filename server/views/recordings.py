@@ -31,6 +31,7 @@ from server.storage.models import JobStatus, Recording, RecordingChapter, Record
 from server.views.api import _iso, json_body
 from server.views.auth import current, require
 from server.views.forms import int_arg, path_id
+from server.validation import digits
 from server.views.render import render, translator
 
 # The speeds the player offers; replay credit allows at most the highest (server/attendance/replay.py).
@@ -251,7 +252,7 @@ async def library_page(request: web.Request) -> web.StreamResponse:
     wanted = library_store.Filter(
         text=query.get("q", "")[:200].strip(), speaker=query.get("speaker", "")[:200].strip(),
         since=_local(_day(query.get("from", "")), zone), until=_local(_day(query.get("to", "")), zone, end=True),
-        unit_id=int(query["unit"]) if query.get("unit", "").isdigit() and len(query["unit"]) <= 9 else None)
+        unit_id=digits(query.get("unit", "")))
     page = int_arg(request, "page", 1, minimum=1)
     async with request.app[keys.DATABASE].session() as db:
         entries, total = await library_store.search(db, principal, wanted, offset=(page - 1) * PAGE_SIZE,

@@ -36,6 +36,7 @@ from server.storage.users import user_by_username
 from server.views.api import read_json
 from server.views.auth import current, require
 from server.views.forms import int_arg, path_id
+from server.validation import digits
 from server.views.render import render, translator
 
 FORMATS = ("json", "csv", "xlsx")
@@ -337,9 +338,10 @@ async def units_report_page(request: web.Request) -> web.StreamResponse:
     context: dict[str, Any] = {"form": form, "report": None, "rule_lines": export.rule_lines(rule, translator(request))}
     try:
         if raw_unit:
-            if not raw_unit.isdigit() or len(raw_unit) > 12:
+            found = digits(raw_unit)
+            if found is None:
                 raise ValidationFailed.one("unit", "unknown_unit", "no such unit")
-            unit_id = int(raw_unit)
+            unit_id = found
         else:
             unit_id = await _default_unit(request, principal) or 0
         async with request.app[keys.DATABASE].session() as db:

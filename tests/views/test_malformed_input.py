@@ -1,0 +1,58 @@
+"""Input nobody should send gets a 4xx with the usual error body, never a 500 (issue 12, item 5).
+
+Each case failed with a 500 before its fix: "²" passes str.isdigit() but not int(), an id past
+the database's 32-bit INTEGER reached PostgreSQL, json.loads raised RecursionError or the
+4,300-digit ValueError, and aiortc's SDP parser asserts on what it does not understand.
+"""
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server import keys
+from server.validation import DB_INT_MAX, digits
+from tests.conftest import Seed, bearer
+from tests.signaling.helpers import add_session
+
+
+def test_digits_takes_ascii_digits_within_the_databases_integer_only() -> None:
+    assert digits("42") == 42 and digits(str(DB_INT_MAX)) == DB_INT_MAX
+    for raw in ("", "²", "١٢", "-1", "1e3", " 1", str(DB_INT_MAX + 1), "9" * 5000):
+        assert digits(raw) is None, raw
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/sessions?limit=²", "/api/v1/sessions?limit=" + "9" * 5000,
+    f"/api/v1/sessions/{10**30}", f"/api/v1/sessions/{DB_INT_MAX + 1}", "/api/v1/sessions/²",
+    f"/api/v1/recordings/{DB_INT_MAX + 1}", "/recordings?unit=²", f"/recordings?unit={DB_INT_MAX + 1}",
+])
+async def test_numbers_in_urls_are_never_a_500(client: TestClient, seed: Seed, path: str) -> None:
+    response = await client.get(path, headers=bearer(client.app, seed.admin))
+    assert response.status < 500, (path, response.status, await response.text())
+
+
+@pytest.mark.parametrize("body", [
+    "[" * 100_000,
+    '{"title": "x", "speaker_id": ' + "9" * 5000 + "}",
+    '{"title": "x", "speaker_id": ' + str(10**30) + ', "invited_point_ids": [1]}',
+    '{"title": "x", "speaker_id": 1, "invited_point_ids": [' + str(10**30) + "]}",
+])
+async def test_json_bodies_nobody_should_send_are_4xx(client: TestClient, seed: Seed, body: str) -> None:
+    response = await client.post("/api/v1/sessions", data=body, headers={
+        **bearer(client.app, seed.admin), "Content-Type": "application/json"})
+    assert 400 <= response.status < 500, (response.status, await response.text())
+    assert "error" in await response.json()
+
+
+@pytest.mark.parametrize("line", ["m=video 9 UDP/TLS/RTP/SAVPF 300", "c=IN X y"])
+async def test_an_sdp_aiortc_cannot_parse_is_a_400_and_leaves_nothing(client: TestClient, seed: Seed,
+                                                                      line: str) -> None:
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    offer = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+             "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n"
+             f"{line}\r\na=mid:1\r\n")
+    response = await client.post(f"/whep/sessions/{session_id}", data=offer, headers={
+        **bearer(client.app, seed.member), "Content-Type": "application/sdp"})
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"]["code"] == "bad_sdp"
+    room = client.app[keys.LIVE].rooms.get(session_id)
+    assert room is None or room.media.endpoints() == []
