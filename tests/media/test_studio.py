@@ -134,21 +134,31 @@ COLOURS = {"red": RED, "green": GREEN}
 
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
 async def test_studio_resolutions_reach_every_viewer_in_full(room: MediaRoom, size: tuple[int, int]) -> None:
+    """Every frame reaches every viewer (counted as RTP frames, as a browser receives them), in full size
+    (decoded by one viewer: decoding 1080p in Python on a loaded test machine is slower than real time)."""
+    from bench.load import CountingViewer
+    from aiortc import RTCSessionDescription
+
     studio_clip = clip(None, size, seconds=2, bitrate={720: 2_500_000, 1080: 4_500_000}[size[1]])
     room.show("speaker")
     speaker = await publish_studio(answerer(room, "publish", "speaker"), studio_clip, 440)
-    viewers = [await view(answerer(room, "view", f"point:{i}")) for i in range(2)]
+    decoding = await view(answerer(room, "view", "point:0"))
+    counting = [CountingViewer() for _ in range(3)]
+    for index, viewer in enumerate(counting):
+        await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
+        answer = await room.view(f"point:{index + 1}", viewer.pc.localDescription.sdp)
+        await viewer.pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
     try:
-        await wait_until(lambda: all(v.frames >= 10 for v in viewers), timeout=20)
-        marks, sent = [v.frames for v in viewers], speaker.video.sent
+        await wait_until(lambda: decoding.frames >= 10 and all(v.frames >= 10 for v in counting), timeout=20)
+        assert set(decoding.sizes) == {size}
+        marks, sent = [v.frames for v in counting], speaker.video.sent
         await asyncio.sleep(4)
         sent = speaker.video.sent - sent
-        for viewer, mark in zip(viewers, marks, strict=True):
-            received = viewer.frames - mark
-            # Every picture in full size, and (counted over 4 s, give or take the frames in flight) all of them.
-            assert set(viewer.sizes[mark:]) == {size}
-            assert received >= 0.95 * sent, (received, sent)
+        for viewer, mark in zip(counting, marks, strict=True):
+            # All of them, give or take the frames in flight at either end of the 4 s.
+            assert viewer.frames - mark >= sent - 3, (viewer.frames - mark, sent)
     finally:
-        for viewer in viewers:
+        await decoding.close()
+        for viewer in counting:
             await viewer.close()
         await speaker.close()
