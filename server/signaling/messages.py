@@ -43,7 +43,8 @@ CLIENT_MESSAGES: dict[str, Schema] = {
     "start": Schema("start", ()),
     "end": Schema("end", ()),
     "leave": Schema("leave", ()),
-    "ping": Schema("ping", (Field("t", "integer", required=False, minimum=0),)),
+    # A browser's Date.now(), echoed back: milliseconds since 1970, far past the database's INTEGER.
+    "ping": Schema("ping", (Field("t", "integer", required=False, minimum=0, maximum=2**53 - 1),)),
 }
 
 

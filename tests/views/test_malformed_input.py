@@ -56,3 +56,17 @@ async def test_an_sdp_aiortc_cannot_parse_is_a_400_and_leaves_nothing(client: Te
     assert (await response.json())["error"]["code"] == "bad_sdp"
     room = client.app[keys.LIVE].rooms.get(session_id)
     assert room is None or room.media.endpoints() == []
+
+
+async def test_a_browsers_clock_in_a_ping_is_not_a_database_integer(client: TestClient, seed: Seed) -> None:
+    # Bounding schema integers by the database's INTEGER must not refuse what never goes there:
+    # the hall page pings with Date.now() and shows the round trip from the pong.
+    from tests.signaling.helpers import connect
+
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    live = await connect(client, session_id, seed.admin)
+    try:
+        await live.send("ping", t=1_764_700_000_000)
+        await live.expect("pong", t=1_764_700_000_000)
+    finally:
+        await live.close()
