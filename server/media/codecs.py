@@ -183,10 +183,6 @@ class SpsInfo:
         return {77: "main", 88: "extended", 100: "high", 110: "high-10", 122: "high-422",
                 244: "high-444"}.get(self.profile_idc, f"profile-{self.profile_idc}")
 
-    @property
-    def profile_level_id(self) -> str:
-        return f"{self.profile_idc:02x}{self.constraints:02x}{self.level_idc:02x}"
-
 
 class _Bits:
     """An RBSP bit reader (emulation-prevention bytes removed), with Exp-Golomb codes."""

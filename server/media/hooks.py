@@ -56,12 +56,10 @@ from aiortc.rtp import (RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacke
 from aiortc.sdp import SessionDescription
 from aiortc.utils import random32, uint16_add, uint32_add
 
-from server.media.codecs import (VIDEO_CODECS, EncodedFrame, ParameterSets, VideoCodec, is_vp8_keyframe,
-                                 parse_sprop)
+from server.media.codecs import VIDEO_CODECS, EncodedFrame, ParameterSets, VideoCodec, is_vp8_keyframe, parse_sprop
 
 log = logging.getLogger(__name__)
 
-__all__ = ["is_vp8_keyframe"]  # kept importable from here: older tests and tools use it
 
 
 class _EncodedFrameQueue:
@@ -298,13 +296,6 @@ def prefer_codecs(transceiver: RTCRtpTransceiver, first: VideoCodec = "vp8") -> 
         transceiver.setCodecPreferences([codec for codec in codecs if codec.mimeType.lower() == "audio/opus"])
 
 
-def prefer_vp8_opus(transceiver: RTCRtpTransceiver) -> None:
-    """Negotiate only VP8 (with RTX) or Opus (a client that must not send or receive H.264)."""
-    wanted = ("video/vp8", "video/rtx") if transceiver.kind == "video" else ("audio/opus",)
-    codecs = RTCRtpSender.getCapabilities(transceiver.kind).codecs
-    transceiver.setCodecPreferences([codec for codec in codecs if codec.mimeType.lower() in wanted])
-
-
 def negotiated_video_codecs(transceiver: RTCRtpTransceiver) -> frozenset[VideoCodec]:
     """The video codecs a negotiated transceiver can send: VP8, and H.264 in packetization mode 1.
 
@@ -335,13 +326,12 @@ def send_encoded(transceiver: RTCRtpTransceiver) -> None:
     of codec, which happens only at a keyframe.
     """
     sender = transceiver.sender
-    private = "_RTCRtpSender__"
 
     def get(name: str) -> Any:
-        return getattr(sender, private + name)
+        return getattr(sender, "_RTCRtpSender__" + name)
 
     def put(name: str, value: Any) -> None:
-        setattr(sender, private + name, value)
+        setattr(sender, "_RTCRtpSender__" + name, value)
 
     async def run_rtp(_first: RTCRtpCodecParameters) -> None:
         get("rtp_started").set()
@@ -377,6 +367,7 @@ def send_encoded(transceiver: RTCRtpTransceiver) -> None:
                 # One clock reading per frame: its packets leave back to back.
                 ntp = clock.current_ntp_time()
                 last = len(payloads) - 1
+                octets = 0
                 for index, payload in enumerate(payloads):
                     packet = RtpPacket(payload_type=codec.payloadType, sequence_number=sequence_number,
                                        timestamp=timestamp)
@@ -387,9 +378,11 @@ def send_encoded(transceiver: RTCRtpTransceiver) -> None:
                     packet.extensions.mid = mid
                     history[sequence_number % RTP_HISTORY_SIZE] = packet
                     await sender.transport._send_rtp(packet.serialize(extensions_map))
-                    put("octet_count", get("octet_count") + len(payload))
-                    put("packet_count", get("packet_count") + 1)
+                    octets += len(payload)
                     sequence_number = uint16_add(sequence_number, 1)
+                # The sender-report counters, once per frame (octets_sent() reads them between frames).
+                put("octet_count", get("octet_count") + octets)
+                put("packet_count", get("packet_count") + len(payloads))
                 put("ntp_timestamp", ntp)
                 put("rtp_timestamp", timestamp)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):

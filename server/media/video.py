@@ -271,15 +271,19 @@ class ProgramVideo:
             group.transcode = transcode
         return group.transcode
 
+    def _group(self, codecs: frozenset[VideoCodec]) -> _OneCodec | None:
+        """The group of viewers decoding only ``codecs`` (None: they decode every codec, :attr:`fanout`)."""
+        if not codecs:
+            raise ValueError("a viewer decodes VP8 or H.264")
+        return None if set(VIDEO_CODECS) <= codecs else self.only[next(iter(codecs))]
+
     def attach(self, track: ForwardTrack, codecs: frozenset[VideoCodec] = frozenset(VIDEO_CODECS)) -> None:
         """Give ``track`` the full picture in the codecs it decodes (it waits for a keyframe of its stream)."""
         self.detach(track)
-        if set(VIDEO_CODECS) <= codecs:
+        group = self._group(codecs)
+        if group is None:
             self.fanout.add(track)
             return
-        group = self.only[next(iter(codecs))] if codecs else None
-        if group is None:
-            raise ValueError("a viewer decodes VP8 or H.264")
         group.fanout.add(track)
         if group.transcoding and group.transcode is not None:
             group.transcode.request_keyframe()
@@ -291,9 +295,9 @@ class ProgramVideo:
 
     def delivers(self, codecs: frozenset[VideoCodec]) -> str:
         """What a track attached with ``codecs`` receives now: "forwarded" or "transcoded"."""
-        if set(VIDEO_CODECS) <= codecs or not codecs:
+        group = self._group(codecs)
+        if group is None:
             return "forwarded"
-        group = self.only[next(iter(codecs))]
         transcoding = group.transcoding if group.fanout.tracks else self.codec not in (None, group.codec)
         return "transcoded" if transcoding else "forwarded"
 
@@ -311,11 +315,10 @@ class ProgramVideo:
 
     def request_keyframe_for(self, codecs: frozenset[VideoCodec]) -> None:
         """A full-picture viewer decoding ``codecs`` needs a keyframe: of the transcode it watches, or of the source."""
-        if not set(VIDEO_CODECS) <= codecs and codecs:
-            group = self.only[next(iter(codecs))]
-            if group.transcoding and group.transcode is not None:
-                group.transcode.request_keyframe()
-                return
+        group = self._group(codecs)
+        if group is not None and group.transcoding and group.transcode is not None:
+            group.transcode.request_keyframe()
+            return
         self.request_keyframe()
 
     def viewer_track(self, on_first_packet: Callable[[], None] = lambda: None) -> ForwardTrack:

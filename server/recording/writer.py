@@ -30,9 +30,7 @@ from typing import Literal
 
 import av
 
-from server.media.codecs import VideoCodec, vp8_size
-
-__all__ = ["CONTAINERS", "DEFAULT_SIZE", "PartWriter", "WriteStats", "vp8_size"]
+from server.media.codecs import VideoCodec
 
 log = logging.getLogger(__name__)
 

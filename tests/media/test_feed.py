@@ -15,17 +15,9 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from server.media.feed import Subscription
-from server.media.peer import LOOPBACK, IceConfig
 from server.media.room import MediaRoom
 from tests.media.clients import close_to, publish, wait_until
 from tests.media.test_room import RED, answerer
-
-
-@pytest.fixture
-async def room():  # type: ignore[no-untyped-def]
-    media = MediaRoom(IceConfig(addresses=LOOPBACK))
-    yield media
-    await media.close()
 
 
 async def read_video(subscription: Subscription, frames: int) -> list[tuple[av.Packet, np.ndarray]]:

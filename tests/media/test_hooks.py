@@ -26,7 +26,7 @@ from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 
 from server.media import codecs, hooks
 from server.media.codecs import EncodedFrame
-from server.media.hooks import is_vp8_keyframe
+from server.media.codecs import is_vp8_keyframe
 from server.media.peer import LOOPBACK, IceConfig, new_peer
 from tests.media.clients import ColourTrack, new_client, wait_until
 from tests.media.studio import Clip, clip, publish_studio
@@ -159,7 +159,7 @@ async def _connect(offerer: RTCPeerConnection, answerer: RTCPeerConnection,
 async def test_receive_encoded_yields_vp8_packets_with_keyframe_flags_from_a_real_publisher() -> None:
     hub, publisher = new_peer(IceConfig(addresses=LOOPBACK)), new_client()
     video = hub.addTransceiver("video", direction="recvonly")
-    hooks.prefer_vp8_opus(video)
+    hooks.prefer_codecs(video)
     hooks.receive_encoded(video.receiver)
     publisher.addTransceiver(ColourTrack((200, 30, 30)), direction="sendonly")
     try:

@@ -1,21 +1,11 @@
 """The media room with real aiortc peers over loopback: frames and audio actually arrive."""
 
-import pytest
-
 from server.media import hooks
-from server.media.peer import LOOPBACK, IceConfig
 from server.media.room import MediaRoom
 from tests.media.clients import clean_cut, close_to, decode_failures, publish, view, wait_until
 
 RED = (220, 30, 30)
 GREEN = (30, 200, 60)
-
-
-@pytest.fixture
-async def room():
-    media = MediaRoom(IceConfig(addresses=LOOPBACK))
-    yield media
-    await media.close()
 
 
 def answerer(room: MediaRoom, kind: str, key: str):

@@ -4,29 +4,11 @@ import asyncio
 
 import pytest
 
-from server.media.peer import LOOPBACK, IceConfig
 from server.media.room import MediaRoom
 from tests.media.clients import clean_cut, close_to, decode_failures, publish, view, wait_until
 from tests.media.browsers import ViewerPage, browser, browser_available
 from tests.media.studio import clip, publish_studio
-
-RED = (220, 30, 30)
-GREEN = (30, 200, 60)
-
-
-@pytest.fixture
-async def room():
-    media = MediaRoom(IceConfig(addresses=LOOPBACK))
-    yield media
-    await media.close()
-
-
-def answerer(room: MediaRoom, kind: str, key: str):
-    async def answer(offer: str) -> str:
-        answer = await (room.publish(key, offer) if kind == "publish" else room.view(key, offer))
-        return answer.sdp
-
-    return answer
+from tests.media.test_room import GREEN, RED, answerer
 
 
 async def test_an_h264_speaker_a_vp8_hall_and_back_for_every_kind_of_viewer(room: MediaRoom) -> None:
