@@ -74,7 +74,10 @@ def prepare(data_dir: Path) -> Demo:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGECAST_")}
     # Recordings stay in the run's folder, never in the checkout's recordings/.
     env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1",
-                "BRIDGECAST_RECORDINGS_DIR": str(data_dir / "recordings")})
+                "BRIDGECAST_RECORDINGS_DIR": str(data_dir / "recordings"),
+                # Benchmarks open hundreds of viewers and thousands of sockets with a few demo accounts.
+                "BRIDGECAST_LIMITS_ENDPOINTS_PER_USER": "5000", "BRIDGECAST_LIMITS_ENDPOINTS_PER_SESSION": "5000",
+                "BRIDGECAST_LIMITS_SOCKETS_PER_USER": "5000"})
     run = lambda *args: subprocess.run([sys.executable, "-m", "server", *args], env=env, check=True,  # noqa: E731
                                        capture_output=True, text=True).stdout
     run("db", "upgrade")

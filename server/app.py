@@ -22,6 +22,7 @@ from server.recording.retention import Retention
 from server.recording.service import Archive
 from server.signaling.registry import LiveRegistry
 from server.live.bus import InMemoryEventBus
+from server.live.quotas import Quotas
 from server.storage.attendance import RecordKeeper, rule_from_settings
 from server.storage.live import DatabaseLiveStore, FloorGrantStore
 from server.storage.presence import PresenceRecorder
@@ -97,8 +98,14 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     app[keys.ARCHIVE] = archive
     app[keys.MP4_JOBS] = jobs
     subscriptions = [grants, presence.subscribe(bus), records.subscribe(bus), archive.subscribe(bus)]
-    registry = LiveRegistry(DatabaseLiveStore(database), bus, IceConfig.from_settings(settings.ice),
-                            grace_seconds=settings.live.reconnect_grace_seconds)
+    ice = IceConfig.from_settings(settings.ice)
+    limits = settings.limits
+    quotas = Quotas(endpoints_per_user=limits.endpoints_per_user, endpoints_per_session=limits.session_endpoints,
+                    sockets_per_user=limits.sockets_per_user,
+                    # A refused caller may try again once endpoints left unconnected have expired.
+                    retry_after=int(ice.connect_timeout + 0.999))
+    registry = LiveRegistry(DatabaseLiveStore(database), bus, ice, grace_seconds=settings.live.reconnect_grace_seconds,
+                            quotas=quotas)
     app[keys.LIVE] = registry
     yield
     await archive.stop()

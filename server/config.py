@@ -66,16 +66,44 @@ class IceSettings:
     turn_urls: str = ""
     turn_secret: str = field(default="", repr=False)
     turn_ttl_seconds: int = 86400
+    # A peer connection whose ICE has not connected this long after its offer is closed.
+    connect_timeout_seconds: float = 20.0
+    # Remote candidates in loopback, private, link-local, shared and metadata ranges are
+    # refused unless inside one of these networks (comma-separated CIDR, e.g. "10.0.0.0/8").
+    allowed_networks: str = ""
 
     @property
     def address_list(self) -> tuple[str, ...]:
         """``addresses`` parsed and normalised (``ipaddress`` form); empty: unrestricted."""
         return parse_addresses(self.addresses)
 
+    @property
+    def allowed_network_list(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return parse_networks(self.allowed_networks)
+
 
 @dataclass(frozen=True)
 class LiveSettings:
     reconnect_grace_seconds: int = 20
+
+
+# Measured (docs/benchmarks.md): a forwarded viewer costs about 0.8 % of a core.
+ENDPOINTS_PER_CORE = 100
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    # Peer connections (WHIP, WHEP and the pages' own) one user holds at once: a hall's
+    # page holds two (its camera and the program), a member's one, per open tab.
+    endpoints_per_user: int = 6
+    # Peer connections one session holds at once; 0: ENDPOINTS_PER_CORE per CPU core.
+    endpoints_per_session: int = 0
+    # Live websockets one user holds at once (one per open page).
+    sockets_per_user: int = 6
+
+    @property
+    def session_endpoints(self) -> int:
+        return self.endpoints_per_session or ENDPOINTS_PER_CORE * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -138,6 +166,7 @@ class Settings:
     i18n: I18nSettings = field(default_factory=I18nSettings)
     ice: IceSettings = field(default_factory=IceSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
 
@@ -163,6 +192,11 @@ def parse_addresses(value: str) -> tuple[str, ...]:
         if address not in found:
             found.append(address)
     return tuple(found)
+
+
+def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated networks in CIDR form (a bare address is its /32 or /128); ValueError on anything else."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
 
 
 # Settings that were replaced: a deployment that still sets one must not start
@@ -336,6 +370,17 @@ def _validate(settings: Settings) -> None:
         settings.ice.address_list
     except ValueError as exc:
         raise ConfigError(f"ice.addresses: {exc} (comma-separated IP addresses, or empty)") from None
+    try:
+        settings.ice.allowed_network_list
+    except ValueError as exc:
+        raise ConfigError(f"ice.allowed_networks: {exc} (comma-separated networks, e.g. 10.0.0.0/8)") from None
+    if not 1 <= settings.ice.connect_timeout_seconds <= 120:
+        raise ConfigError("ice.connect_timeout_seconds must be between 1 and 120")
+    for name in ("endpoints_per_user", "endpoints_per_session", "sockets_per_user"):
+        if getattr(settings.limits, name) < 0:
+            raise ConfigError(f"limits.{name} must be 0 (see the default) or more")
+    if settings.limits.endpoints_per_user == 0 or settings.limits.sockets_per_user == 0:
+        raise ConfigError("limits.endpoints_per_user and limits.sockets_per_user must be at least 1")
     url = settings.database_url
     if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ConfigError("database_url must use sqlite+aiosqlite:// or postgresql+asyncpg://")

@@ -427,55 +427,91 @@ def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
             transport._set_role("server")
 
 
-class AddressRule:
-    """The only IP addresses an ICE agent may use (``ice.addresses``).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-    It gathers host candidates on the listed addresses that belong to this
-    machine, and it ignores remote candidates, drops incoming checks and
-    refuses to send to any address not listed.  aioice skips 127.0.0.1 when
-    it gathers by itself; listed, 127.0.0.1 is gathered like any other.
+
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """An address of the internet at large: not loopback, private, link-local (the cloud
+    metadata address 169.254.169.254 among them), shared, reserved, multicast or unspecified."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return ip.is_global and not ip.is_multicast
+
+
+class AddressRule:
+    """Which IP addresses an ICE agent may use: every peer connection of the server has one.
+
+    Confined (``ice.addresses`` lists some), it gathers host candidates only
+    on the listed addresses that belong to this machine, and ignores remote
+    candidates, drops incoming checks and refuses to send to any address not
+    listed.  aioice skips 127.0.0.1 when it gathers by itself; listed,
+    127.0.0.1 is gathered like any other.
+
+    Unconfined (production), it gathers everywhere but refuses remote
+    addresses that point inside (:func:`is_public` is false), so that a
+    member's offer cannot make the server probe 127.0.0.1, the private
+    network or the metadata service.  ``allowed_networks`` (``ice.allowed_networks``)
+    are allowed in both modes: a closed installation's hall network.
     """
 
-    def __init__(self, addresses: Iterable[str]) -> None:
+    def __init__(self, addresses: Iterable[str] = (), allowed_networks: Iterable[Network] = ()) -> None:
         self.addresses = tuple(dict.fromkeys(str(ipaddress.ip_address(a)) for a in addresses))
-        if not self.addresses:
-            raise ValueError("an address rule names at least one address")
+        self.networks = tuple(allowed_networks)
         self._allowed = frozenset(self.addresses)
         # host -> allowed.  The send guard asks for every packet: parsing the
         # address each time cost 8 % of the server's CPU in the fan-out
         # benchmark.  Few distinct hosts ever come by; the bound is a backstop.
         self._verdicts: dict[str, bool] = {}
 
+    @property
+    def confined(self) -> bool:
+        return bool(self.addresses)
+
     def allows(self, host: str) -> bool:
         verdict = self._verdicts.get(host)
         if verdict is None:
-            try:
-                verdict = str(ipaddress.ip_address(host)) in self._allowed
-            except ValueError:
-                # A hostname (an mDNS ".local" name): never resolved, never used.
-                verdict = False
+            verdict = self._verdict(host)
             if len(self._verdicts) > 1024:
                 self._verdicts.clear()
             self._verdicts[host] = verdict
         return verdict
 
-    def local_addresses(self) -> list[str]:
-        """The listed addresses this machine has (where host candidates are gathered)."""
+    def _verdict(self, host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            # A hostname. An mDNS ".local" name is a browser's private address: aioice would
+            # resolve it on the local network, so it is used only where private networks are
+            # allowed (and the send guard still checks what it resolves to). Nothing else.
+            return not self.confined and bool(self.networks) and host.endswith(".local")
+        if self.confined and str(ip) in self._allowed:
+            return True
+        if any(ip.version == network.version and ip in network for network in self.networks):
+            return True
+        return not self.confined and is_public(ip)
+
+    def local_addresses(self, default: list[str]) -> list[str]:
+        """Where host candidates are gathered: the listed addresses this machine has, or ``default``."""
+        if not self.confined:
+            return default
         own = {str(ipaddress.ip_address(ip.ip if isinstance(ip.ip, str) else ip.ip[0]))
                for adapter in ifaddr.get_adapters() for ip in adapter.ips}
         return [a for a in self.addresses if a in own or ipaddress.ip_address(a).is_loopback]
 
 
-def restrict_addresses(addresses: Iterable[str], pc: RTCPeerConnection | None = None) -> AddressRule:
-    """Confine ICE to ``addresses``: for ``pc`` only, or (no ``pc``) for every connection of the process.
+def restrict_addresses(addresses: Iterable[str], pc: RTCPeerConnection | None = None, *,
+                       allowed_networks: Iterable[Network] = ()) -> AddressRule:
+    """Put ICE under an :class:`AddressRule`: for ``pc`` only, or (no ``pc``) for every connection of the process.
 
-    The server confines each of its peer connections (``server.media.peer``);
+    The server puts each of its peer connections under one (``server.media.peer``);
     tests and benchmarks also confine the whole process, so that a client
     they forget to confine still never leaves the addresses they name.  A
     connection's own rule wins over the process's.  Call it on ``pc`` before
     any transceiver is added.
     """
-    rule = AddressRule(addresses)
+    rule = AddressRule(addresses, allowed_networks)
+    if pc is None and not rule.confined:
+        raise ValueError("a rule for the whole process names at least one address")
     _install_address_guards()
     if pc is None:
         aioice.ice.Connection._bridgecast_rule = rule
@@ -508,7 +544,7 @@ def _install_address_guards() -> None:
     async def gather_confined(self: Any, component: int, addresses: list[str], timeout: int = 5) -> Any:
         rule = self._bridgecast_rule
         if rule is not None:
-            addresses = rule.local_addresses()
+            addresses = rule.local_addresses(addresses)
         return await gather(self, component, addresses, timeout)
 
     add_remote = connection.add_remote_candidate
@@ -516,14 +552,15 @@ def _install_address_guards() -> None:
     async def add_remote_confined(self: Any, candidate: Any) -> None:
         rule = self._bridgecast_rule
         if candidate is not None and rule is not None and not rule.allows(candidate.host):
-            log.debug("ignoring remote candidate %s: not in ice.addresses", candidate.host)
+            log.debug("refused remote candidate %s: not an address media may use (ice.addresses, "
+                      "ice.allowed_networks)", candidate.host)
             return
         await add_remote(self, candidate)
 
     request_received = connection.request_received
 
     def request_received_confined(self: Any, message: Any, addr: tuple[str, int], protocol: Any) -> None:
-        # Not even a peer-reflexive candidate is learned from an address not listed.
+        # Not even a peer-reflexive candidate is learned from an address not allowed.
         rule = self._bridgecast_rule
         if rule is None or rule.allows(addr[0]):
             request_received(self, message, addr, protocol)
@@ -532,7 +569,7 @@ def _install_address_guards() -> None:
     connection.add_remote_candidate = add_remote_confined  # type: ignore[method-assign]
     connection.request_received = request_received_confined  # type: ignore[method-assign]
 
-    # The backstop: whatever the agent decided, nothing goes to an address not listed.
+    # The backstop: whatever the agent decided, nothing goes to an address not allowed.
     send_stun = aioice.ice.StunProtocol.send_stun
     send_data = aioice.ice.StunProtocol.send_data
 

@@ -91,6 +91,10 @@ class _Endpoint:
     layers: LayerPolicy | None = None
     receiving: bool = False
     closed: bool = False
+    # Told once when the endpoint closes, whichever way (the caller's quota ticket).
+    on_close: Callable[[], None] | None = None
+    # Closes the endpoint if its ICE has not connected in time.
+    deadline: asyncio.TimerHandle | None = None
 
     def state(self) -> EndpointState:
         return EndpointState(self.id, self.key, self.kind, self.receiving, self.closed)
@@ -113,15 +117,25 @@ class MediaRoom:
         # The same endpoints by participant key: lookups per key stay O(1) with thousands of viewers.
         self._by_key: dict[str, dict[str, _Endpoint]] = {}
         self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # publishing ---------------------------------------------------------------
 
-    async def publish(self, key: str, offer_sdp: str) -> Answer:
-        """Accept a publisher's offer (camera and microphone); a previous one of ``key`` is closed."""
-        self._check_offer(offer_sdp)
+    async def publish(self, key: str, offer_sdp: str, *, on_close: Callable[[], None] | None = None) -> Answer:
+        """Accept a publisher's offer (camera and microphone); a previous one of ``key`` is closed.
+
+        ``on_close`` is called once when the endpoint closes, however it does
+        (also when the offer is refused).
+        """
+        try:
+            self._check_offer(offer_sdp)
+        except MediaError:
+            if on_close is not None:
+                on_close()
+            raise
         await self.close_key(key, "publish")
         pc = new_peer(self.ice)
-        endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "publish", pc))
+        endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "publish", pc, on_close=on_close))
         video = pc.addTransceiver("video", direction="recvonly")
         audio = pc.addTransceiver("audio", direction="recvonly")
         # A publisher that offers both sends what the program carries now: a hall given the
@@ -147,11 +161,16 @@ class MediaRoom:
 
     # viewing ---------------------------------------------------------------------
 
-    async def view(self, key: str, offer_sdp: str) -> Answer:
+    async def view(self, key: str, offer_sdp: str, *, on_close: Callable[[], None] | None = None) -> Answer:
         """Accept a viewer's offer: it receives the program video and its audio mix (without its own voice)."""
-        self._check_offer(offer_sdp)
+        try:
+            self._check_offer(offer_sdp)
+        except MediaError:
+            if on_close is not None:
+                on_close()
+            raise
         pc = new_peer(self.ice)
-        endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "view", pc))
+        endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "view", pc, on_close=on_close))
 
         def first_packet() -> None:
             endpoint.receiving = True
@@ -283,13 +302,35 @@ class MediaRoom:
         return Answer(endpoint.id, pc.localDescription.sdp)
 
     def _watch(self, endpoint: _Endpoint) -> None:
+        """Follow the endpoint's connection: closed when it fails, or when it never connects.
+
+        An offer that never connects (no candidates, or none that answer) would
+        hold its sockets and polling loop forever; one that connected and then
+        went silent fails by ICE consent freshness (RFC 7675, aioice: about 30 s).
+        """
+        loop = asyncio.get_running_loop()
+        endpoint.deadline = loop.call_later(self.ice.connect_timeout, self._connect_expired, endpoint)
+
         @endpoint.pc.on("connectionstatechange")
         async def on_state() -> None:
             state = endpoint.pc.connectionState
+            if state == "connected" and endpoint.deadline is not None:
+                endpoint.deadline.cancel()
+                endpoint.deadline = None
             if state in ("failed", "closed"):
                 await self.close_endpoint(endpoint.id)
             elif not endpoint.closed:
                 self._on_endpoint(endpoint.state())
+
+    def _connect_expired(self, endpoint: _Endpoint) -> None:
+        endpoint.deadline = None
+        if endpoint.closed or endpoint.pc.connectionState == "connected":
+            return
+        log.info("endpoint %s (%s of %s) did not connect within %.0f s: closed", endpoint.id, endpoint.kind,
+                 endpoint.key, self.ice.connect_timeout)
+        task = asyncio.ensure_future(self.close_endpoint(endpoint.id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def add_candidate(self, endpoint_id: str, candidate: str, sdp_mid: str | None,
                             sdp_mline_index: int | None) -> None:
@@ -314,6 +355,12 @@ class MediaRoom:
         if endpoint is None:
             return
         endpoint.closed = True
+        if endpoint.deadline is not None:
+            endpoint.deadline.cancel()
+            endpoint.deadline = None
+        if endpoint.on_close is not None:
+            on_close, endpoint.on_close = endpoint.on_close, None
+            on_close()
         same_key = self._by_key.get(endpoint.key, {})
         same_key.pop(endpoint_id, None)
         if not same_key:

@@ -35,10 +35,15 @@ async def offer(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
     old = member.endpoints.pop(pc, None)
     if old:
         await room.media.close_endpoint(old)
-    if pc == "publish":
-        answer = await room.media.publish(actor.key, values["sdp"])
-    else:
-        answer = await room.media.view(actor.key, values["sdp"])
+    ticket = room.endpoint_ticket(member.principal)
+    try:
+        if pc == "publish":
+            answer = await room.media.publish(actor.key, values["sdp"], on_close=ticket.release)
+        else:
+            answer = await room.media.view(actor.key, values["sdp"], on_close=ticket.release)
+    except BaseException:
+        ticket.release()
+        raise
     async with room.lock:
         if pc == "publish":
             try:

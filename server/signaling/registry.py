@@ -13,6 +13,7 @@ import asyncio
 from server.live import events as ev
 from server.live.bus import EventBus, dispatcher
 from server.live.lifecycle import SessionStatus
+from server.live.quotas import Quotas
 from server.live.session import GRACE_SECONDS, LiveSession
 from server.live.store import LiveStore
 from server.media.peer import IceConfig
@@ -24,11 +25,13 @@ class LiveRegistry:
     """Creates a session's room on first use and forgets it when it closes."""
 
     def __init__(self, store: LiveStore, bus: EventBus, ice: IceConfig, *,
-                 grace_seconds: float = GRACE_SECONDS) -> None:
+                 grace_seconds: float = GRACE_SECONDS, quotas: Quotas | None = None) -> None:
         self._store = store
         self._bus = bus
         self._ice = ice
         self._grace = grace_seconds
+        # Peer connections and websockets per user (across sessions) and per session.
+        self.quotas = quotas or Quotas.unlimited()
         self.rooms: dict[int, LiveRoom] = {}
         self._lock = asyncio.Lock()
         self._subscription = bus.subscribe(dispatcher({
@@ -45,7 +48,8 @@ class LiveRegistry:
                 if info.status in (SessionStatus.ENDED, SessionStatus.CANCELLED):
                     raise ProtocolError("session_closed", f"the session is {info.status.value}")
                 session = LiveSession(info, grace_seconds=self._grace)
-                room = LiveRoom(session, self._store, self._bus, self._ice, on_closed=self._forget)
+                room = LiveRoom(session, self._store, self._bus, self._ice, on_closed=self._forget,
+                                quotas=self.quotas)
                 self.rooms[session_id] = room
             return room
 

@@ -67,20 +67,27 @@ async def open_resource(room: LiveRoom, principal: Principal, pc: str, sdp: str)
     seat = live_role(principal, room.session.info)
     if pc == "publish" and seat.role is not LiveRole.HOST:
         raise PermissionDenied(seat.role.value, "publish", "WHIP ingest takes the session speaker's token")
-    async with room.lock:
-        # Into the roster first: a refusal (removed, role_conflict) leaves nothing half-made.
-        participant, events = room.session.join(connection_id, kind, principal)
-        delivery = await room.commit(events)
+    # Counted first, before anything is recorded or built: a loop of offers stops here.
+    ticket = room.endpoint_ticket(principal)
+    try:
+        async with room.lock:
+            # Into the roster first: a refusal (removed, role_conflict) leaves nothing half-made.
+            participant, events = room.session.join(connection_id, kind, principal)
+            delivery = await room.commit(events)
+    except BaseException:
+        ticket.release()
+        raise
     try:
         # On record (attendance) before the resource is answered; inside the try, so that a
         # failure or a cancellation here takes the join back.
         if not await delivery.settled():
             raise LiveError("try_again", "the join could not be recorded: try again")
         if pc == "publish":
-            answer = await room.media.publish(participant.key, sdp)
+            answer = await room.media.publish(participant.key, sdp, on_close=ticket.release)
         else:
-            answer = await room.media.view(participant.key, sdp)
+            answer = await room.media.view(participant.key, sdp, on_close=ticket.release)
     except BaseException:
+        ticket.release()
         async with room.lock:
             await room.commit(room.session.leave(connection_id, dropped=False))
         raise

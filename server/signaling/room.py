@@ -27,6 +27,7 @@ from server.live.bus import Delivery, EventBus, Subscription
 from server.live.errors import LiveError
 from server.live.events import Event, LiveRole
 from server.live.lifecycle import SessionAction, SessionStatus
+from server.live.quotas import QuotaExceeded, Quotas, Ticket
 from server.live.permissions import Action, PermissionDenied, require
 from server.live.session import LiveSession
 from server.live.store import LiveStore, SessionInfo
@@ -63,8 +64,10 @@ class LiveRoom:
     """The live state of one session on this server."""
 
     def __init__(self, session: LiveSession, store: LiveStore, bus: EventBus, ice: IceConfig,
-                 on_closed: Callable[[LiveRoom], Awaitable[None]] | None = None) -> None:
+                 on_closed: Callable[[LiveRoom], Awaitable[None]] | None = None,
+                 quotas: Quotas | None = None) -> None:
         self.session = session
+        self.quotas = quotas or Quotas.unlimited()
         self.store = store
         self.bus = bus
         self.media = MediaRoom(ice, on_endpoint=self._media_changed, on_air=self._on_air)
@@ -115,6 +118,14 @@ class LiveRoom:
             return await self.bus.publish(batch)
         return Delivery()
 
+    def endpoint_ticket(self, principal: Principal) -> Ticket:
+        """Count one more peer connection against the caller and the session (QuotaExceeded beyond).
+
+        Give it to the media room as the endpoint's ``on_close``: it comes back
+        when the endpoint closes, however it closes.
+        """
+        return self.quotas.endpoints.take(principal.user_id, self.info.id)
+
     def spawn(self, awaitable: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
@@ -154,6 +165,9 @@ class LiveRoom:
             await connection.send(messages.error(exc.code, exc.message, request=kind))
         except (LiveError, MediaError) as exc:
             await connection.send(messages.error(exc.code, exc.message, request=kind))
+        except QuotaExceeded as exc:
+            await connection.send(messages.error(exc.code, exc.message, request=kind,
+                                                 details={"retry_after": exc.retry_after}))
         except Exception:
             # A bug must not end the connection's loop: log it, tell the client, carry on.
             log.exception("session %s: %s from user %s failed", self.info.id, kind, principal.user_id)

@@ -18,11 +18,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from server import keys
 from server.auth.principal import Principal
 from server.auth.roles import Role
-from server.errors import AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, UnsupportedMediaType
+from server.errors import AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
 from server.live.errors import LiveError
 from server.live.events import LiveRole
 from server.live.lifecycle import SessionStatus
 from server.live.permissions import PermissionDenied
+from server.live.quotas import QuotaExceeded
 from server.live.roles import live_role, may_host
 from server.media.ice import browser_ice_servers
 from server.media.room import MediaError
@@ -132,9 +133,18 @@ async def session_socket(request: web.Request) -> web.StreamResponse:
     session_id = path_id(request)
     await _admit(request, principal, session_id)
     room = await _room(request, session_id)
+    try:
+        # Before the upgrade: a script opening sockets in a loop gets 429s, not a writer task each.
+        ticket = room.quotas.sockets.take(principal.user_id)
+    except QuotaExceeded as exc:
+        raise TooManyRequests(exc.message, retry_after=exc.retry_after, code=exc.code) from None
 
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20, autoping=True)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        ticket.release()
+        raise
     connection = WebSocketConnection(ws)
     sockets = request.app[keys.SOCKETS]
     sockets.add(ws)
@@ -147,6 +157,7 @@ async def session_socket(request: web.Request) -> web.StreamResponse:
             elif message.type == WSMsgType.ERROR:
                 break
     finally:
+        ticket.release()
         sockets.discard(ws)
         connection.stop()
         # A client that closed normally left; anything else (a reload, a lost
@@ -220,6 +231,8 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
         answer = await room.open_resource(principal, pc, sdp)
     except PermissionDenied as exc:
         raise Forbidden(exc.message) from None
+    except QuotaExceeded as exc:
+        raise TooManyRequests(exc.message, retry_after=exc.retry_after, code=exc.code) from None
     except LiveError as exc:
         if exc.code == "try_again":
             raise ServiceUnavailable(exc.message, code=exc.code) from None
