@@ -55,6 +55,11 @@ def test_sqlite_in_the_data_folder_by_default(tmp_path: Path) -> None:
         ({"BRIDGECAST_DATABASE_URL": "mysql://x"}, "database_url"),
         ({"BRIDGECAST_I18N_TIMEZONE": "Mars/Olympus"}, "timezone"),
         ({"BRIDGECAST_I18N_DEFAULT_LOCALE": "fr"}, "default_locale"),
+        ({"BRIDGECAST_ICE_ALLOWED_NETWORKS": "10.0.0.0/33"}, "ice.allowed_networks"),
+        ({"BRIDGECAST_ICE_ALLOWED_NETWORKS": "intranet"}, "ice.allowed_networks"),
+        ({"BRIDGECAST_ICE_CONNECT_TIMEOUT_SECONDS": "0"}, "connect_timeout_seconds"),
+        ({"BRIDGECAST_LIMITS_ENDPOINTS_PER_USER": "0"}, "limits.endpoints_per_user"),
+        ({"BRIDGECAST_LIMITS_ENDPOINTS_PER_SESSION": "-1"}, "limits.endpoints_per_session"),
     ],
 )
 def test_bad_values_are_refused_at_start(environ: dict[str, str], message: str) -> None:

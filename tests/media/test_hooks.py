@@ -346,6 +346,48 @@ async def test_an_address_rule_gathers_only_the_named_addresses_and_refuses_othe
         await pc.close()
 
 
+INSIDE = ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.20",
+          "169.254.169.254", "fe80::1", "fd00::5", "100.64.0.7", "0.0.0.0", "224.0.0.251", "198.18.7.1",
+          "bridge.local", "metadata.google.internal"]
+PUBLIC = ["203.0.113.0", "8.8.8.8", "2001:4860:4860::8888"]
+
+
+@pytest.mark.parametrize("allowed", [(), ("10.0.0.0/8", "fd00::/8")])
+async def test_unconfined_remote_candidates_that_point_inside_are_refused(allowed: tuple[str, ...]) -> None:
+    """Production (no ice.addresses): a member's candidate must not make the server probe its own network."""
+    import ipaddress
+
+    networks = tuple(ipaddress.ip_network(n) for n in allowed)
+    pc = new_peer(IceConfig(allowed_networks=networks))
+    pc.addTransceiver("video", direction="recvonly")
+    ice = pc.getTransceivers()[0].receiver.transport.transport
+    rule = hooks.address_rule(ice._connection)
+    sends: list[tuple[str, int]] = []
+    try:
+        # Gathering binds sockets on this machine's interfaces and sends nothing (no STUN server).
+        await pc.setLocalDescription(await pc.createOffer())
+        for host in INSIDE + PUBLIC:
+            if not host.endswith((".local", ".internal")):
+                await pc.addIceCandidate(_candidate(host))
+        permitted = {"10.1.2.3", "fd00::5"} if allowed else set()
+        # 203.0.113.0 is documentation space (not global): refused like the others.
+        assert {c.ip for c in ice.getRemoteCandidates()} == {"8.8.8.8", "2001:4860:4860::8888"} | permitted
+        # An mDNS name is only followed where private networks are allowed; no other name ever.
+        expected = permitted | ({"bridge.local"} if allowed else set()) | {"8.8.8.8", "2001:4860:4860::8888"}
+        assert {h for h in INSIDE + PUBLIC if rule.allows(h)} == expected
+        # The send guard refuses too, whatever the agent decided.
+        protocol = ice._connection._protocols[0]
+        transport_sendto = protocol.transport.sendto
+        protocol.transport.sendto = lambda data, addr: sends.append(addr)  # type: ignore[method-assign]
+        for host in ("127.0.0.1", "169.254.169.254", "8.8.8.8"):
+            protocol.send_stun(aioice.stun.Message(aioice.stun.Method.BINDING, aioice.stun.Class.REQUEST),
+                               (host, 9))
+        protocol.transport.sendto = transport_sendto  # type: ignore[method-assign]
+        assert sends == [("8.8.8.8", 9)]
+    finally:
+        await pc.close()
+
+
 async def test_peers_under_different_rules_never_connect_and_under_the_same_rule_do() -> None:
     # A connection's own rule wins over the process's (tests/media/clients.py: 127.0.0.1).
     apart_hub, apart_viewer = new_peer(IceConfig(addresses=("127.0.0.1",))), new_peer(IceConfig(addresses=("127.0.0.2",)))
