@@ -11,7 +11,9 @@ from aiohttp import web
 
 from server import keys
 from server.attendance.checkin import CheckinCodes
-from server.auth.ratelimit import LoginLimiter, SlidingWindowLimiter
+from server.auth.passwords import PasswordChecks
+from server.auth.ratelimit import SlidingWindowLimiter
+from server.auth.throttle import LoginThrottle
 from server.config import Settings, ensure_jwt_secret
 from server.i18n import Catalogues
 from server.storage.db import Database
@@ -49,11 +51,12 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.JWT_SECRET] = ensure_jwt_secret(settings)
     app[keys.TEMPLATES] = create_environment()
     app[keys.CATALOGUES] = Catalogues()
-    app[keys.LOGIN_LIMITER] = LoginLimiter(
-        per_ip=settings.auth.login_attempts_per_ip,
-        per_account=settings.auth.login_attempts_per_account,
-        window=settings.auth.login_window_seconds,
-    )
+    auth = settings.auth
+    app[keys.LOGIN_THROTTLE] = LoginThrottle(
+        free=auth.login_free_attempts, max_delay=auth.login_max_delay_seconds,
+        per_account=auth.login_attempts_per_account, per_address=auth.login_attempts_per_ip,
+        window=auth.login_window_seconds)
+    app[keys.PASSWORD_CHECKS] = PasswordChecks(waiting=auth.password_checks_waiting)
     app[keys.CHECKIN_CODES] = CheckinCodes(app[keys.JWT_SECRET], settings.attendance.checkin_window_seconds)
     app[keys.CHECKIN_LIMITER] = SlidingWindowLimiter(CHECKIN_FAILURES, CHECKIN_FAILURE_WINDOW)
     app[keys.SOCKETS] = set()

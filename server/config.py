@@ -39,15 +39,30 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""
+    # Reverse proxies (comma-separated CIDR) whose X-Forwarded-For is believed; empty: none.
+    trusted_proxies: str = ""
+
+    @property
+    def trusted_proxy_list(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
 
 @dataclass(frozen=True)
 class AuthSettings:
     jwt_secret: str = field(default="", repr=False)
     token_ttl_seconds: int = 43200
-    login_window_seconds: int = 300
+    # Sign-in throttling (server/auth/throttle.py): failures slow the next attempt down, never lock out.
+    # Failures per account and source (a browser that signed in before, else an address) before waits begin.
+    login_free_attempts: int = 5
+    # Waits double from 1 s up to this.
+    login_max_delay_seconds: int = 300
+    # Failures in the window from sources unknown to an account before every unknown source waits.
+    login_attempts_per_account: int = 20
+    # Failures in the window from one address, across accounts, before its unknown attempts wait.
     login_attempts_per_ip: int = 30
-    login_attempts_per_account: int = 8
+    login_window_seconds: int = 300
+    # Password checks queued beyond one per core; more at once are answered 429 at once.
+    password_checks_waiting: int = 32
 
 
 @dataclass(frozen=True)
@@ -355,7 +370,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"server.port out of range: {settings.server.port}")
     if settings.auth.jwt_secret and len(settings.auth.jwt_secret) < MIN_SECRET_LENGTH:
         raise ConfigError(f"auth.jwt_secret must be at least {MIN_SECRET_LENGTH} characters")
-    for name in ("token_ttl_seconds", "login_window_seconds", "login_attempts_per_ip", "login_attempts_per_account"):
+    for name in ("token_ttl_seconds", "login_window_seconds", "login_attempts_per_ip", "login_attempts_per_account",
+                 "login_free_attempts", "login_max_delay_seconds", "password_checks_waiting"):
         if getattr(settings.auth, name) <= 0:
             raise ConfigError(f"auth.{name} must be positive")
     if not 0 <= settings.live.reconnect_grace_seconds <= 600:
@@ -370,6 +386,10 @@ def _validate(settings: Settings) -> None:
         settings.ice.address_list
     except ValueError as exc:
         raise ConfigError(f"ice.addresses: {exc} (comma-separated IP addresses, or empty)") from None
+    try:
+        settings.server.trusted_proxy_list
+    except ValueError as exc:
+        raise ConfigError(f"server.trusted_proxies: {exc} (comma-separated networks)") from None
     try:
         settings.ice.allowed_network_list
     except ValueError as exc:

@@ -10,7 +10,9 @@ if TYPE_CHECKING:
     import jinja2
 
     from server.attendance.checkin import CheckinCodes
-    from server.auth.ratelimit import LoginLimiter, SlidingWindowLimiter
+    from server.auth.passwords import PasswordChecks
+    from server.auth.ratelimit import SlidingWindowLimiter
+    from server.auth.throttle import LoginThrottle
     from server.config import Settings
     from server.i18n import Catalogues
     from server.attendance.rule import CreditRule
@@ -27,7 +29,8 @@ DATABASE = web.AppKey("database", "Database")
 JWT_SECRET = web.AppKey("jwt_secret", str)
 TEMPLATES = web.AppKey("templates", "jinja2.Environment")
 CATALOGUES = web.AppKey("catalogues", "Catalogues")
-LOGIN_LIMITER = web.AppKey("login_limiter", "LoginLimiter")
+LOGIN_THROTTLE = web.AppKey("login_throttle", "LoginThrottle")
+PASSWORD_CHECKS = web.AppKey("password_checks", "PasswordChecks")
 EVENTS = web.AppKey("events", "EventBus")
 LIVE = web.AppKey("live", "LiveRegistry")
 PRESENCE = web.AppKey("presence", "PresenceRecorder")

@@ -1,4 +1,4 @@
-"""Login attempt limiting: a sliding window per client address and per account."""
+"""A sliding-window limiter (check-in code guesses); sign-ins use ``server.auth.throttle``."""
 
 from __future__ import annotations
 
@@ -68,24 +68,3 @@ class SlidingWindowLimiter:
 
     def reset(self, key: str) -> None:
         self._events.pop(key, None)
-
-
-class LoginLimiter:
-    """Failed logins counted per client address and per account name."""
-
-    def __init__(self, per_ip: int, per_account: int, window: float, clock: Callable[[], float] = time.monotonic):
-        self.by_ip = SlidingWindowLimiter(per_ip, window, clock=clock)
-        self.by_account = SlidingWindowLimiter(per_account, window, clock=clock)
-
-    def retry_after(self, ip: str, username: str) -> int:
-        return max(self.by_ip.retry_after(ip), self.by_account.retry_after(username.lower()))
-
-    def attempt(self, ip: str, username: str) -> None:
-        """Count an attempt as failed before checking it: concurrent guesses cannot all pass the limit
-        while the first ones are still being verified. ``succeeded`` takes it back."""
-        self.by_ip.hit(ip)
-        self.by_account.hit(username.lower())
-
-    def succeeded(self, ip: str, username: str) -> None:
-        self.by_ip.unhit(ip)
-        self.by_account.reset(username.lower())

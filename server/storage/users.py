@@ -111,8 +111,9 @@ async def update_user(db: AsyncSession, user_id: int, data: dict[str, Any]) -> U
     return user
 
 
-async def change_password(db: AsyncSession, user: User, new_password: str) -> None:
-    user.password_hash = await hash_password_async(new_password)
+async def change_password(db: AsyncSession, user: User, password_hash: str) -> None:
+    """Store a new password (hashed by the caller, outside any database session) and revoke every token."""
+    user.password_hash = password_hash
     user.token_version += 1
     await db.flush()
 

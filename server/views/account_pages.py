@@ -5,13 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from server import keys
-from server.auth.passwords import needs_rehash, verify_password_async
+from server.auth.passwords import Busy, needs_rehash
+from server.auth.throttle import Attempt
 from server.errors import TooManyRequests, ValidationFailed
 from server.i18n import LOCALES
 from server.schemas import LOGIN, PASSWORD_CHANGE
 from server.storage.models import User
 from server.storage.users import change_password, user_by_username
 from server.views import notify
+from server.views.clients import client_address, device_of, set_device_cookie
 from server.views.auth import (
     LANG_COOKIE,
     clear_login_cookie,
@@ -25,25 +27,60 @@ from server.views.forms import parse_form
 from server.views.render import render
 
 
-async def check_credentials(request: web.Request, username: str, password: str) -> User | None:
-    """The active user these credentials belong to, counting failures against the limits."""
-    limiter = request.app[keys.LOGIN_LIMITER]
-    ip = request.remote or "unknown"
-    wait = limiter.retry_after(ip, username)
+async def verify_throttled(request: web.Request, account: str, password_hash: str | None,
+                           password: str) -> Attempt | None:
+    """Check ``password`` for ``account`` under the sign-in throttle: the attempt if right, None if wrong.
+
+    The attempt is counted as a failure before the hash (concurrent guesses all
+    see it), the hash waits for a free slot (PasswordChecks), and no database
+    session is held meanwhile. TooManyRequests when the caller must wait.
+    """
+    throttle = request.app[keys.LOGIN_THROTTLE]
+    address = client_address(request)
+    device = device_of(request, account)
+    source = f"device:{device}" if device else f"address:{address}"
+    wait = throttle.wait(account, source, address, device=device is not None)
     if wait:
         raise TooManyRequests("too many failed sign-ins: wait and try again", retry_after=wait)
-    limiter.attempt(ip, username)
-    async with request.app[keys.DATABASE].session() as db:
-        user = await user_by_username(db, username)
-        ok = await verify_password_async(user.password_hash if user else None, password)
-        if ok and user is not None and user.active:
-            limiter.succeeded(ip, username)
-            if needs_rehash(user.password_hash):
-                from server.auth.passwords import hash_password_async
+    attempt = throttle.attempt(account, source, address, device=device is not None)
+    try:
+        ok = await request.app[keys.PASSWORD_CHECKS].verify(password_hash, password)
+    except Busy:
+        throttle.withdraw(attempt)  # never checked: not a failure
+        raise TooManyRequests("the server is busy signing others in: try again in a moment", retry_after=1,
+                              code="busy") from None
+    except BaseException:
+        throttle.withdraw(attempt)
+        raise
+    if not ok:
+        return None
+    return attempt
 
-                user.password_hash = await hash_password_async(password)
-            return user
-    return None
+
+async def check_credentials(request: web.Request, username: str, password: str) -> User | None:
+    """The active user these credentials belong to, counting failures against the throttle."""
+    database = request.app[keys.DATABASE]
+    async with database.session() as db:
+        user = await user_by_username(db, username)
+        user_id, stored, active = (user.id, user.password_hash, user.active) if user else (None, None, False)
+    # Out of the session: the hash takes tens of milliseconds, the pool's connections are for everyone.
+    attempt = await verify_throttled(request, username, stored, password)
+    if attempt is None or not active or user_id is None or stored is None:
+        return None
+    request.app[keys.LOGIN_THROTTLE].succeeded(attempt)
+    rehashed = None
+    if needs_rehash(stored):
+        try:
+            rehashed = await request.app[keys.PASSWORD_CHECKS].hash(password)
+        except Busy:
+            pass  # next time
+    async with database.session() as db:
+        user = await db.get(User, user_id)
+        if user is None or not user.active:
+            return None
+        if rehashed is not None and user.password_hash == stored:
+            user.password_hash = rehashed
+        return user
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
@@ -71,6 +108,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                                               "form": {"username": values["username"]}}, status=401)
     redirect = web.HTTPSeeOther(target)
     set_login_cookie(request, redirect, user)
+    set_device_cookie(request, redirect, user.username)
     if user.locale in LOCALES:
         redirect.set_cookie(LANG_COOKIE, user.locale, max_age=365 * 86400, samesite="Lax", path="/")
     raise redirect
@@ -95,12 +133,31 @@ async def password_submit(request: web.Request) -> web.StreamResponse:
         raw, values = await parse_form(request, PASSWORD_CHANGE)
     except ValidationFailed as exc:
         return render(request, "password.html", {"errors": exc.by_field()}, status=422)
-    async with request.app[keys.DATABASE].session() as db:
+    database = request.app[keys.DATABASE]
+    async with database.session() as db:
         user = await db.get(User, principal.user_id)
         assert user is not None
-        if not await verify_password_async(user.password_hash, values["current_password"]):
-            return render(request, "password.html", {"errors": {"current_password": "wrong_password"}}, status=422)
-        await change_password(db, user, values["new_password"])
+        stored = user.password_hash
+    # The same throttle as signing in: a stolen cookie cannot guess the current password at full speed.
+    try:
+        attempt = await verify_throttled(request, principal.username, stored, values["current_password"])
+    except TooManyRequests as exc:
+        response = render(request, "password.html", {"throttled": exc.retry_after}, status=429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    if attempt is None:
+        return render(request, "password.html", {"errors": {"current_password": "wrong_password"}}, status=422)
+    request.app[keys.LOGIN_THROTTLE].succeeded(attempt)
+    try:
+        new_hash = await request.app[keys.PASSWORD_CHECKS].hash(values["new_password"])
+    except Busy:
+        response = render(request, "password.html", {"throttled": 1}, status=429)
+        response.headers["Retry-After"] = "1"
+        return response
+    async with database.session() as db:
+        user = await db.get(User, principal.user_id)
+        assert user is not None
+        await change_password(db, user, new_hash)
     await notify.signed_out(request.app, user.id)
     # Every other token of this user is now revoked; this browser gets a new one.
     redirect = web.HTTPSeeOther("/?changed=password")

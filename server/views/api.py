@@ -23,6 +23,7 @@ from server.views import notify
 from server.views.account_pages import check_credentials
 from server.views.admin_pages import MAX_CSV_BYTES, guard_last_admin
 from server.views.auth import current, require
+from server.views.clients import set_device_cookie
 from server.views.forms import int_arg, path_id, read_body
 
 MAX_JSON_BYTES = 256 * 1024
@@ -93,8 +94,11 @@ async def create_token(request: web.Request) -> web.StreamResponse:
         raise Unauthorized("wrong username or password", code="invalid_credentials")
     ttl = request.app[keys.SETTINGS].auth.token_ttl_seconds
     token = issue_token(request.app[keys.JWT_SECRET], user.id, user.token_version, ttl)
-    return web.json_response({"token": token, "token_type": "Bearer", "expires_in": ttl, "user": user_json(user)},
-                             status=201)
+    response = web.json_response({"token": token, "token_type": "Bearer", "expires_in": ttl,
+                                  "user": user_json(user)}, status=201)
+    # A script that keeps cookies is a known device of this account from now on (sign-in throttling).
+    set_device_cookie(request, response, user.username)
+    return response
 
 
 @require(scoped=True)
