@@ -18,6 +18,10 @@ class Principal:
     token_version: int
     # Set when the token was issued for one live session only.
     session_scope: int | None = None
+    # The token this principal came with: its id (revocation on sign-out) and expiry (Unix
+    # seconds; live connections end there). Empty/None for a principal not made from a token.
+    token_id: str = ""
+    expires_at: int | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -289,9 +289,20 @@ class SessionChanged(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserSignedOut(Event):
-    """The user's tokens were revoked (password, role, deactivation): end their live connections."""
+    """The user's tokens were revoked (password, role, deactivation), or one of them (``token_id``:
+    a sign-out): end the live connections that came with them."""
 
     kind: ClassVar[str] = "user_signed_out"
+
+    user_id: int
+    token_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserChanged(Event):
+    """The user's account moved (another bridge point or unit): their live connections join afresh."""
+
+    kind: ClassVar[str] = "user_changed"
 
     user_id: int
 
@@ -302,7 +313,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SessionStarted, SessionResumed, SessionEnded, EndpointJoined, EndpointLeft, EndpointDropped, ParticipantLost,
         MediaStateChanged,
         HandRaised, HandLowered, FloorGranted, FloorEnded, ProgramSourceChanged, OnAirChanged,
-        ParticipantMuted, ParticipantRemoved, QuestionAsked, SessionChanged, UserSignedOut,
+        ParticipantMuted, ParticipantRemoved, QuestionAsked, SessionChanged, UserSignedOut, UserChanged,
     )
 }
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from server.auth.roles import Role
 from server.live import events as ev
 from server.live.errors import LiveError
 from server.live.events import EndpointKind, Event, LiveRole, ParticipantRef, PointId, ProgramSource, hall_key
@@ -113,6 +114,8 @@ class LiveSession:
         self.on_air: str | None = None
         # Endpoint id -> (participant key, kind), for every open endpoint.
         self._endpoints: dict[str, tuple[str, EndpointKind]] = {}
+        # Endpoint id -> who joined it and the seat it asked for: seats are re-evaluated when the session changes.
+        self._callers: dict[str, tuple[NamedCaller, str | None]] = {}
         # Participant key -> monotonic deadline of its reconnect grace.
         self._grace: dict[str, float] = {}
         self._program: tuple[ProgramSource, str | None] = (self.program_source, None)
@@ -162,12 +165,13 @@ class LiveSession:
         if endpoint_id in self._endpoints:
             raise LiveError("already_joined", "this connection has joined already")
         seat = live_role(caller, self.info, wanted)
-        if seat.key in self.banned:
+        if seat.key in self.banned or self._hall_banned(caller):
             raise LiveError("removed", "you were removed from this session")
         name = self.info.invited.get(seat.point_id, caller.full_name) if seat.point_id else caller.full_name
         participant, changes = self.roster.join(connection_id=endpoint_id, role=seat.role, user_id=caller.user_id,
                                                 display_name=name, point_id=seat.point_id, now=self._now)
         self._endpoints[endpoint_id] = (seat.key, kind)
+        self._callers[endpoint_id] = (caller, wanted)
         # Back within the grace period: it keeps what it held.
         self._grace.pop(seat.key, None)
         events: list[Event] = [self._event(ev.EndpointJoined, endpoint_id=endpoint_id, endpoint_kind=kind,
@@ -184,6 +188,7 @@ class LiveSession:
         """
         mono = self._tick_clock()
         entry = self._endpoints.pop(endpoint_id, None)
+        self._callers.pop(endpoint_id, None)
         if entry is None:
             return []
         key, kind = entry
@@ -309,14 +314,19 @@ class LiveSession:
         require(actor.role, Action.REMOVE)
         if key == actor.key:
             raise LiveError("invalid_target", "you cannot remove yourself")
-        if self.roster.get(key) is None:
+        target = self.roster.get(key)
+        if target is None:
             raise LiveError("unknown_participant", "no such participant")
+        if target.role is LiveRole.HOST:
+            # A co-host (an administrator beside the speaker) must not be able to lock the speaker out.
+            raise LiveError("invalid_target", "a host cannot be removed")
         self.banned.add(key)
         self._grace.pop(key, None)
         events: list[Event] = []
         mine = [(endpoint_id, kind) for endpoint_id, (owner, kind) in self._endpoints.items() if owner == key]
         for index, (endpoint_id, kind) in enumerate(mine):
             del self._endpoints[endpoint_id]
+            self._callers.pop(endpoint_id, None)
             participant = self.roster.get(key)
             assert participant is not None
             events.append(self._event(ev.EndpointLeft, endpoint_id=endpoint_id, endpoint_kind=kind,
@@ -372,9 +382,31 @@ class LiveSession:
                                       participant=participant.ref, last=last))
         return events
 
-    def reload(self, info: SessionInfo) -> None:
-        """The session was edited outside the room: a new speaker or invitation list applies to the next join."""
+    def reload(self, info: SessionInfo) -> list[str]:
+        """The session was edited outside the room (a new speaker, another invitation list).
+
+        Returns the endpoints whose seat no longer holds: a replaced speaker is
+        no longer a host, an uninvited hall no longer a hall. The caller ends
+        them; they join again in the seat the session now gives them.
+        """
         self.info = info
+        stale = []
+        for endpoint_id, (caller, wanted) in self._callers.items():
+            key, _ = self._endpoints[endpoint_id]
+            participant = self.roster.get(key)
+            try:
+                seat = live_role(caller, info, wanted)
+            except PermissionDenied:
+                stale.append(endpoint_id)  # the seat it asked for is gone (``as: "host"``)
+                continue
+            if participant is None or seat.key != key or seat.role is not participant.role:
+                stale.append(endpoint_id)
+        return stale
+
+    def _hall_banned(self, caller: NamedCaller) -> bool:
+        """An operator of a removed hall stays out, whatever seat it asks for (a member's included)."""
+        point = caller.bridge_point_id
+        return caller.role is Role.OPERATOR and point is not None and hall_key(point) in self.banned
 
     # queries ---------------------------------------------------------------------------------
 

@@ -18,7 +18,11 @@ CLOSE_GOING_AWAY = 1001
 # The server cannot take the connection now (RFC 6455 1013): the client retries.
 CLOSE_TRY_AGAIN = 1013
 CLOSE_SIGNED_OUT = 4001
+# The token the socket opened with expired: the page signs in again.
+CLOSE_TOKEN_EXPIRED = 4002
 CLOSE_REMOVED = 4003
+# The caller's seat changed (a replaced speaker, an operator moved to another hall): the page reloads.
+CLOSE_ROLE_CHANGED = 4004
 
 # Per connection: a burst of this many messages, refilled at RATE per second.
 BURST = 40

@@ -37,6 +37,7 @@ class LiveRegistry:
         self._subscription = bus.subscribe(dispatcher({
             ev.SessionChanged: self._session_changed,
             ev.UserSignedOut: self._signed_out,
+            ev.UserChanged: self._user_changed,
         }), name="live-registry")
 
     async def room(self, session_id: int) -> LiveRoom:
@@ -65,7 +66,11 @@ class LiveRegistry:
 
     async def _signed_out(self, event: ev.UserSignedOut) -> None:
         for room in list(self.rooms.values()):
-            await room.sign_out(event.user_id)
+            await room.sign_out(event.user_id, event.token_id)
+
+    async def _user_changed(self, event: ev.UserChanged) -> None:
+        for room in list(self.rooms.values()):
+            await room.reseat(event.user_id)
 
     async def _forget(self, room: LiveRoom) -> None:
         if self.rooms.get(room.info.id) is room:

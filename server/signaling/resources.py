@@ -28,7 +28,11 @@ class Resource:
     endpoint_id: str  # the media endpoint (the resource id in the URL)
     connection_id: str  # the roster endpoint
     key: str
-    user_id: int
+    principal: Principal  # who opened it, with the token it came with
+
+    @property
+    def user_id(self) -> int:
+        return self.principal.user_id
 
 
 class Resources:
@@ -56,8 +60,8 @@ class Resources:
         """A WHIP resource (a studio encoder) publishes ``key``'s feed."""
         return any(r.key == key and r.connection_id.startswith("whip:") for r in self._by_endpoint.values())
 
-    def of_user(self, user_id: int) -> list[Resource]:
-        return [r for r in self._by_endpoint.values() if r.user_id == user_id]
+    def all(self) -> list[Resource]:
+        return list(self._by_endpoint.values())
 
 
 async def open_resource(room: LiveRoom, principal: Principal, pc: str, sdp: str) -> Answer:
@@ -92,7 +96,7 @@ async def open_resource(room: LiveRoom, principal: Principal, pc: str, sdp: str)
             await room.commit(room.session.leave(connection_id, dropped=False))
         raise
     async with room.lock:
-        room.resources.add(Resource(answer.endpoint_id, connection_id, participant.key, principal.user_id))
+        room.resources.add(Resource(answer.endpoint_id, connection_id, participant.key, principal))
         await room.commit(room.media_state(participant.key))
     return answer
 

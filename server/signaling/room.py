@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -39,7 +40,9 @@ from server.signaling.broadcaster import Broadcaster
 from server.signaling.connections import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
+    CLOSE_ROLE_CHANGED,
     CLOSE_SIGNED_OUT,
+    CLOSE_TOKEN_EXPIRED,
     CLOSE_TRY_AGAIN,
     Connection,
     HeldConnection,
@@ -58,6 +61,8 @@ log = logging.getLogger(__name__)
 IDLE_SECONDS = 60.0
 # Floor time limits and reconnect grace periods are checked this often.
 TICK_SECONDS = 0.5
+# Tokens of open connections are checked for expiry every this many ticks.
+TOKEN_CHECK_TICKS = 4
 
 
 class LiveRoom:
@@ -221,21 +226,50 @@ class LiveRoom:
                 await self.commit(self.session.leave(connection.id, dropped=dropped))
         self.check_idle()
 
-    async def sign_out(self, user_id: int) -> None:
-        """Close every socket and WHIP/WHEP resource of a user whose tokens were revoked."""
-        for member in [m for m in self.members if m.principal.user_id == user_id]:
+    async def sign_out(self, user_id: int, token_id: str | None = None) -> None:
+        """Close every socket and WHIP/WHEP resource of a user whose tokens were revoked (or of one token)."""
+        await self._end_where(lambda principal: principal.user_id == user_id
+                              and token_id in (None, principal.token_id), CLOSE_SIGNED_OUT, "signed out")
+
+    async def reseat(self, user_id: int) -> None:
+        """The user's account changed (moved to another hall or unit): their connections end, to join afresh."""
+        await self._end_where(lambda principal: principal.user_id == user_id, CLOSE_ROLE_CHANGED,
+                              "your account changed: join again")
+
+    async def _end_where(self, condition: Callable[[Principal], bool], code: int, reason: str,
+                         connection_ids: set[str] | None = None) -> None:
+        """End the sockets and resources whose principal meets ``condition`` (and, if given, whose id is listed)."""
+        def chosen(principal: Principal, connection_id: str) -> bool:
+            return condition(principal) and (connection_ids is None or connection_id in connection_ids)
+
+        for member in [m for m in self.members if chosen(m.principal, m.connection.id)]:
             await self.disconnect(member.connection, dropped=False)
-            self.spawn(member.connection.close(CLOSE_SIGNED_OUT, "signed out"))
-        for resource in self.resources.of_user(user_id):
+            self.spawn(member.connection.close(code, reason))
+        for resource in [r for r in self.resources.all() if chosen(r.principal, r.connection_id)]:
             await close_resource(self, resource.endpoint_id)
 
+    async def expire_tokens(self, now: float) -> None:
+        """End the connections whose token has expired: an open socket is no longer proof of a valid token."""
+        await self._end_where(lambda p: p.expires_at is not None and p.expires_at < now, CLOSE_TOKEN_EXPIRED,
+                              "your sign-in expired")
+
     async def reload(self, info: SessionInfo) -> None:
-        """The session was edited or cancelled outside the room: follow it."""
-        self.session.reload(info)
+        """The session was edited or cancelled outside the room: follow it.
+
+        Seats are re-evaluated: a speaker replaced on the session is no longer
+        a host, a hall no longer invited no longer a hall; those connections
+        end and join again in the seat they now have.
+        """
+        async with self.lock:
+            stale = set(self.session.reload(info))
         if info.status in (SessionStatus.ENDED, SessionStatus.CANCELLED):
             await self.close(CLOSE_NORMAL, f"the session was {info.status.value}")
-        else:
-            await self.broadcaster.broadcast(outgoing.session_message(self.session))
+            return
+        if stale:
+            log.info("session %s: %d connection(s) changed seat with the session's edit", info.id, len(stale))
+            await self._end_where(lambda principal: True, CLOSE_ROLE_CHANGED, "your role in this session changed",
+                                  connection_ids=stale)
+        await self.broadcaster.broadcast(outgoing.session_message(self.session))
 
     # WHIP and WHEP ------------------------------------------------------------------
 
@@ -320,13 +354,17 @@ class LiveRoom:
             raise ProtocolError(exc.code, exc.message) from None
 
     async def _tick(self) -> None:
-        """Enforce floor time limits and reconnect grace periods."""
+        """Enforce floor time limits, reconnect grace periods and token expiry."""
+        ticks = 0
         while True:
             await asyncio.sleep(TICK_SECONDS)
+            ticks += 1
             try:
                 async with self.lock:
                     await self.commit(self.session.tick())
                 await self._send_sources()
+                if ticks % TOKEN_CHECK_TICKS == 0:
+                    await self.expire_tokens(time.time())
             except Exception:
                 # One failure must not stop time limits for the session.
                 log.exception("session %s: tick failed", self.info.id)

@@ -157,6 +157,16 @@ class User(Base):
     )
 
 
+class RevokedToken(Base):
+    """A token signed out before its expiry: refused until then, and then forgotten (purged)."""
+
+    __tablename__ = "revoked_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class SessionInvite(Base):
     __tablename__ = "session_invites"
 

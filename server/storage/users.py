@@ -8,14 +8,16 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.passwords import hash_password_async
 from server.errors import Conflict, NotFound, ValidationFailed
 from server.schemas import MEMBER_ROW
 from server.auth.roles import Role
-from server.storage.models import BridgePoint, Unit, User
+from server.storage.models import BridgePoint, RevokedToken, Unit, User
 
 # Each row costs one Argon2 hash (~110 ms of a core here): a file of this many
 # rows takes about a minute on two cores; bigger lists are split into files.
@@ -115,6 +117,17 @@ async def change_password(db: AsyncSession, user: User, password_hash: str) -> N
     """Store a new password (hashed by the caller, outside any database session) and revoke every token."""
     user.password_hash = password_hash
     user.token_version += 1
+    await db.flush()
+
+
+async def revoke_token(db: AsyncSession, token_id: str, user_id: int, expires_at: int) -> None:
+    """Put one token on the revocation list until it expires (a sign-out); forget the ones expired."""
+    now = datetime.now(UTC)
+    await db.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
+    if await db.get(RevokedToken, token_id) is None:
+        # A minute past the expiry: token checks allow ten seconds of clock leeway.
+        db.add(RevokedToken(token_id=token_id, user_id=user_id,
+                            expires_at=datetime.fromtimestamp(expires_at + 60, UTC)))
     await db.flush()
 
 

@@ -11,7 +11,7 @@ from server.errors import TooManyRequests, ValidationFailed
 from server.i18n import LOCALES
 from server.schemas import LOGIN, PASSWORD_CHANGE
 from server.storage.models import User
-from server.storage.users import change_password, user_by_username
+from server.storage.users import change_password, revoke_token, user_by_username
 from server.views import notify
 from server.views.clients import client_address, device_of, set_device_cookie
 from server.views.auth import (
@@ -114,7 +114,18 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     raise redirect
 
 
+async def revoke_current_token(request: web.Request) -> None:
+    """Sign the caller's token out: refused from now on, and the live connections it opened end."""
+    principal = current(request)
+    if principal is None or not principal.token_id or principal.expires_at is None:
+        return
+    async with request.app[keys.DATABASE].session() as db:
+        await revoke_token(db, principal.token_id, principal.user_id, principal.expires_at)
+    await notify.signed_out(request.app, principal.user_id, principal.token_id)
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
+    await revoke_current_token(request)
     redirect = web.HTTPSeeOther("/login")
     clear_login_cookie(redirect)
     raise redirect

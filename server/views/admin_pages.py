@@ -244,10 +244,9 @@ async def user_update(request: web.Request) -> web.StreamResponse:
             values.pop("password", None)
         async with request.app[keys.DATABASE].session() as db:
             await guard_last_admin(db, user_id, values)
-            before = (await user_store.get_user(db, user_id)).token_version
+            before = notify.account_state(await user_store.get_user(db, user_id))
             user = await user_store.update_user(db, user_id, values)
-        if user.token_version != before:
-            await notify.signed_out(request.app, user_id)
+        await notify.user_updated(request.app, before, user)
     except AppError as exc:
         if exc.status == 404:
             raise

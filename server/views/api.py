@@ -20,7 +20,7 @@ from server.auth.roles import Role
 from server.storage.models import BridgePoint, Session, Unit, User
 from server.validation import Schema
 from server.views import notify
-from server.views.account_pages import check_credentials
+from server.views.account_pages import check_credentials, revoke_current_token
 from server.views.admin_pages import MAX_CSV_BYTES, guard_last_admin
 from server.views.auth import current, require
 from server.views.clients import set_device_cookie
@@ -99,6 +99,13 @@ async def create_token(request: web.Request) -> web.StreamResponse:
     # A script that keeps cookies is a known device of this account from now on (sign-in throttling).
     set_device_cookie(request, response, user.username)
     return response
+
+
+@require(scoped=True)
+async def revoke_token(request: web.Request) -> web.StreamResponse:
+    """Sign this token out (a script's logout): refused everywhere from now on."""
+    await revoke_current_token(request)
+    return web.Response(status=204)
 
 
 @require(scoped=True)
@@ -278,11 +285,10 @@ async def update_user(request: web.Request) -> web.StreamResponse:
     user_id = path_id(request)
     async with request.app[keys.DATABASE].session() as db:
         await guard_last_admin(db, user_id, values)
-        before = (await user_store.get_user(db, user_id)).token_version
+        before = notify.account_state(await user_store.get_user(db, user_id))
         user = await user_store.update_user(db, user_id, values)
-    if user.token_version != before:
-        # Revoked tokens end live connections too, not only the next request.
-        await notify.signed_out(request.app, user_id)
+    # Revoked tokens end live connections too, not only the next request; a moved operator rejoins.
+    await notify.user_updated(request.app, before, user)
     return web.json_response(user_json(user))
 
 

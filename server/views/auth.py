@@ -20,7 +20,7 @@ from server.auth.principal import Principal
 from server.auth.tokens import Claims, TokenError, issue_token, verify_token
 from server.errors import Forbidden, Unauthorized
 from server.auth.roles import Role
-from server.storage.models import User
+from server.storage.models import RevokedToken, User
 
 TOKEN_COOKIE = "bc_token"
 CSRF_COOKIE = "bc_csrf"
@@ -34,14 +34,20 @@ async def principal_from_token(app: web.Application, token: str) -> Principal:
     claims: Claims = verify_token(app[keys.JWT_SECRET], token)
     async with app[keys.DATABASE].session() as db:
         user = await db.get(User, claims.user_id)
+        # A signed-out token (its id on the revocation list until it would have expired anyway).
+        revoked = bool(claims.token_id) and await db.get(RevokedToken, claims.token_id) is not None
     if user is None or not user.active:
         raise TokenError("token_revoked", "the account is unknown or inactive")
     if user.token_version != claims.token_version:
         raise TokenError("token_revoked", "the token has been revoked")
-    return principal_of(user, session_scope=claims.session_id)
+    if revoked:
+        raise TokenError("token_revoked", "the token was signed out")
+    return principal_of(user, session_scope=claims.session_id, token_id=claims.token_id,
+                        expires_at=claims.expires_at)
 
 
-def principal_of(user: User, session_scope: int | None = None) -> Principal:
+def principal_of(user: User, session_scope: int | None = None, *, token_id: str = "",
+                 expires_at: int | None = None) -> Principal:
     return Principal(
         user_id=user.id,
         username=user.username,
@@ -51,6 +57,8 @@ def principal_of(user: User, session_scope: int | None = None) -> Principal:
         bridge_point_id=user.bridge_point_id,
         token_version=user.token_version,
         session_scope=session_scope,
+        token_id=token_id,
+        expires_at=expires_at,
     )
 
 

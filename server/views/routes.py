@@ -95,6 +95,8 @@ V1 = "/api/v1"
 API = [
     Route("POST", f"{V1}/auth/token", api.create_token, "Exchange a username and password for a bearer token",
           body=schemas.LOGIN, status=201, response="Token", public=True),
+    Route("POST", f"{V1}/auth/logout", api.revoke_token, "Sign the bearer token out (refused from then on)",
+          status=204),
     Route("GET", f"{V1}/me", api.me, "The caller's account", response="User"),
     Route("GET", f"{V1}/sessions", api.list_sessions, "Sessions the caller may see (query: status, limit, offset)",
           response="SessionList"),

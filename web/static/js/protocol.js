@@ -19,6 +19,7 @@
   var PING_EVERY = 5000;          // ms
   var PONG_DEADLINE = 16000;      // ms without any message: the socket is dead
   var CLOSE_FINAL = { 1000: "closed", 4003: "removed" };
+  var CLOSE_ROLE_CHANGED = 4004;
   // Our own close of a socket without "leave" (a dead socket, the page going away):
   // the server treats it as a drop and keeps a hall's floor and hand for its grace period.
   var CLOSE_DROPPED = 4000;
@@ -123,6 +124,13 @@
       self.ws = null;
       self.joined = false;
       self._stopPing();
+      if (event.code === CLOSE_ROLE_CHANGED) {
+        // The account's seat in the session changed (a new speaker, another hall): the page for
+        // the new seat is another page.
+        self._closePeers(false);
+        window.location.reload();
+        return;
+      }
       var final = CLOSE_FINAL[event.code];
       if (self.final || final) {
         self.final = true;
