@@ -262,6 +262,10 @@ def ensure_jwt_secret(settings: Settings) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            # Like ssh with a private key: a signing key others can read signs their tokens too.
+            raise ConfigError(f"{path} is readable by others (mode {mode:o}): run chmod 600 {path}") from None
         secret = path.read_text(encoding="ascii").strip()
         if len(secret) < MIN_SECRET_LENGTH:
             raise ConfigError(f"{path} holds a key shorter than {MIN_SECRET_LENGTH} characters: "

@@ -110,23 +110,26 @@ _SESSIONS_LINK = ("/sessions", "See the sessions open to you")
 # Error pages by error code (server/errors.py and where errors are raised):
 # the page says why in the reader's language, whatever the code's status.
 ERROR_PAGES = {
+    # The three below answer a missing session and a hidden one alike (404): the page must not tell
+    # whether a session exists to someone who may not see it.
     "not_invited": ErrorPage(
-        "Your bridge point is not invited to this session",
-        "This session is broadcast only to the bridge points the administrator invited, and yours is not "
-        "among them.",
+        "This session is not open to your bridge point",
+        "Either there is no such session, or it is broadcast only to the bridge points the administrator "
+        "invited, and yours is not among them.",
         "If your hall should take part, ask the administrator to add your bridge point to the session's "
         "invitations, then open the page again.",
         _SESSIONS_LINK),
     "other_units": ErrorPage(
-        "This session is for other units",
-        "This session is shown in the halls of other units, and members see only the sessions of their own "
-        "unit and of the units above it.",
+        "This session is not open to your unit",
+        "Either there is no such session, or it is shown in the halls of other units: members see only the "
+        "sessions of their own unit and of the units above it.",
         "If you should attend, ask your unit's administrator to invite a bridge point of your unit, or to "
         "move your account to the right unit.",
         _SESSIONS_LINK),
     "not_speaker": ErrorPage(
-        "Another speaker presents this session",
-        "A speaker sees and hosts only the sessions they are the speaker of.",
+        "This session is not yours to present",
+        "Either there is no such session, or another speaker presents it: a speaker sees and hosts only the "
+        "sessions they are the speaker of.",
         "If you should present it, ask the administrator to make you the session's speaker.",
         _SESSIONS_LINK),
     "forbidden": ErrorPage(

@@ -13,7 +13,7 @@ SESSION = Schema(
     "SessionInput",
     (
         Field("title", max_length=300, description="Shown on every page and in the archive"),
-        Field("description", required=False, max_length=5000, default=""),
+        Field("description", required=False, max_length=5000, default="", text="lines"),
         Field("speaker_id", "integer", required=False, nullable=True, minimum=1,
               description="A user with the speaker or admin role"),
         Field("scheduled_start", "datetime", description="ISO 8601 with a UTC offset"),
@@ -58,7 +58,7 @@ USER = Schema(
         Field("unit_id", "integer", required=False, nullable=True, minimum=1),
         Field("bridge_point_id", "integer", required=False, nullable=True, minimum=1,
               description="Required for operators: the hall they run"),
-        Field("password", min_length=8, max_length=256, description="At least 8 characters"),
+        Field("password", min_length=8, max_length=256, description="At least 8 characters", text="raw"),
         Field("active", "boolean", required=False, default=True),
     ),
 )
@@ -68,7 +68,7 @@ USER = Schema(
 USER_UPDATE = Schema(
     "UserUpdate",
     tuple(f for f in USER.fields if f.name not in ("username", "password"))
-    + (Field("password", required=False, min_length=8, max_length=256),),
+    + (Field("password", required=False, min_length=8, max_length=256, text="raw"),),
 )
 
 # One row of a members CSV file.
@@ -79,7 +79,7 @@ MEMBER_ROW = Schema(
         Field("full_name", max_length=200),
         Field("email", required=False, max_length=254, pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+"),
         Field("unit", max_length=80, pattern=SLUG, description="The unit's slug"),
-        Field("password", min_length=8, max_length=256),
+        Field("password", min_length=8, max_length=256, text="raw"),
     ),
 )
 
@@ -87,15 +87,15 @@ LOGIN = Schema(
     "LoginInput",
     (
         Field("username", max_length=64),
-        Field("password", max_length=256),
+        Field("password", max_length=256, text="raw"),
     ),
 )
 
 PASSWORD_CHANGE = Schema(
     "PasswordChange",
     (
-        Field("current_password", max_length=256),
-        Field("new_password", min_length=8, max_length=256),
+        Field("current_password", max_length=256, text="raw"),
+        Field("new_password", min_length=8, max_length=256, text="raw"),
     ),
 )
 
@@ -109,7 +109,8 @@ CHECKIN = Schema(
 
 CHECKIN_REMOVAL = Schema(
     "CheckinRemoval",
-    (Field("reason", required=False, max_length=500, default="", description="Kept in the audit trail"),),
+    (Field("reason", required=False, max_length=500, default="", description="Kept in the audit trail",
+           text="lines"),),
 )
 
 MANUAL_CHECKIN = Schema(
@@ -121,7 +122,7 @@ MANUAL_CHECKIN = Schema(
               description="Present from the session's live start rather than from now"),
         Field("bridge_point_id", "integer", required=False, minimum=1,
               description="Administrators only: the hall (default: the member's own); an operator's is theirs"),
-        Field("reason", required=False, max_length=500, default=""),
+        Field("reason", required=False, max_length=500, default="", text="lines"),
     ),
 )
 
@@ -135,7 +136,7 @@ ATTENDANCE_CORRECTION = Schema(
               description="Replaces the computed status; without it the rule decides from credited_seconds"),
         Field("credited_seconds", "integer", required=False, minimum=0, maximum=10**7,
               description="Replaces the credited seconds: at most the session's live duration"),
-        Field("reason", max_length=1000, description="Why: shown on every report"),
+        Field("reason", max_length=1000, description="Why: shown on every report", text="lines"),
     ),
     "Give username or user_id, and status or credited_seconds (or both).",
 )

@@ -16,6 +16,26 @@ from typing import Any, Literal
 from server.errors import ValidationFailed
 
 Kind = Literal["string", "integer", "boolean", "datetime", "integer_list"]
+# What a string may hold: "line" (a name, a title: no control character at all), "lines" (a
+# description, a question: line breaks and tabs too), "raw" (an SDP, a password: anything but NUL).
+Text = Literal["line", "lines", "raw"]
+
+# Never in a name, a title or a message: C0 and C1 controls, DEL; bidirectional embeddings,
+# overrides, isolates and marks (U+202E makes "exe.txt" read "txt.exe"); zero-width characters
+# and the BOM (invisible differences between two names that look the same); line and paragraph
+# separators. "lines" allows \t, \n and \r.
+_UNSAFE = ("\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+           "\ufff9-\ufffb")
+_UNSAFE_IN = {
+    "line": re.compile(f"[{_UNSAFE}]"),
+    "lines": re.compile(f"(?![\t\n\r])[{_UNSAFE}]"),
+}
+
+
+def unsafe_characters(value: str, text: Text = "line") -> bool:
+    """True when ``value`` holds a character ``text`` does not allow (see ``_UNSAFE``)."""
+    pattern = _UNSAFE_IN.get(text)
+    return "\x00" in value if pattern is None else pattern.search(value) is not None
 
 # The databases' INTEGER (PostgreSQL's is 32-bit): an id or a count beyond it is refused here,
 # never sent to the database to fail there.
@@ -54,6 +74,7 @@ class Field:
     max_items: int = 1000
     description: str = ""
     default: Any = None
+    text: Text = "line"
 
     def openapi(self) -> dict[str, Any]:
         spec: dict[str, Any]
@@ -189,8 +210,8 @@ def _string(spec: Field, raw: Any) -> str:
     if not isinstance(raw, str):
         raise _Invalid("not_string", "must be a string")
     value = raw.strip()
-    if "\x00" in value:
-        raise _Invalid("invalid_characters", "contains a NUL character")
+    if unsafe_characters(value, spec.text):
+        raise _Invalid("invalid_characters", "contains a control, bidirectional or invisible character")
     if len(value) < max(spec.min_length, 1 if spec.required else 0):
         raise _Invalid("too_short" if value else "required", f"must have at least {max(spec.min_length, 1)} characters")
     if spec.max_length is not None and len(value) > spec.max_length:

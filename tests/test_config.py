@@ -110,6 +110,29 @@ def test_no_default_secret_one_is_generated_privately_and_kept(tmp_path: Path) -
     assert ensure_jwt_secret(other) != secret
 
 
+def test_a_signing_key_others_can_read_is_refused(tmp_path: Path) -> None:
+    settings = load_settings(environ={"BRIDGECAST_DATA_DIR": str(tmp_path)})
+    ensure_jwt_secret(settings)
+    os.chmod(tmp_path / "jwt-secret", 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        ensure_jwt_secret(settings)
+
+
+def test_the_embedded_database_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    from server.storage.db import upgrade
+
+    old = os.umask(0o022)
+    try:
+        upgrade(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.db").st_mode) == 0o600
+        # One left readable by an earlier version is made private at the next start.
+        os.chmod(tmp_path / "new.db", 0o644)
+        upgrade(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.db").st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
 def test_a_configured_secret_is_used_and_nothing_is_written(tmp_path: Path) -> None:
     settings = load_settings(environ={"BRIDGECAST_DATA_DIR": str(tmp_path), "BRIDGECAST_AUTH_JWT_SECRET": "s" * 40})
     assert ensure_jwt_secret(settings) == "s" * 40

@@ -34,6 +34,10 @@ from server.live.store import SessionInfo
 
 # Kept per session for a host who reconnects; older questions are dropped.
 MAX_QUESTIONS = 500
+# Questions one participant (a member, whatever number of sockets it opens; a hall) may ask in
+# QUESTION_WINDOW seconds: a host's list stays readable when someone scripts a flood.
+QUESTIONS_PER_WINDOW = 5
+QUESTION_WINDOW = 60.0
 # How long a participant whose connection dropped keeps its place: a hall its
 # floor, its timer and its raised hand (a page reload takes about a second, a
 # network blip a few).
@@ -107,6 +111,8 @@ class LiveSession:
         self.muted: set[PointId] = set()
         self.banned: set[str] = set()
         self.questions: deque[Question] = deque(maxlen=MAX_QUESTIONS)
+        # Participant key -> when its last questions were asked (monotonic).
+        self._asked: dict[str, deque[float]] = {}
         self.program_source: ProgramSource = "floor"
         # The host whose camera is the speaker's picture (the last host to publish).
         self.host_key: str | None = None
@@ -340,8 +346,15 @@ class LiveSession:
         return removed, events + self._program_events()
 
     def ask(self, actor: ParticipantRef, sender_name: str, text: str) -> tuple[Question, list[Event]]:
-        self._tick_clock()
+        mono = self._tick_clock()
         require(actor.role, Action.QUESTION)
+        asked = self._asked.setdefault(actor.key, deque())
+        while asked and asked[0] <= mono - QUESTION_WINDOW:
+            asked.popleft()
+        if len(asked) >= QUESTIONS_PER_WINDOW:
+            raise LiveError("rate_limited", f"at most {QUESTIONS_PER_WINDOW} questions a minute: "
+                                            "wait for the speaker to answer")
+        asked.append(mono)
         question = Question(self._new_id()[:12], actor, sender_name, text, self._now)
         self.questions.append(question)
         return question, [self._event(ev.QuestionAsked, question_id=question.id, participant=actor,

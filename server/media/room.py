@@ -16,16 +16,18 @@ afterwards is reported through the ``on_endpoint`` callback as plain
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from server.logs import Throttled
 from server.media import hooks
 from server.media.audio import AudioInput
 from server.media.feed import ProgramFeed, Subscription
@@ -34,6 +36,7 @@ from server.media.peer import IceConfig, new_peer
 from server.media.video import EncodedVideoSource
 
 log = logging.getLogger(__name__)
+_throttled = Throttled(log)
 
 EndpointKindName: TypeAlias = Literal["publish", "view"]
 
@@ -45,6 +48,32 @@ class MediaError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+_CANDIDATE_TYPES = {"host", "srflx", "prflx", "relay"}
+
+
+def _candidate_problem(candidate: RTCIceCandidate) -> str | None:
+    """What is wrong with a parsed remote candidate (RFC 8839 section 5.1), or None."""
+    if not 1 <= candidate.component <= 256:
+        return "component"
+    if not 0 <= candidate.priority < 2**32:
+        return "priority"
+    if candidate.protocol.lower() not in ("udp", "tcp"):
+        return "transport"
+    if not (0 if candidate.protocol.lower() == "tcp" else 1) <= candidate.port <= 65535:
+        return "port"
+    if candidate.type not in _CANDIDATE_TYPES:
+        return "type"
+    try:
+        ipaddress.ip_address(candidate.ip)
+    except ValueError:
+        # A browser hides its private address behind an mDNS name (a UUID under .local).
+        if not (candidate.ip.endswith(".local") and len(candidate.ip) <= 255):
+            return "address"
+    if candidate.relatedPort is not None and not 0 <= candidate.relatedPort <= 65535:
+        return "related port"
+    return None
 
 
 @dataclass(frozen=True)
@@ -326,8 +355,8 @@ class MediaRoom:
         endpoint.deadline = None
         if endpoint.closed or endpoint.pc.connectionState == "connected":
             return
-        log.info("endpoint %s (%s of %s) did not connect within %.0f s: closed", endpoint.id, endpoint.kind,
-                 endpoint.key, self.ice.connect_timeout)
+        _throttled.info(("unconnected", endpoint.key), "endpoint %s (%s of %s) did not connect within %.0f s: closed",
+                        endpoint.id, endpoint.kind, endpoint.key, self.ice.connect_timeout)
         task = asyncio.ensure_future(self.close_endpoint(endpoint.id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -343,6 +372,11 @@ class MediaRoom:
             parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
         except (ValueError, IndexError, AssertionError):
             raise MediaError("bad_candidate", "the candidate cannot be parsed") from None
+        problem = _candidate_problem(parsed)
+        if problem:
+            # aiortc's parser takes any number and any host: a port of 70000 would fail in the
+            # agent's send, far from here.
+            raise MediaError("bad_candidate", f"the candidate's {problem} is not valid")
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index
         try:

@@ -21,7 +21,7 @@ _PC = Field("pc", choices=PEERS, description="which of the client's peer connect
 
 CLIENT_MESSAGES: dict[str, Schema] = {
     "join": Schema("join", (Field("as", required=False, choices=("host", "hall", "member")),)),
-    "offer": Schema("offer", (_PC, Field("sdp", max_length=200_000))),
+    "offer": Schema("offer", (_PC, Field("sdp", max_length=200_000, text="raw"))),
     "candidate": Schema("candidate", (
         _PC,
         Field("candidate", required=False, max_length=2000, default=""),
@@ -39,7 +39,7 @@ CLIENT_MESSAGES: dict[str, Schema] = {
     "show": Schema("show", (Field("source", choices=("floor", "speaker")),)),
     "mute": Schema("mute", (Field("point_id", "integer", minimum=1), Field("muted", "boolean"))),
     "remove": Schema("remove", (Field("key", max_length=64, pattern=r"(point|user):\d{1,12}"),)),
-    "question": Schema("question", (Field("text", max_length=1000),)),
+    "question": Schema("question", (Field("text", max_length=1000, text="lines"),)),
     "start": Schema("start", ()),
     "end": Schema("end", ()),
     "leave": Schema("leave", ()),

@@ -32,6 +32,7 @@ from server.live.quotas import QuotaExceeded, Quotas, Ticket
 from server.live.permissions import Action, PermissionDenied, require
 from server.live.session import LiveSession
 from server.live.store import LiveStore, SessionInfo
+from server.logs import Throttled
 from server.live.events import ParticipantRef
 from server.media.peer import IceConfig
 from server.media.room import EndpointState, MediaError, MediaRoom
@@ -56,6 +57,8 @@ from server.signaling.resources import Resources, close_resource, open_resource
 from server.media.room import Answer
 
 log = logging.getLogger(__name__)
+# A member sending what its role may not send is one line a minute, not one per message.
+_throttled = Throttled(log)
 
 # A room that is not live and has nobody left closes after this long.
 IDLE_SECONDS = 60.0
@@ -165,8 +168,8 @@ class LiveRoom:
             await connection.send(messages.error(exc.code, exc.message, request=kind, details=exc.details))
         except PermissionDenied as exc:
             member = self.members.get(connection.id)
-            log.warning("session %s: refused %s from user %s (%s)", self.info.id, kind, principal.user_id,
-                        member.role.value if member else "not joined")
+            _throttled.warning(("refused", principal.user_id), "session %s: refused %s from user %s (%s)",
+                               self.info.id, kind, principal.user_id, member.role.value if member else "not joined")
             await connection.send(messages.error(exc.code, exc.message, request=kind))
         except (LiveError, MediaError) as exc:
             await connection.send(messages.error(exc.code, exc.message, request=kind))

@@ -71,33 +71,34 @@ async def get_session(db: AsyncSession, session_id: int) -> Session:
     return session
 
 
-# Why a session is hidden from a role: a stable code the pages translate (server/i18n.py).
+# Why a session may be hidden from a role: a stable code the pages translate (server/i18n.py).
+# A missing session and a hidden one get the same answer (404, the caller's role's code), so that
+# nobody learns which sessions exist by asking for ids one by one.
 _REFUSALS = {
-    Role.SPEAKER: ("not_speaker", "this session has another speaker"),
-    Role.OPERATOR: ("not_invited", "your bridge point is not invited to this session"),
-    Role.MEMBER: ("other_units", "this session is shown in the halls of other units, not of yours"),
+    Role.SPEAKER: ("not_speaker", "no such session among those you present"),
+    Role.OPERATOR: ("not_invited", "no such session among those your bridge point is invited to"),
+    Role.MEMBER: ("other_units", "no such session among those shown in your unit's halls"),
 }
+
+
+def _unseen(principal: Principal, session_id: int) -> NotFound:
+    code, message = _REFUSALS.get(principal.role, ("not_found", f"session {session_id} not found"))
+    return NotFound(message, code=code)
 
 
 async def check_visible(db: AsyncSession, principal: Principal, session_id: int) -> None:
     """Raise unless the caller may see the session: one query on the way in (websockets, WHIP, WHEP)."""
     query = await visible_only(db, principal, select(Session.id).where(Session.id == session_id))  # type: ignore[arg-type]
-    if await db.scalar(query) is not None:
-        return
-    if await db.scalar(select(Session.id).where(Session.id == session_id)) is None:
-        raise NotFound(f"session {session_id} not found")
-    code, message = _REFUSALS.get(principal.role, ("forbidden", "you may not see this session"))
-    raise Forbidden(message, code=code)
+    if await db.scalar(query) is None:
+        raise _unseen(principal, session_id)
 
 
 async def visible_session(db: AsyncSession, principal: Principal, session_id: int) -> Session:
-    """The session if the caller may see it; NotFound, or Forbidden with the reason's code."""
-    session = await get_session(db, session_id)
+    """The session if the caller may see it; else NotFound, the same for a missing and a hidden one."""
     query = await visible_only(db, principal, select(Session.id).where(Session.id == session_id))  # type: ignore[arg-type]
     if await db.scalar(query) is None:
-        code, message = _REFUSALS.get(principal.role, ("forbidden", "you may not see this session"))
-        raise Forbidden(message, code=code)
-    return session
+        raise _unseen(principal, session_id)
+    return await get_session(db, session_id)
 
 
 async def _check(db: AsyncSession, data: dict[str, Any], session: Session | None) -> None:

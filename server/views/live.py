@@ -20,6 +20,7 @@ from server.auth.principal import Principal
 from server.auth.roles import Role
 from server.errors import AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
 from server.live.errors import LiveError
+from server.logs import Throttled
 from server.live.events import LiveRole
 from server.live.lifecycle import SessionStatus
 from server.live.permissions import PermissionDenied
@@ -38,6 +39,7 @@ from server.views.middleware import same_origin
 from server.views.render import render
 
 log = logging.getLogger(__name__)
+_throttled = Throttled(log)
 
 MAX_SDP_BYTES = 200_000
 
@@ -64,7 +66,7 @@ class WebSocketConnection:
         if self.ws.closed:
             return
         if len(self._outbox) >= self.OUTBOX_LIMIT:
-            log.warning("websocket %s is %d messages behind: closing it", self.id, len(self._outbox))
+            _throttled.warning("slow", "websocket %s is %d messages behind: closing it", self.id, len(self._outbox))
             self._outbox.clear()
             asyncio.ensure_future(self.close(WSCloseCode.POLICY_VIOLATION, "too slow to keep up"))
             return

@@ -11,10 +11,13 @@ from aiohttp.typedefs import Handler
 
 from server import keys
 from server.errors import AppError, Forbidden, Unauthorized
+from server.logs import Throttled
 from server.storage.db import database_unavailable
 from server.views.auth import CSRF_COOKIE, apply_cookies, authenticate, is_api
 
 log = logging.getLogger(__name__)
+# Lines a client can cause, at most a few a minute (server/logs.py).
+_throttled = Throttled(log)
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 CSP = (
@@ -77,7 +80,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception as exc:
         if database_unavailable(exc):
             # Not a bug: the database is away (a restart, a network cut). Say so, and when to retry.
-            log.warning("database unavailable in %s %s: %s", request.method, request.path, type(exc).__name__)
+            _throttled.warning("database", "database unavailable in %s %s: %s", request.method, request.path,
+                               type(exc).__name__)
             response = _error_response(request, 503, "database_unavailable",
                                        "the database is unavailable: try again in a few seconds",
                                        headers={"Retry-After": str(DATABASE_RETRY_AFTER)})

@@ -49,7 +49,7 @@ async def test_a_replaced_speaker_stops_hosting_at_once(client: TestClient, seed
     assert not hall.ws.closed
     # Coming back, the former speaker is who the session now says: not its speaker (not even shown it).
     again = await client.get(f"/ws/sessions/{session_id}", headers=bearer(client.app, seed.speaker))
-    assert again.status == 403
+    assert again.status == 404
     await hall.close()
 
 
@@ -148,4 +148,29 @@ async def test_a_removed_halls_operator_cannot_come_back_as_a_member(client: Tes
     # A member of the same province is not affected.
     member = await connect(client, session_id, seed.member)
     for live in (member, sneaking, console):
+        await live.close()
+
+
+async def test_questions_are_limited_per_participant_whatever_its_number_of_sockets(
+        client: TestClient, seed: Seed) -> None:
+    from server.live.session import QUESTIONS_PER_WINDOW
+
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    host = await connect(client, session_id, seed.speaker)
+    sockets = [await connect(client, session_id, seed.member) for _ in range(3)]
+    answers = []
+    for index in range(QUESTIONS_PER_WINDOW + 4):
+        live = sockets[index % 3]
+        since = live.mark()
+        await live.send("question", text=f"Câu hỏi {index}")
+        await wait_until(lambda: any(m["type"] in ("question_received", "error") for m in live.received[since:]))
+        answers.append(next(m for m in live.received[since:] if m["type"] in ("question_received", "error")))
+    assert [a["type"] for a in answers] == ["question_received"] * QUESTIONS_PER_WINDOW + ["error"] * 4
+    assert {a.get("code") for a in answers[QUESTIONS_PER_WINDOW:]} == {"rate_limited"}
+    await wait_until(lambda: len([m for m in host.received if m["type"] == "question"]) == QUESTIONS_PER_WINDOW)
+    # Another member is not affected.
+    other = await connect(client, session_id, seed.admin, **{"as": "member"})
+    await other.send("question", text="Một câu khác")
+    await other.expect("question_received")
+    for live in (*sockets, other, host):
         await live.close()

@@ -83,7 +83,7 @@ async def test_cross_origin_upgrades_are_refused(client: TestClient, seed: Seed,
     await same.close()
 
 
-@pytest.mark.parametrize(("who", "status"), [("anonymous", 401), ("member_b", 403)])
+@pytest.mark.parametrize(("who", "status"), [("anonymous", 401), ("member_b", 404)])
 async def test_upgrade_needs_a_user_who_may_see_the_session(client: TestClient, seed: Seed, session_id: int,
                                                             who: str, status: int) -> None:
     headers = {} if who == "anonymous" else bearer(client.app, getattr(seed, who))

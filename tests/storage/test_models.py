@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from server.auth.principal import Principal
-from server.errors import Conflict, Forbidden, ValidationFailed
+from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from server.live.lifecycle import SessionAction, SessionStatus
 from server.storage import sessions as session_store
 from server.storage import units as unit_store
@@ -136,7 +136,7 @@ async def test_session_visibility_follows_roles(database: Database, seeded: Seed
             "member": {"A only"},
             "member_b": {"B only"},
         }
-        with pytest.raises(Forbidden):
+        with pytest.raises(NotFound):
             await session_store.visible_session(db, principal_of(seeded.member), only_b.id)
         assert (await session_store.visible_session(db, principal_of(seeded.member_b), only_b.id)).id == only_b.id
 

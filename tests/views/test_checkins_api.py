@@ -76,7 +76,7 @@ async def test_the_operator_gets_the_code_url_and_expiry(client: TestClient, see
 
 async def test_only_the_operator_of_an_invited_open_hall_gets_a_code(client: TestClient, seed: Seed) -> None:
     session_id = await new_session(client, seed, [seed.point_b.id])
-    for user, status, code in [(seed.operator, 403, "not_invited"), (seed.member, 403, "forbidden"),
+    for user, status, code in [(seed.operator, 404, "not_invited"), (seed.member, 403, "forbidden"),
                                (seed.admin, 403, "forbidden"), (seed.speaker, 403, "forbidden")]:
         response = await client.get(f"/api/v1/sessions/{session_id}/checkin-code", headers=bearer(client.app, user))
         assert (response.status, error_code(await response.json())) == (status, code), user.username

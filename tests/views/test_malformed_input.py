@@ -70,3 +70,69 @@ async def test_a_browsers_clock_in_a_ping_is_not_a_database_integer(client: Test
         await live.expect("pong", t=1_764_700_000_000)
     finally:
         await live.close()
+
+
+@pytest.mark.parametrize("candidate", [
+    "1 1 udp 1 1.2.3.4", "candidate:1 1 udp 1 1.2.3.4", "candidate:1 1 udp 99999999999999999999 1.2.3.4 9 typ host",
+    "candidate:1 1 udp 1 1.2.3.4 70000 typ host", "candidate:1 x udp 1 1.2.3.4 9 typ host",
+    "candidate:1 1 udp 1 not-an-address 9 typ host", "candidate:1 1 udp 1 1.2.3.4 9 typ", "\u202e" * 10,
+])
+async def test_a_candidate_nobody_should_send_is_a_protocol_error_and_one_line_at_most(
+        client: TestClient, seed: Seed, candidate: str, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.media.clients import new_client
+    from tests.signaling.helpers import connect
+
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    live = await connect(client, session_id, seed.member)
+    pc = new_client()
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        await live.send("offer", pc="view", sdp=pc.localDescription.sdp)
+        await live.expect("answer")
+        since = live.mark()
+        await live.send("candidate", pc="view", candidate=candidate, sdpMid="0", sdpMLineIndex=0)
+        refused = await live.expect("error", since=since)
+        assert refused["code"] in ("bad_candidate", "invalid_message"), refused
+        # The socket goes on, and the log holds no traceback and no error.
+        await live.send("ping", t=1)
+        await live.expect("pong", since=since)
+        assert not [r for r in caplog.records if r.exc_info or r.levelname in ("ERROR", "CRITICAL")]
+    finally:
+        await live.close()
+        await pc.close()
+
+
+@pytest.mark.parametrize("title", ["Báo cáo\u202efdp.exe", "Hội\u200bnghị", "Tiêu đề\u2066ẩn\u2069", "A\u0007B",
+                                   "Hai\ndòng", "\ufeffBOM"])
+async def test_names_and_titles_refuse_control_bidi_and_invisible_characters(
+        client: TestClient, seed: Seed, title: str) -> None:
+    admin = bearer(client.app, seed.admin)
+    body = {"title": title, "scheduled_start": "2026-12-20T08:00:00+07:00",
+            "scheduled_end": "2026-12-20T10:00:00+07:00", "invited_point_ids": [seed.point_a.id]}
+    response = await client.post("/api/v1/sessions", json=body, headers=admin)
+    assert response.status == 422, await response.text()
+    errors = (await response.json())["error"]["details"]
+    assert {"field": "title", "code": "invalid_characters"}.items() <= errors[0].items()
+    renamed = await client.patch(f"/api/v1/users/{seed.member.id}", json={"full_name": title}, headers=admin)
+    assert renamed.status == 422
+    # A description keeps its line breaks; a Vietnamese title (precomposed or combining) is fine.
+    fine = await client.post("/api/v1/sessions", headers=admin, json={
+        **body, "title": "Quán triệt Nghị quyết", "description": "Dòng một\nDòng hai\tcột"})
+    assert fine.status == 201, await fine.text()
+
+
+async def test_a_question_with_a_bidi_override_is_refused_on_the_socket(client: TestClient, seed: Seed) -> None:
+    from tests.signaling.helpers import connect
+
+    session_id = await add_session(client.app[keys.DATABASE], seed, [seed.point_a.id])
+    live = await connect(client, session_id, seed.member)
+    try:
+        await live.send("question", text="Câu hỏi \u202egnaht")
+        refused = await live.expect("error")
+        assert refused["code"] == "invalid_message"
+        await live.send("question", text="Câu hỏi\nhai dòng")
+        await live.expect("question_received")
+    finally:
+        await live.close()

@@ -292,11 +292,11 @@ async def _session_for(client: TestClient, seed: Seed, point_ids: list[int], *, 
 
 @pytest.mark.parametrize(("username", "code", "vietnamese", "english"), [
     # A member of province A, for a session shown only in province B's hall.
-    ("member-a", "other_units", ["Hội nghị này dành cho đơn vị khác", "điểm cầu của đơn vị bạn"],
-     ["This session is for other units", "invite a bridge point of your unit"]),
+    ("member-a", "other_units", ["Hội nghị này không mở cho đơn vị của bạn", "điểm cầu của đơn vị bạn"],
+     ["This session is not open to your unit", "invite a bridge point of your unit"]),
     # Province A's operator, for a session its bridge point is not invited to.
-    ("op-a", "not_invited", ["Điểm cầu của bạn không được mời dự hội nghị này", "thêm điểm cầu"],
-     ["Your bridge point is not invited to this session", "add your bridge point"]),
+    ("op-a", "not_invited", ["Hội nghị này không mở cho điểm cầu của bạn", "thêm điểm cầu"],
+     ["This session is not open to your bridge point", "add your bridge point"]),
 ])
 async def test_a_refused_session_says_why_in_the_readers_language(
         client: TestClient, seed: Seed, username: str, code: str, vietnamese: list[str], english: list[str]) -> None:
@@ -306,7 +306,7 @@ async def test_a_refused_session_says_why_in_the_readers_language(
         await _switch_language(client, csrf, locale)
         for path in (f"/sessions/{session_id}", f"/sessions/{session_id}/live"):
             response = await client.get(path)
-            assert response.status == 403
+            assert response.status == 404
             assert response.headers["Content-Language"] == locale
             text = " ".join((await response.text()).split())
             assert f'data-code="{code}"' in text
@@ -316,7 +316,7 @@ async def test_a_refused_session_says_why_in_the_readers_language(
                 assert phrase not in text, (locale, path, phrase)
     # The API keeps its error body, with the same stable code.
     api = await client.get(f"/api/v1/sessions/{session_id}")
-    assert api.status == 403
+    assert api.status == 404
     body = await api.json()
     assert set(body) == {"error"}
     assert body["error"]["code"] == code
@@ -326,7 +326,8 @@ async def test_a_refused_session_says_why_in_the_readers_language(
 async def test_every_refusal_page_is_translated_by_its_code(client: TestClient, seed: Seed) -> None:
     csrf = await login(client, "member-a")
     pages = {"/users": (403, "forbidden", "Không có quyền truy cập"),
-             "/sessions/424242": (404, "not_found", "Không tìm thấy trang"),
+             # A member asking for a missing session hears what it would for a hidden one.
+             "/sessions/424242": (404, "other_units", "Hội nghị này không mở cho đơn vị của bạn"),
              "/no/such/page": (404, "not_found", "Không tìm thấy trang")}
     for path, (status, code, heading) in pages.items():
         response = await client.get(path)
