@@ -5,6 +5,8 @@ the database's 32-bit INTEGER reached PostgreSQL, json.loads raised RecursionErr
 4,300-digit ValueError, and aiortc's SDP parser asserts on what it does not understand.
 """
 
+from typing import Any
+
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -20,11 +22,16 @@ def test_digits_takes_ascii_digits_within_the_databases_integer_only() -> None:
         assert digits(raw) is None, raw
 
 
-@pytest.mark.parametrize("path", [
+NUMBER_PATHS = [
     "/api/v1/sessions?limit=²", "/api/v1/sessions?limit=" + "9" * 5000,
     f"/api/v1/sessions/{10**30}", f"/api/v1/sessions/{DB_INT_MAX + 1}", "/api/v1/sessions/²",
     f"/api/v1/recordings/{DB_INT_MAX + 1}", "/recordings?unit=²", f"/recordings?unit={DB_INT_MAX + 1}",
-])
+    f"/api/v1/users/{DB_INT_MAX + 1}", f"/api/v1/units/{DB_INT_MAX + 1}", f"/api/v1/points/{DB_INT_MAX + 1}",
+    f"/sessions/{DB_INT_MAX}/attendance", f"/users/{DB_INT_MAX + 1}/attendance",
+]
+
+
+@pytest.mark.parametrize("path", NUMBER_PATHS)
 async def test_numbers_in_urls_are_never_a_500(client: TestClient, seed: Seed, path: str) -> None:
     response = await client.get(path, headers=bearer(client.app, seed.admin))
     assert response.status < 500, (path, response.status, await response.text())
@@ -136,3 +143,26 @@ async def test_a_question_with_a_bidi_override_is_refused_on_the_socket(client: 
         await live.expect("question_received")
     finally:
         await live.close()
+
+
+@pytest.mark.postgres
+async def test_numbers_in_urls_are_never_a_500_on_postgresql(aiohttp_client: Any, settings: Any, pg_database: str,
+                                                             password_hash: str) -> None:
+    """PostgreSQL's INTEGER is 32-bit (SQLite's is not): the bound matters there."""
+    from sqlalchemy import text
+
+    from server.app import create_app
+    from server.storage.db import Database
+    from tests.conftest import make_settings, seed_database
+
+    database = Database(pg_database)
+    try:
+        seed = await seed_database(database, password_hash)
+        client = await aiohttp_client(create_app(make_settings(settings.data_dir, database_url=pg_database)))
+        for path in NUMBER_PATHS:
+            response = await client.get(path, headers=bearer(client.app, seed.admin))
+            assert response.status < 500, (path, response.status, await response.text())
+    finally:
+        async with database.session() as db:
+            await db.execute(text("TRUNCATE units, users, sessions RESTART IDENTITY CASCADE"))
+        await database.close()
