@@ -72,13 +72,13 @@ def verify_token(secret: str, token: str, *, now: float | None = None) -> Claims
         raise TokenError("invalid_token", "missing or oversized token")
     current = time.time() if now is None else now
     try:
-        # Expiry is checked below against ``current`` so tests can set the clock.
+        # Expiry, issue and not-before times are checked below against ``current`` so tests can set the clock.
         payload = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
             issuer=ISSUER,
-            options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False},
+            options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
         )
     except jwt.PyJWTError as exc:
         raise TokenError("invalid_token", f"invalid token: {exc}") from None
@@ -87,6 +87,13 @@ def verify_token(secret: str, token: str, *, now: float | None = None) -> Claims
         raise TokenError("invalid_token", "malformed expiry")
     if expires + _LEEWAY_SECONDS < current:
         raise TokenError("token_expired", "the token has expired")
+    issued = payload["iat"]
+    if not isinstance(issued, int) or isinstance(issued, bool) or issued > current + _LEEWAY_SECONDS:
+        # Issued in the future: not by this server's clock (a forged or replayed-ahead token).
+        raise TokenError("invalid_token", "the token is not valid yet")
+    not_before = payload.get("nbf")
+    if not_before is not None and (not isinstance(not_before, (int, float)) or not_before > current + _LEEWAY_SECONDS):
+        raise TokenError("invalid_token", "the token is not valid yet")
     try:
         session_id = payload.get("sid")
         return Claims(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ CODECS = {"video": ("vp8", "h264"), "audio": ("opus",)}
 FORMATS = {".webm": "webm", ".mkv": "matroska"}
 # How reading a file cut by a kill can end: in its last packet, written only in part.
 CUT = (av.error.InvalidDataError, av.error.EOFError)
+
+
+# Stored paths are short ("<session>/part-3.webm"); a long one is tampering.
+MAX_RELATIVE = 300
 
 
 class UnsafePath(ValueError):
@@ -67,6 +72,8 @@ def safe_path(root: Path, relative: str) -> Path:
     one (a ``..``, an absolute path, an encoded separator, a symlink out of
     the folder) means tampering and is refused rather than cleaned up.
     """
+    if len(relative) > MAX_RELATIVE:
+        raise UnsafePath(f"a stored path of {len(relative)} characters")
     for candidate in (relative, unquote(relative)):
         if not candidate or "\x00" in candidate:
             raise UnsafePath(f"{relative!r}: empty, or holds a NUL")
@@ -75,10 +82,25 @@ def safe_path(root: Path, relative: str) -> Path:
         if ".." in re.split(r"[/\\]", candidate):
             raise UnsafePath(f"{relative!r} climbs out of its folder")
     base = root.resolve()
-    path = (base / relative).resolve()
+    try:
+        path = (base / relative).resolve()
+    except OSError as exc:  # a name too long for the file system, a symlink loop
+        raise UnsafePath(f"{relative!r} cannot be resolved: {exc.strerror}") from None
     if path == base or not path.is_relative_to(base):
         raise UnsafePath(f"{relative!r} leads outside the recordings folder")
     return path
+
+
+def safe_file(root: Path, relative: str) -> Path | None:
+    """:func:`safe_path`, and a regular file there (not a folder, a FIFO, a device); None if there is none.
+
+    UnsafePath as for :func:`safe_path`. What is served or deleted goes through here.
+    """
+    path = safe_path(root, relative)
+    try:
+        return path if stat.S_ISREG(path.stat().st_mode) else None
+    except OSError:
+        return None
 
 
 def probe(path: Path) -> MediaInfo:

@@ -47,11 +47,16 @@ async def delete_media(database: Database, root: Path, recording_id: int, *, act
         await catalogue.audit(db, recording_id, actor_id, "delete" if actor_id is not None else "retention", reason)
     for name in sorted(n for n in names if n):
         try:
-            path = files.safe_path(root, name)
+            path = await asyncio.to_thread(files.safe_file, root, name)
         except files.UnsafePath:
-            log.error("recording %s: refusing to delete %r, outside the recordings folder", recording_id, name)
+            log.error("recording %s: refusing to delete %r, outside the recordings folder", recording_id, name[:300])
             continue
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        if path is None:
+            continue  # gone already, or not a file (a folder named by a tampered row): left alone
+        try:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        except OSError as exc:
+            log.error("recording %s: could not delete %s: %s", recording_id, path, exc.strerror)
     log.info("recording %s: media deleted (%s)", recording_id, reason or "no reason given")
     return recording
 

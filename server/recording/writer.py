@@ -14,7 +14,10 @@ unseekable or hours long.
 
 The writing happens in a thread of its own: a slow disk never holds up the
 event loop that forwards the lecture, and a disk that is too slow for too
-long costs dropped packets (counted), never unbounded memory.
+long costs dropped packets (counted), never unbounded memory. Packets are
+never held in memory for long: while the feed sends sound and no picture
+the last picture is repeated every two seconds, since libavformat's
+interleaving would otherwise keep the sound until the part closed.
 """
 
 from __future__ import annotations
@@ -41,11 +44,35 @@ MILLISECONDS = Fraction(1, 1000)
 QUEUE_LIMIT = 2400
 CLUSTER_MS = 500
 OPUS_FRAME_MS = 20
+# Sound without a picture for this long: the last picture is repeated (see PartWriter._run).
+FILL_MS = 2000
 # A picture size for the header when the feed sends no video at first; VP8
 # frames carry their own size, and players follow it.
 DEFAULT_SIZE = (640, 360)
 # The container for each codec the program carries, and the file suffix it goes by.
 CONTAINERS: dict[VideoCodec, tuple[str, str]] = {"vp8": ("webm", ".webm"), "h264": ("matroska", ".mkv")}
+
+
+def _black_keyframe(codec: VideoCodec, size: tuple[int, int]) -> bytes:
+    """One black keyframe at ``size``, for a part whose feed sent sound before any picture."""
+    import numpy as np
+
+    try:
+        encoder = av.CodecContext.create("libvpx" if codec == "vp8" else "libx264", "w")
+        encoder.width, encoder.height, encoder.pix_fmt = size[0], size[1], "yuv420p"
+        encoder.time_base = Fraction(1, 30)
+        encoder.framerate = Fraction(30, 1)
+        encoder.options = {"deadline": "realtime", "cpu-used": "8"} if codec == "vp8" else {"preset": "ultrafast"}
+        if codec == "h264":
+            encoder.profile = "Baseline"
+        image = np.zeros((size[1], size[0], 3), np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts = 0
+        data = b"".join(bytes(p) for p in encoder.encode(frame)) + b"".join(bytes(p) for p in encoder.encode(None))
+        return data
+    except Exception:  # noqa: BLE001 - an encoder missing: no filler, the muxer's own limits apply
+        log.exception("recording: could not make a black picture")
+        return b""
 
 
 @dataclass(frozen=True)
@@ -71,6 +98,7 @@ class PartWriter:
         self._queued = 0
         self._lock = threading.Lock()
         self.packets = 0
+        self.fillers = 0  # the last picture repeated while the feed sent sound and no picture
         self.dropped = 0
         self.last_ms = 0
         self.error = ""
@@ -107,6 +135,9 @@ class PartWriter:
                 video = container.add_mux_stream(self._codec, width=self._size[0], height=self._size[1])
             audio = container.add_stream("libopus", rate=48_000, layout="stereo")
             streams = {"video": video, "audio": audio}
+            # The part's time starts at 0 for both kinds; an H.264 part's first keyframe is known.
+            last_video_ms = 0
+            last_keyframe: bytes | None = self._first_frame or None
             while (item := self._queue.get()) is not None:
                 with self._lock:
                     self._queued -= 1
@@ -118,6 +149,26 @@ class PartWriter:
                 packet.is_keyframe = keyframe
                 if kind == "audio":
                     packet.duration = OPUS_FRAME_MS
+                if kind == "video":
+                    if ms <= last_video_ms:
+                        packet.pts = packet.dts = ms = last_video_ms + 1  # after a filler picture
+                    last_video_ms = ms
+                    if keyframe:
+                        last_keyframe = data
+                elif ms - last_video_ms >= FILL_MS:
+                    # Sound and no picture (the source left): libavformat's interleaving would hold
+                    # every audio packet until a video packet came, or the part closed. The last
+                    # picture (a keyframe, standalone) is repeated instead, so sound reaches the
+                    # disk as it comes and the replay shows the last picture.
+                    if last_keyframe is None:
+                        last_keyframe = _black_keyframe(self._codec, self._size)
+                    if last_keyframe:
+                        filler = av.Packet(last_keyframe)
+                        filler.stream, filler.pts, filler.dts = video, ms, ms
+                        filler.time_base, filler.is_keyframe = MILLISECONDS, True
+                        container.mux(filler)
+                        self.fillers += 1
+                    last_video_ms = ms
                 container.mux(packet)
                 self.packets += 1
                 self.last_ms = max(self.last_ms, ms + (OPUS_FRAME_MS if kind == "audio" else 0))

@@ -51,18 +51,20 @@ CLIENT_MESSAGES: dict[str, Schema] = {
 class ProtocolError(Exception):
     """A message the server refuses; sent back as ``{"type": "error", ...}``."""
 
-    def __init__(self, code: str, message: str, details: Any = None) -> None:
+    def __init__(self, code: str, message: str, details: Any = None, *, request: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details
+        # The refused message's type, when it was known (an invalid message of a known type).
+        self.request = request
 
 
 def parse(raw: str) -> tuple[str, dict[str, Any]]:
     """Decode and validate one message: (type, values)."""
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON, nested too deep, a 5,000-digit number
         raise ProtocolError("invalid_json", "the message is not JSON") from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid_message", "a message is a JSON object")
@@ -76,7 +78,7 @@ def parse(raw: str) -> tuple[str, dict[str, Any]]:
     try:
         return kind, schema.parse(data)
     except ValidationFailed as exc:
-        raise ProtocolError("invalid_message", f"invalid {kind} message", exc.errors) from None
+        raise ProtocolError("invalid_message", f"invalid {kind} message", exc.errors, request=kind) from None
 
 
 def error(code: str, message: str, *, request: str | None = None, details: Any = None) -> dict[str, Any]:

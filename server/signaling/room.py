@@ -165,7 +165,8 @@ class LiveRoom:
                 async with self.lock:
                     await HANDLERS[kind](self, member, values)
         except ProtocolError as exc:
-            await connection.send(messages.error(exc.code, exc.message, request=kind, details=exc.details))
+            await connection.send(messages.error(exc.code, exc.message, request=exc.request or kind,
+                                                 details=exc.details))
         except PermissionDenied as exc:
             member = self.members.get(connection.id)
             _throttled.warning(("refused", principal.user_id), "session %s: refused %s from user %s (%s)",
@@ -284,6 +285,11 @@ class LiveRoom:
     def resource_owner(self, endpoint_id: str) -> int | None:
         resource = self.resources.get(endpoint_id)
         return resource.user_id if resource else None
+
+    def resource_kind(self, endpoint_id: str) -> str | None:
+        """"whip" or "whep": the URL a resource lives under."""
+        resource = self.resources.get(endpoint_id)
+        return resource.connection_id.split(":", 1)[0] if resource else None
 
     async def close_resource(self, endpoint_id: str) -> bool:
         return await close_resource(self, endpoint_id)

@@ -51,8 +51,11 @@ async def list_users(
     if unit_id is not None:
         query = query.where(User.unit_id == unit_id)
     if search:
-        pattern = f"%{search.lower()}%"
-        query = query.where(or_(func.lower(User.username).like(pattern), func.lower(User.full_name).like(pattern)))
+        # The words are searched for as written: % and _ are LIKE's wildcards, escaped here.
+        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        query = query.where(or_(func.lower(User.username).like(pattern, escape="\\"),
+                                func.lower(User.full_name).like(pattern, escape="\\")))
     total = await db.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = await db.scalars(query.order_by(User.role, User.username).offset(offset).limit(limit))
     return list(rows), total

@@ -264,7 +264,8 @@ async def _delete_resource(request: web.Request) -> web.StreamResponse:
     room = request.app[keys.LIVE].existing(session_id)
     resource = request.match_info["resource"]
     owner = room.resource_owner(resource) if room else None
-    if room is None or owner is None:
+    kind = "whip" if request.path.startswith("/whip/") else "whep"
+    if room is None or owner is None or room.resource_kind(resource) != kind:
         raise NotFound("no such resource")
     if owner != principal.user_id and not principal.is_admin:
         raise Forbidden("this resource belongs to someone else")

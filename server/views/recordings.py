@@ -203,10 +203,10 @@ async def _media(request: web.Request, column: str, content_type: str | None) ->
     if not recording.status.playable or not relative:
         raise NotFound("this file is not available")
     try:
-        path = files.safe_path(request.app[keys.SETTINGS].recordings_dir, relative)
+        path = files.safe_file(request.app[keys.SETTINGS].recordings_dir, relative)
     except files.UnsafePath:
         raise NotFound("this file is not available") from None
-    if not path.is_file():
+    if path is None:
         raise NotFound("this file is not available")
     if content_type is None:
         content_type = original(recording)[1]

@@ -30,7 +30,7 @@ from server.schemas import ATTENDANCE_CORRECTION
 from server.storage import attendance as attendance_store
 from server.storage import reports as report_store
 from server.storage.models import BridgePoint, Session, Unit, User, utcnow
-from server.storage.sessions import get_session
+from server.storage.sessions import get_session, visible_session
 from server.storage.units import descendant_ids, get_unit, list_units, unit_tree
 from server.storage.users import user_by_username
 from server.views.api import read_json
@@ -73,7 +73,9 @@ def report_scope(principal: Principal, session: Session) -> tuple[bool, int | No
 
 async def _session_view(request: web.Request, session_id: int) -> SessionView:
     async with request.app[keys.DATABASE].session() as db:
-        session = await get_session(db, session_id)
+        # A session the caller may not see is answered as a missing one (no existence oracle);
+        # one it sees but whose report is not its to read is refused.
+        session = await visible_session(db, _principal(request), session_id)
     allowed, point_id = report_scope(_principal(request), session)
     if allowed:
         return SessionView(session, point_id)

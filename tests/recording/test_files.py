@@ -231,3 +231,38 @@ def test_sha256_of_reads_the_whole_file(tmp_path: Path) -> None:
     data = np.random.default_rng(1).bytes(files.CHUNK * 2 + 12345)
     (tmp_path / "f").write_bytes(data)
     assert sha256_of(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+def test_sound_without_a_picture_goes_to_disk_as_it_comes(tmp_path: Path) -> None:
+    """The speaker's camera gone, the hall still heard: the part must not keep the sound in memory.
+
+    Interleaved muxing held every audio packet until a video packet came (or the part closed):
+    50 packets a second in memory, and nothing on disk if the server was killed meanwhile.
+    """
+    import time
+
+    from server.recording.writer import PartWriter
+
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
+    silence = av.AudioFrame.from_ndarray(np.zeros((1, 1920), np.int16), format="s16", layout="stereo")
+    silence.sample_rate = 48000
+    packets = [bytes(p) for p in encoder.encode(silence)] or [b"\xf8\xff\xfe"]
+    writer = PartWriter(tmp_path / "part-1.webm", (320, 240))
+    try:
+        header = 0
+        deadline = time.monotonic() + 5
+        while header == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            header = (tmp_path / "part-1.webm").stat().st_size if (tmp_path / "part-1.webm").exists() else 0
+        for index in range(500):  # 10 s of sound
+            writer.put("audio", packets[0], index * 20, True)
+        deadline = time.monotonic() + 10
+        while writer.packets < 500 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        written = (tmp_path / "part-1.webm").stat().st_size
+        assert writer.packets == 500
+        assert written > header + 500 * len(packets[0]), (header, written)
+    finally:
+        stats = writer.close()
+    assert not stats.error and stats.packets == 500
