@@ -30,6 +30,20 @@ _UNSAFE_IN = {
     "line": re.compile(f"[{_UNSAFE}]"),
     "lines": re.compile(f"(?![\t\n\r])[{_UNSAFE}]"),
 }
+# The same rules for the OpenAPI document (ECMA-262 patterns): no character the field refuses, and
+# no whitespace at either end (the validators strip it before measuring the length).
+_DOC_UNSAFE = {
+    "line": "\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f"
+            "\\ufeff\\ufff9-\\ufffb",
+    "lines": "\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\u061c\\u200b-\\u200f\\u2028-\\u202e"
+             "\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb",
+    "raw": "\\u0000",
+}
+
+
+def _doc_pattern(text: Text) -> str:
+    unsafe = _DOC_UNSAFE[text]
+    return f"^(?:[^{unsafe}\\s](?:[^{unsafe}]*[^{unsafe}\\s])?)?$"
 
 
 def unsafe_characters(value: str, text: Text = "line") -> bool:
@@ -80,26 +94,29 @@ class Field:
         spec: dict[str, Any]
         if self.kind == "string":
             spec = {"type": "string"}
-            if self.min_length:
-                spec["minLength"] = self.min_length
+            least = max(self.min_length, 1 if self.required else 0)
+            if least:
+                spec["minLength"] = least
             if self.max_length is not None:
                 spec["maxLength"] = self.max_length
             if self.choices:
                 spec["enum"] = list(self.choices)
-            if self.pattern:
-                spec["pattern"] = self.pattern
+            else:
+                spec["pattern"] = _doc_pattern(self.text)
+                if self.pattern:
+                    spec["allOf"] = [{"pattern": f"^(?:{self.pattern})$"}]
         elif self.kind == "integer":
-            spec = {"type": "integer"}
-            if self.minimum is not None:
-                spec["minimum"] = self.minimum
-            if self.maximum is not None:
-                spec["maximum"] = self.maximum
+            spec = {"type": "integer",
+                    "minimum": DB_INT_MIN if self.minimum is None else self.minimum,
+                    "maximum": DB_INT_MAX if self.maximum is None else self.maximum}
         elif self.kind == "boolean":
             spec = {"type": "boolean"}
         elif self.kind == "datetime":
-            spec = {"type": "string", "format": "date-time"}
+            # With its UTC offset (RFC 3339), in the years the validators take.
+            spec = {"type": "string", "format": "date-time", "pattern": "^2[01][0-9]{2}-"}
         else:
-            spec = {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": self.max_items}
+            spec = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": DB_INT_MAX},
+                    "maxItems": self.max_items}
         if self.nullable:
             spec = {"anyOf": [spec, {"type": "null"}]}
         if self.description:
@@ -176,7 +193,10 @@ class Schema:
 
     def partial(self) -> Schema:
         """The same fields, none required (for PATCH bodies in the document)."""
-        fields = tuple(Field(**{**f.__dict__, "required": False}) for f in self.fields)
+        # A field left out is fine; one given is checked as usual (a required string is still not empty).
+        fields = tuple(Field(**{**f.__dict__, "required": False,
+                                "min_length": max(f.min_length, 1 if f.required and f.kind == "string" else 0)})
+                       for f in self.fields)
         return Schema(f"{self.name}Patch", fields, self.description)
 
 
@@ -226,6 +246,8 @@ def _string(spec: Field, raw: Any) -> str:
 def _integer(spec: Field, raw: Any, forms: bool) -> int:
     if isinstance(raw, bool):
         raise _Invalid("not_integer", "must be an integer")
+    if isinstance(raw, float) and raw.is_integer() and abs(raw) <= 2**53:
+        raw = int(raw)  # JSON has numbers, not integers: 3.0 is 3 (JSON Schema agrees)
     if forms and isinstance(raw, str) and re.fullmatch(r"-?[0-9]{1,18}", raw.strip()):
         raw = int(raw.strip())
     if not isinstance(raw, int):
@@ -268,6 +290,8 @@ def _integer_list(spec: Field, raw: Any, forms: bool) -> list[int]:
     for item in raw:
         if forms and isinstance(item, str) and digits(item.strip()) is not None:
             item = int(item.strip())
+        if isinstance(item, float) and item.is_integer() and abs(item) <= 2**53:
+            item = int(item)
         if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= DB_INT_MAX:
             raise _Invalid("not_id_list", "must be a list of positive integer ids")
         if item not in values:

@@ -53,6 +53,42 @@ class MediaError(Exception):
 _CANDIDATE_TYPES = {"host", "srflx", "prflx", "relay"}
 
 
+def _offer_problem(offer: SessionDescription) -> str | None:
+    """What makes a parsed offer unusable (RFC 8829/8843 as aiortc needs it), or None."""
+    mids: list[str] = []
+    for address in [offer.host] + [a for m in offer.media for a in (m.host, m.rtcp_host)]:
+        if address is not None and not _is_ip(address):
+            return f"names {address[:40]!r} where an IP address belongs"
+    for media in offer.media:
+        if media.kind not in ("audio", "video"):
+            return f"has a {media.kind[:20]!r} section (audio and video only)"
+        if not media.rtp.muxId:
+            return "has a media section without a=mid"
+        mids.append(media.rtp.muxId)
+        if media.dtls is None or not media.dtls.fingerprints:
+            return "has a media section without a=fingerprint (DTLS)"
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            return "has a media section without a=ice-ufrag and a=ice-pwd"
+        for candidate in media.ice_candidates:
+            problem = _candidate_problem(candidate)
+            if problem:
+                return f"carries a candidate whose {problem} is not valid"
+    if len(set(mids)) != len(mids):
+        return "repeats a mid"
+    for group in offer.group:
+        if any(str(item) not in mids for item in group.items):
+            return f"groups a mid it has no section for ({group.semantic})"
+    return None
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
 def _candidate_problem(candidate: RTCIceCandidate) -> str | None:
     """What is wrong with a parsed remote candidate (RFC 8839 section 5.1), or None."""
     if not 1 <= candidate.component <= 256:
@@ -301,9 +337,14 @@ class MediaRoom:
         try:
             # aiortc's parser asserts on what it does not understand (a payload type of 300,
             # "c=IN X y"): parsed here first, so that any failure is the client's 400.
-            SessionDescription.parse(sdp)
+            parsed = SessionDescription.parse(sdp)
         except Exception as exc:
             raise MediaError("bad_sdp", f"the offer cannot be parsed: {type(exc).__name__}") from None
+        problem = _offer_problem(parsed)
+        if problem:
+            # What aiortc would take now and fail on later, in a task of its own (a missing
+            # fingerprint at the DTLS handshake, a bad address when the description is printed).
+            raise MediaError("bad_sdp", f"the offer {problem}")
 
     async def _answer(self, endpoint: _Endpoint, offer_sdp: str) -> Answer:
         """Answer the offer; on any failure (or cancellation) the endpoint is closed, never left half-made."""
@@ -408,7 +449,10 @@ class MediaRoom:
         if endpoint.subscription is not None:
             self.feed.unsubscribe(endpoint.subscription)
         endpoint.receiving = False
-        await endpoint.pc.close()
+        try:
+            await endpoint.pc.close()
+        except Exception:  # noqa: BLE001 - a half-negotiated connection: aiortc trips on what it never made
+            log.debug("endpoint %s: closing its peer connection failed", endpoint.id, exc_info=True)
         self._on_endpoint(endpoint.state())
 
     async def close_key(self, key: str, kind: EndpointKindName | None = None) -> None:

@@ -293,7 +293,8 @@ async def manual_checkin(request: web.Request) -> web.StreamResponse:
     assert principal is not None
     values = await read_json(request, MANUAL_CHECKIN)
     if ("username" in values) == ("user_id" in values):
-        raise ValidationFailed.one("username", "required", "name the member by username or user_id (one of them)")
+        code = "one_of" if "username" in values else "required"
+        raise ValidationFailed.one("username", code, "name the member by username or user_id (one of them)")
     session_id = path_id(request)
     async with request.app[keys.DATABASE].session() as db:
         member_id = await store.member_by(db, values.get("username"), values.get("user_id"))

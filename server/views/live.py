@@ -102,6 +102,19 @@ class WebSocketConnection:
         self._writer.cancel()
 
 
+def _valid_key(key: str) -> bool:
+    """RFC 6455 4.1: the key is 16 random bytes in base64 (aiohttp's own check trips on non-ASCII)."""
+    import base64
+    import binascii
+
+    if len(key) != 24 or not key.isascii():
+        return False
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
+
+
 async def _visible(request: web.Request, principal: Principal, session_id: int) -> Session:
     if principal.session_scope not in (None, session_id):
         raise Forbidden("this token is for another session")
@@ -141,7 +154,11 @@ async def session_socket(request: web.Request) -> web.StreamResponse:
     except QuotaExceeded as exc:
         raise TooManyRequests(exc.message, retry_after=exc.retry_after, code=exc.code) from None
 
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20, autoping=True)
+    # A frame of MAX_MESSAGE_BYTES is taken; aiohttp's limit refuses a frame of the size given.
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES + 1, heartbeat=20, autoping=True)
+    if not _valid_key(request.headers.get("Sec-WebSocket-Key", "")):
+        ticket.release()
+        raise AppError("not a websocket upgrade request (Sec-WebSocket-Key)", code="bad_upgrade")
     try:
         await ws.prepare(request)
     except BaseException:

@@ -195,7 +195,8 @@ async def session_attendance(request: web.Request) -> web.StreamResponse:
 
 async def _correction_target(request: web.Request, values: dict[str, Any]) -> int:
     if ("username" in values) == ("user_id" in values):
-        raise ValidationFailed.one("username", "required", "give username or user_id, not both")
+        code = "one_of" if "username" in values else "required"
+        raise ValidationFailed.one("username", code, "give username or user_id, one of them")
     if "status" not in values and "credited_seconds" not in values:
         raise ValidationFailed.one("status", "required", "give status, credited_seconds or both")
     if "user_id" in values:
