@@ -74,7 +74,9 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     app[keys.EVENTS] = bus
     # Subscribers of every session, in order: the stores first (what is on
     # record before anyone is told), then the rooms.
-    grants = FloorGrantStore(database).subscribe(bus)
+    grant_store = FloorGrantStore(database, write_timeout=settings.attendance.write_timeout_seconds)
+    grants = grant_store.subscribe(bus)
+    app[keys.FLOOR_GRANTS] = grant_store
     # Attendance: every join, leave and drop is on record before the client is welcomed.
     rule = rule_from_settings(settings.attendance)
     app[keys.CREDIT_RULE] = rule
@@ -116,6 +118,9 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     await retention.stop()
     await jobs.stop()
     await presence.stop()
+    if not await grant_store.drain(5):
+        log.warning("floor grants: still waiting for the database at shutdown")
+    await grant_store.close()
     try:
         await asyncio.wait_for(records.drain(), 10)
     except (TimeoutError, asyncio.TimeoutError):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from server.storage.attendance import RecordKeeper
     from server.signaling.registry import LiveRegistry
     from server.storage.db import Database
+    from server.storage.live import FloorGrantStore
     from server.storage.presence import PresenceRecorder
 
 SETTINGS = web.AppKey("settings", "Settings")
@@ -33,6 +34,7 @@ LOGIN_THROTTLE = web.AppKey("login_throttle", "LoginThrottle")
 PASSWORD_CHECKS = web.AppKey("password_checks", "PasswordChecks")
 EVENTS = web.AppKey("events", "EventBus")
 LIVE = web.AppKey("live", "LiveRegistry")
+FLOOR_GRANTS = web.AppKey("floor_grants", "FloorGrantStore")
 PRESENCE = web.AppKey("presence", "PresenceRecorder")
 CREDIT_RULE = web.AppKey("credit_rule", "CreditRule")
 CHECKIN_CODES = web.AppKey("checkin_codes", "CheckinCodes")

@@ -8,6 +8,7 @@ describes exactly these types.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from server.live.events import FloorEndReason, LiveRole
@@ -41,7 +42,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 _REASONS = {"enum": ["revoked", "expired", "left", "removed", "dropped"]}
 _SESSION = _message("session", {"id": _ID, "title": _STR,
                                 "status": {"enum": ["scheduled", "live", "ended", "cancelled"]},
-                                "actual_start": _nullable(_TIME)})
+                                "actual_start": _nullable(_TIME), "live_seconds": _nullable(_NUM)})
 _FLOOR = _message("floor", {
     "holder": _nullable(_obj({"point_id": _ID, "name": _STR, "limit_seconds": _nullable(_NUM),
                               "remaining": _nullable(_NUM), "reconnecting": _BOOL})),
@@ -91,8 +92,12 @@ SERVER_MESSAGES: dict[str, dict[str, Any]] = {
 
 def session_message(session: LiveSession) -> dict[str, Any]:
     info = session.info
+    # How long it has been live, by the server's clock: a page counts on from this with its own
+    # monotonic clock, so a browser whose clock is off still shows the right time.
+    live = (datetime.now(UTC) - info.actual_start).total_seconds() if info.actual_start else None
     return {"type": "session", "id": info.id, "title": info.title, "status": info.status.value,
-            "actual_start": info.actual_start.isoformat() if info.actual_start else None}
+            "actual_start": info.actual_start.isoformat() if info.actual_start else None,
+            "live_seconds": None if live is None else round(max(0.0, live), 1)}
 
 
 def floor_message(session: LiveSession) -> dict[str, Any]:

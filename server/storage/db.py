@@ -21,6 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 log = logging.getLogger(__name__)
 
+# PostgreSQL (seconds): connecting, waiting for a free pooled connection, one statement.
+CONNECT_TIMEOUT = 3.0
+POOL_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 10.0
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -72,7 +77,13 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     options.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **options)
+    # A database that went silent (a cut network, a hung server) must not hold requests, or a room's
+    # lock, for asyncpg's default minute or for ever: connecting, waiting for a pooled connection and
+    # each statement are bounded, and the failure is a 503 (middleware) or a retry (the stores).
+    options.setdefault("pool_timeout", POOL_TIMEOUT)
+    connect_args = {"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT,
+                    **options.pop("connect_args", {})}
+    return create_async_engine(url, connect_args=connect_args, **options)
 
 
 def private_file(path: Path) -> None:

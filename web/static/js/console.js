@@ -45,7 +45,10 @@
   function setStatus(session) {
     if (!session) return;
     state.status = session.status;
-    state.actualStart = session.actual_start ? Date.parse(session.actual_start) : null;
+    // Counted from the server's figure with this page's monotonic clock: a computer whose clock
+    // is off by minutes still shows how long the session has been live.
+    state.actualStart = typeof session.live_seconds === "number"
+      ? performance.now() - session.live_seconds * 1000 : null;
     el.status.className = "badge badge-" + session.status;
     var text = el.status.querySelector(".badge-text");
     text.textContent = t("status_" + session.status);
@@ -71,7 +74,7 @@
   function tickClock() {
     if (state.status === "live" && state.actualStart) {
       el.clock.hidden = false;
-      el.clock.textContent = t("live_for", { time: UI.formatDuration((Date.now() - state.actualStart) / 1000) });
+      el.clock.textContent = t("live_for", { time: UI.formatDuration((performance.now() - state.actualStart) / 1000) });
     } else {
       el.clock.hidden = true;
     }
