@@ -9,7 +9,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.principal import Principal
-from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from server.errors import Conflict, NotFound, ValidationFailed
 from server.live.lifecycle import SessionAction, SessionStatus, TransitionError, transition
 from server.auth.roles import Role
 from server.storage.models import BridgePoint, Session, SessionInvite, User, utcnow

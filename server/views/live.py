@@ -7,6 +7,8 @@ Handlers authenticate, check the session, then hand over to the session's
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import uuid
@@ -18,14 +20,15 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from server import keys
 from server.auth.principal import Principal
 from server.auth.roles import Role
-from server.errors import AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, UnsupportedMediaType
+from server.errors import (AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests,
+                           UnsupportedMediaType)
 from server.live.errors import LiveError
-from server.logs import Throttled
 from server.live.events import LiveRole
 from server.live.lifecycle import SessionStatus
 from server.live.permissions import PermissionDenied
 from server.live.quotas import QuotaExceeded
 from server.live.roles import live_role, may_host
+from server.logs import Throttled
 from server.media.ice import browser_ice_servers
 from server.media.room import MediaError
 from server.signaling.messages import MAX_MESSAGE_BYTES, ProtocolError, error
@@ -104,9 +107,6 @@ class WebSocketConnection:
 
 def _valid_key(key: str) -> bool:
     """RFC 6455 4.1: the key is 16 random bytes in base64 (aiohttp's own check trips on non-ASCII)."""
-    import base64
-    import binascii
-
     if len(key) != 24 or not key.isascii():
         return False
     try:

@@ -522,7 +522,7 @@ async def test_frames_at_and_past_the_size_limit(client: TestClient, seed: Seed,
 
 async def test_generated_messages(client: TestClient, seed: Seed, log_problems: Any,
                                   unlimited_messages: None) -> None:
-    await fuzz(client, seed, hypothesis_cases(1500), log_problems, start_halfway=True)
+    await fuzz(client, seed, hypothesis_cases(600), log_problems, start_halfway=True)
 
 
 async def test_a_flood_of_garbage_is_rate_limited_and_nothing_else(client: TestClient, seed: Seed,

@@ -16,7 +16,6 @@ from aiohttp.test_utils import TestClient
 from aiortc import RTCPeerConnection
 
 from server import keys
-from server.app import create_app
 from server.config import Settings
 from tests.conftest import Seed, bearer, make_settings
 from tests.media.clients import new_client, view, wait_until
