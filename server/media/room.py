@@ -192,12 +192,7 @@ class MediaRoom:
         ``on_close`` is called once when the endpoint closes, however it does
         (also when the offer is refused).
         """
-        try:
-            self._check_offer(offer_sdp)
-        except MediaError:
-            if on_close is not None:
-                on_close()
-            raise
+        self._check_offer(offer_sdp, on_close)
         await self.close_key(key, "publish")
         pc = new_peer(self.ice)
         endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "publish", pc, on_close=on_close))
@@ -228,12 +223,7 @@ class MediaRoom:
 
     async def view(self, key: str, offer_sdp: str, *, on_close: Callable[[], None] | None = None) -> Answer:
         """Accept a viewer's offer: it receives the program video and its audio mix (without its own voice)."""
-        try:
-            self._check_offer(offer_sdp)
-        except MediaError:
-            if on_close is not None:
-                on_close()
-            raise
+        self._check_offer(offer_sdp, on_close)
         pc = new_peer(self.ice)
         endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "view", pc, on_close=on_close))
 
@@ -329,7 +319,16 @@ class MediaRoom:
         self._by_key.setdefault(endpoint.key, {})[endpoint.id] = endpoint
         return endpoint
 
-    def _check_offer(self, sdp: str) -> None:
+    def _check_offer(self, sdp: str, on_close: Callable[[], None] | None = None) -> None:
+        """Refuse what cannot be answered (MediaError), before any endpoint exists; ``on_close`` is told then."""
+        try:
+            self._refuse_unusable(sdp)
+        except MediaError:
+            if on_close is not None:
+                on_close()
+            raise
+
+    def _refuse_unusable(self, sdp: str) -> None:
         if self._closed:
             raise MediaError("session_closed", "the session's media is closed")
         if not sdp.startswith("v=0") or "m=" not in sdp:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
+import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
@@ -141,3 +143,16 @@ async def add_session(database: Database, seed: Seed, point_ids: list[int],
         db.add(session)
         await db.flush()
         return session.id
+
+
+@pytest.fixture(autouse=True)
+def server_messages_match_their_schemas() -> Iterator[None]:
+    """Every message any test client received must match the server's schema for its type.
+
+    Imported by the conftest of each folder whose tests open live sockets.
+    """
+    OPENED.clear()
+    yield
+    invalid = [problem for live in OPENED for problem in live.invalid]
+    OPENED.clear()
+    assert not invalid, invalid[:3]
