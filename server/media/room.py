@@ -28,7 +28,7 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationEr
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from server.logs import Throttled
-from server.media import hooks
+from server.media import hooks, memory
 from server.media.audio import AudioInput
 from server.media.feed import ProgramFeed, Subscription
 from server.media.layers import LayerPolicy
@@ -452,6 +452,7 @@ class MediaRoom:
             await endpoint.pc.close()
         except Exception:  # noqa: BLE001 - a half-negotiated connection: aiortc trips on what it never made
             log.debug("endpoint %s: closing its peer connection failed", endpoint.id, exc_info=True)
+        memory.release_soon()
         self._on_endpoint(endpoint.state())
 
     async def close_key(self, key: str, kind: EndpointKindName | None = None) -> None:
