@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-
 from typing import Any
 
 from argon2 import PasswordHasher

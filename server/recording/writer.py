@@ -135,8 +135,9 @@ class PartWriter:
                 video = container.add_mux_stream(self._codec, width=self._size[0], height=self._size[1])
             audio = container.add_stream("libopus", rate=48_000, layout="stereo")
             streams = {"video": video, "audio": audio}
-            # The part's time starts at 0 for both kinds; an H.264 part's first keyframe is known.
-            last_video_ms = 0
+            # The part's time starts at 0 for both kinds (a first picture at 0 is kept at 0); an
+            # H.264 part's first keyframe is known.
+            last_video_ms = -1
             last_keyframe: bytes | None = self._first_frame or None
             while (item := self._queue.get()) is not None:
                 with self._lock:
