@@ -19,6 +19,7 @@ from server.i18n import Catalogues
 from server.storage.db import Database
 from server.media.feed import ProgramFeed
 from server.media.peer import IceConfig
+from server.media.stats import MediaStats
 from server.recording.jobs import Mp4Jobs
 from server.recording.retention import Retention
 from server.recording.service import Archive
@@ -28,7 +29,9 @@ from server.live.quotas import Quotas
 from server.storage.attendance import RecordKeeper, rule_from_settings
 from server.storage.live import DatabaseLiveStore, FloorGrantStore
 from server.storage.presence import PresenceRecorder
+from server.storage.quality import QualityStore
 from server.views import live
+from server.views.metrics import Telemetry, telemetry_ctx
 from server.views.middleware import MIDDLEWARES
 from server.views.render import create_environment
 from server.views.routes import setup_routes
@@ -60,8 +63,11 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.CHECKIN_CODES] = CheckinCodes(app[keys.JWT_SECRET], settings.attendance.checkin_window_seconds)
     app[keys.CHECKIN_LIMITER] = SlidingWindowLimiter(CHECKIN_FAILURES, CHECKIN_FAILURE_WINDOW)
     app[keys.SOCKETS] = set()
+    app[keys.MEDIA_STATS] = MediaStats()
+    app[keys.TELEMETRY] = Telemetry()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_live)
+    app.cleanup_ctx.append(telemetry_ctx)
     live.setup(app)
     setup_routes(app, str(STATIC_DIR))
     return app
@@ -102,7 +108,11 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     retention.start()
     app[keys.ARCHIVE] = archive
     app[keys.MP4_JOBS] = jobs
-    subscriptions = [grants, presence.subscribe(bus), records.subscribe(bus), archive.subscribe(bus)]
+    # The points' alarms and connection tests (the roll-call board), kept.
+    quality = QualityStore(database)
+    app[keys.QUALITY] = quality
+    subscriptions = [grants, presence.subscribe(bus), records.subscribe(bus), archive.subscribe(bus),
+                     quality.subscribe(bus)]
     ice = IceConfig.from_settings(settings.ice)
     limits = settings.limits
     quotas = Quotas(endpoints_per_user=limits.endpoints_per_user, endpoints_per_session=limits.session_endpoints,
@@ -110,7 +120,8 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
                     # A refused caller may try again once endpoints left unconnected have expired.
                     retry_after=int(ice.connect_timeout + 0.999))
     registry = LiveRegistry(DatabaseLiveStore(database), bus, ice, grace_seconds=settings.live.reconnect_grace_seconds,
-                            quotas=quotas)
+                            quotas=quotas, thresholds=settings.quality.thresholds(), stats=app[keys.MEDIA_STATS],
+                            prechecks=quality.prechecks)
     app[keys.LIVE] = registry
     yield
     await archive.stop()
@@ -121,6 +132,9 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     if not await grant_store.drain(5):
         log.warning("floor grants: still waiting for the database at shutdown")
     await grant_store.close()
+    if not await quality.drain(3):
+        log.warning("quality events: still waiting for the database at shutdown")
+    await quality.close()
     try:
         await asyncio.wait_for(records.drain(), 10)
     except (TimeoutError, asyncio.TimeoutError):

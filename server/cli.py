@@ -14,7 +14,7 @@ from typing import Any
 from server.config import ConfigError, Settings, ensure_jwt_secret, load_settings
 from server.errors import AppError, ValidationFailed
 from server.storage import db as storage
-from server.logs import quiet_media_libraries
+from server import logs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,9 +61,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    quiet_media_libraries()
     try:
         settings = load_settings(args.config)
+        logs.configure(settings.logging.format, settings.logging.level)
+        logs.quiet_media_libraries()
         handler = COMMANDS[args.command]
         return handler(settings, args)
     except ConfigError as exc:

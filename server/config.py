@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.live.quality import Thresholds
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "default.toml"
 ENV_PREFIX = "BRIDGECAST_"
@@ -172,6 +174,51 @@ class RecordingSettings:
 
 
 @dataclass(frozen=True)
+class QualitySettings:
+    """Where a point turns amber and red on the roll-call board (server.live.quality.Thresholds)."""
+
+    rtt_amber_ms: float = 250.0
+    rtt_red_ms: float = 600.0
+    loss_amber_pct: float = 2.0
+    loss_red_pct: float = 8.0
+    jitter_amber_ms: float = 30.0
+    jitter_red_ms: float = 100.0
+    freezes_amber: float = 1.0
+    freezes_red: float = 4.0
+    silent_seconds: float = 10.0
+    red_after: int = 2
+    calm_after: int = 5
+
+    def __post_init__(self) -> None:
+        try:
+            Thresholds(**dataclasses.asdict(self))
+        except ValueError as exc:
+            raise ConfigError(f"quality: {exc}") from None
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(**dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    # Empty: /metrics answers the loopback only. Set: a bearer token a scraper sends from anywhere.
+    token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    # "text" (default) or "json": one JSON object per line, with session, endpoint and user ids.
+    format: str = "text"
+    level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("text", "json"):
+            raise ConfigError('logging.format must be "text" or "json"')
+        if self.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError("logging.level must be DEBUG, INFO, WARNING or ERROR")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -184,6 +231,9 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
     def effective_database_url(self) -> str:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from server.i18n import Catalogues
     from server.attendance.rule import CreditRule
     from server.live.bus import EventBus
+    from server.media.stats import MediaStats
+    from server.views.metrics import Telemetry
     from server.recording.jobs import Mp4Jobs
     from server.recording.service import Archive
     from server.storage.attendance import RecordKeeper
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from server.storage.db import Database
     from server.storage.live import FloorGrantStore
     from server.storage.presence import PresenceRecorder
+    from server.storage.quality import QualityStore
 
 SETTINGS = web.AppKey("settings", "Settings")
 DATABASE = web.AppKey("database", "Database")
@@ -45,6 +48,9 @@ ARCHIVE = web.AppKey("archive", "Archive")
 MP4_JOBS = web.AppKey("mp4_jobs", "Mp4Jobs")
 # Keeps ended sessions' attendance records (replay reports change them).
 RECORDS = web.AppKey("records", "RecordKeeper")
+MEDIA_STATS = web.AppKey("media_stats", "MediaStats")
+TELEMETRY = web.AppKey("telemetry", "Telemetry")
+QUALITY = web.AppKey("quality", "QualityStore")
 
 # Per-request values, set by the middlewares and the auth helpers.
 PRINCIPAL = web.RequestKey("principal", object)  # Principal | None

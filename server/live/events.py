@@ -277,6 +277,45 @@ class QuestionAsked(Event):
     text: str
 
 
+# Quality ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QualityAlarm(Event):
+    """A point needs the operator, or no longer does (``server.live.quality``).
+
+    ``alarm`` is ``dropped`` (its last connection was lost), ``red`` (its
+    link stayed past a red threshold; ``reasons`` say which) or
+    ``recovered``. Raised once per episode, never again until it recovered.
+    """
+
+    kind: ClassVar[str] = "quality_alarm"
+
+    point_id: PointId
+    name: str
+    alarm: str
+    reasons: list[str]
+    rtt_ms: float | None = None
+    loss_pct: float | None = None
+    jitter_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrecheckDone(Event):
+    """A hall ran its connection test through the hub: what came back, and how fast."""
+
+    kind: ClassVar[str] = "precheck_done"
+
+    point_id: PointId
+    user_id: int
+    ok: bool
+    rtt_ms: float | None
+    bitrate_kbps: float | None
+    video_frames: int
+    audio: bool
+    detail: str
+
+
 # From outside the room: published by whoever changed the data --------------------
 
 
@@ -314,6 +353,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MediaStateChanged,
         HandRaised, HandLowered, FloorGranted, FloorEnded, ProgramSourceChanged, OnAirChanged,
         ParticipantMuted, ParticipantRemoved, QuestionAsked, SessionChanged, UserSignedOut, UserChanged,
+        QualityAlarm, PrecheckDone,
     )
 }
 

@@ -32,6 +32,8 @@ class Action(enum.StrEnum):
     START = "start"
     END = "end"
     VIEW_ROLL_CALL = "view_roll_call"
+    # A hall's page tells what its browser decodes (the quality board), and runs its connection test.
+    REPORT_QUALITY = "report_quality"
 
 
 _ALLOWED: Mapping[LiveRole, frozenset[Action]] = {
@@ -52,7 +54,8 @@ _ALLOWED: Mapping[LiveRole, frozenset[Action]] = {
     ),
     # A hall asks for the floor and speaks when given it (PUBLISH is further
     # limited by may_publish); it sees its own state, not the whole board.
-    LiveRole.HALL: frozenset({Action.RAISE_HAND, Action.LOWER_HAND, Action.QUESTION, Action.PUBLISH}),
+    LiveRole.HALL: frozenset({Action.RAISE_HAND, Action.LOWER_HAND, Action.QUESTION, Action.PUBLISH,
+                              Action.REPORT_QUALITY}),
     # A member alone online only sends written questions: the floor belongs to halls.
     LiveRole.MEMBER: frozenset({Action.QUESTION}),
 }

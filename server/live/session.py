@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -28,6 +28,7 @@ from server.live.events import EndpointKind, Event, LiveRole, ParticipantRef, Po
 from server.live.floor import Ended, Floor, FloorChange, Granted, Lowered, Raised
 from server.live.lifecycle import SessionStatus
 from server.live.permissions import Action, PermissionDenied, require, require_publish
+from server.live.quality import LinkReading, PageReport, PointQuality, QualityBoard, Thresholds
 from server.live.roles import Caller, live_role
 from server.live.roster import Participant, ParticipantLeft, RollCallState, Roster, RosterError
 from server.live.store import SessionInfo
@@ -101,12 +102,16 @@ class LiveSession:
     """The live state of one session; commands return the events they caused."""
 
     def __init__(self, info: SessionInfo, *, clock: Clock | None = None, grace_seconds: float = GRACE_SECONDS,
-                 new_id: Callable[[], str] = ev.new_id) -> None:
+                 new_id: Callable[[], str] = ev.new_id, thresholds: Thresholds | None = None) -> None:
         self.info = info
         self.clock = clock or SystemClock()
         self.grace_seconds = grace_seconds
         self._new_id = new_id
         self.roster = Roster()
+        # Every invited point's link: figures, grade, history, alarms (server.live.quality).
+        self.quality = QualityBoard(thresholds)
+        # Each point's last connection test (PrecheckDone), newest last.
+        self.prechecks: dict[PointId, ev.PrecheckDone] = {}
         self.floor = Floor()
         self.muted: set[PointId] = set()
         self.banned: set[str] = set()
@@ -421,6 +426,57 @@ class LiveSession:
         point = caller.bridge_point_id
         return caller.role is Role.OPERATOR and point is not None and hall_key(point) in self.banned
 
+    # quality ---------------------------------------------------------------------------------
+
+    def grade_points(self, readings: Mapping[str, list[LinkReading]], only: PointId | None = None) -> list[Event]:
+        """Grade the invited points (or ``only`` one) from their endpoints' readings.
+
+        Returns the alarms raised or cleared (:class:`~server.live.events.QualityAlarm`);
+        alarms are raised only while the session is live. A connected hall
+        that receives nothing while the session is live is red (``no_media``).
+        """
+        now, mono = self.clock.now(), self.clock.monotonic()
+        live = self.info.status is SessionStatus.LIVE
+        self.quality.forget(self.info.invited)
+        events: list[Event] = []
+        for point_id, name in self.info.invited.items():
+            if only is not None and point_id != only:
+                continue
+            hall = self.roster.by_point(point_id)
+            connected = hall is not None and hall.connected
+            receiving = hall is not None and hall.receiving_media
+            alarm = self.quality.observe(point_id, readings.get(hall_key(point_id), ()), connected=connected,
+                                         receiving=receiving or not live, now=now, mono=mono, live=live)
+            if alarm is not None:
+                figures = alarm.figures
+                events.append(self._event(
+                    ev.QualityAlarm, point_id=point_id, name=name, alarm=alarm.kind, reasons=list(alarm.reasons),
+                    rtt_ms=_rounded(figures.rtt_ms), loss_pct=_rounded(figures.loss_pct),
+                    jitter_ms=_rounded(figures.jitter_ms)))
+        return events
+
+    def report_page(self, actor: ParticipantRef, report: PageReport) -> None:
+        """A hall's page says what its browser decodes (frames, freezes, audio level)."""
+        require(actor.role, Action.REPORT_QUALITY)
+        if actor.point_id is not None:
+            self.quality.page_report(actor.point_id, report, self.clock.monotonic())
+
+    def precheck_done(self, actor: ParticipantRef, *, user_id: int, ok: bool, rtt_ms: float | None,
+                      bitrate_kbps: float | None, video_frames: int, audio: bool, detail: str) -> list[Event]:
+        """A hall's connection test through the hub finished: kept for the board."""
+        require(actor.role, Action.REPORT_QUALITY)
+        if actor.point_id is None:
+            return []
+        event = self._event(ev.PrecheckDone, point_id=actor.point_id, user_id=user_id, ok=ok,
+                            rtt_ms=_rounded(rtt_ms), bitrate_kbps=_rounded(bitrate_kbps),
+                            video_frames=video_frames, audio=audio, detail=detail)
+        self.prechecks[actor.point_id] = event
+        return [event]
+
+    def quality_points(self) -> list[PointQuality]:
+        """Every invited point's quality, in invited order."""
+        return [self.quality.point(point_id) for point_id in self.info.invited]
+
     # queries ---------------------------------------------------------------------------------
 
     def participant_of(self, endpoint_id: str) -> Participant | None:
@@ -462,3 +518,7 @@ class LiveSession:
             for entry in self.roster.roll_call(list(self.info.invited), self.floor.holder,
                                                frozenset(self._grace))
         ]
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -20,6 +20,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from server.media.stats import MediaStats
 from server.media.fanout import ForwardTrack
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ class _Variant:
 class ProgramAudio:
     """Mixes the active publishers every 20 ms and feeds each viewer its mix-minus variant."""
 
-    def __init__(self) -> None:
+    def __init__(self, stats: MediaStats | None = None) -> None:
+        self.stats = stats
         self.inputs: dict[str, AudioInput] = {}
         self.viewers: dict[ForwardTrack, str | None] = {}
         self._variants: dict[str | None, _Variant] = {}
@@ -151,10 +153,14 @@ class ProgramAudio:
         started = time.monotonic()
         while True:
             self.ticks += 1
+            began = time.perf_counter()
             try:
                 self.tick()
             except Exception:
                 log.exception("audio mix tick failed")
+            if self.stats is not None:
+                self.stats.mix_ticks += 1
+                self.stats.mix_seconds += time.perf_counter() - began
             # Schedule against the start time so the 20 ms cadence does not drift.
             delay = started + self.ticks * TICK - time.monotonic()
             await asyncio.sleep(max(0.0, delay))

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from server.media.stats import MediaStats
 from server.media.audio import AudioInput, ProgramAudio
 from server.media.codecs import VIDEO_CODECS, VideoCodec
 from server.media.fanout import ForwardTrack
@@ -60,9 +61,10 @@ class Subscription:
 class ProgramFeed:
     """The program of one session: inputs from publishers, subscriptions out."""
 
-    def __init__(self, *, on_air: Callable[[str | None], None] = lambda key: None) -> None:
+    def __init__(self, *, on_air: Callable[[str | None], None] = lambda key: None,
+                 stats: MediaStats | None = None) -> None:
         self.video = ProgramVideo()
-        self.audio = ProgramAudio()
+        self.audio = ProgramAudio(stats)
         self.low: LowLayer | None = None
         self.subscriptions: dict[int, Subscription] = {}
         self._sources: dict[str, EncodedVideoSource] = {}

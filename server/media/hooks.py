@@ -16,6 +16,10 @@ here.  What each hook is for:
   a sender's stream, with the octets the sender had sent by then
   (:func:`octets_sent`), for the layer policy.
 * :func:`send_pli` — ask a publisher for a keyframe.
+* :func:`round_trip`, :func:`transport_counts`, :func:`receive_counters` —
+  what aiortc already counts of a connection (its round-trip estimate, its
+  DTLS transport's packets and bytes, our receiver's sequence and jitter
+  counters), read about once a second for the quality board and /metrics.
 * :func:`restrict_addresses` — gather only on named addresses, and ignore,
   never answer and never send to any other (``ice.addresses``; tests and
   benchmarks name 127.0.0.1, see "Networks in tests").
@@ -184,6 +188,7 @@ class ReceiverReport:
     packets_lost: int  # cumulative, as the receiver counts it
     highest_sequence: int  # extended highest sequence number received
     octets_sent: int  # media payload octets the sender had sent when the report arrived
+    jitter: int = 0  # interarrival jitter, in the stream's RTP clock units
 
 
 class ReceiverReports(Protocol):
@@ -201,8 +206,8 @@ def octets_sent(sender: RTCRtpSender) -> int:
     return sender._RTCRtpSender__octet_count  # type: ignore[attr-defined,no-any-return]
 
 
-def on_receiver_report(sender: RTCRtpSender, listener: ReceiverReports) -> None:
-    """Tell ``listener`` what the remote viewer reports about ``sender``'s stream."""
+def on_receiver_report(sender: RTCRtpSender, *listeners: ReceiverReports) -> None:
+    """Tell each listener what the remote viewer reports about ``sender``'s stream."""
     handle = sender._handle_rtcp_packet
 
     async def handle_and_report(packet: Any) -> None:
@@ -210,17 +215,54 @@ def on_receiver_report(sender: RTCRtpSender, listener: ReceiverReports) -> None:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for block in packet.reports:
                 if block.ssrc == sender._ssrc:
-                    listener.report(ReceiverReport(block.fraction_lost / 256, block.packets_lost,
-                                                   block.highest_sequence, octets_sent(sender)))
+                    report = ReceiverReport(block.fraction_lost / 256, block.packets_lost, block.highest_sequence,
+                                            octets_sent(sender), block.jitter)
+                    for listener in listeners:
+                        listener.report(report)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
             except ValueError:
                 return
             if sender._ssrc in ssrcs:
-                listener.bandwidth(bitrate, octets_sent(sender))
+                for listener in listeners:
+                    listener.bandwidth(bitrate, octets_sent(sender))
 
     sender._handle_rtcp_packet = handle_and_report  # type: ignore[method-assign]
+
+
+def round_trip(sender: RTCRtpSender) -> float | None:
+    """aiortc's smoothed round-trip estimate for ``sender`` (seconds), from the receiver reports
+    that answer its sender reports; None until one has."""
+    return sender._RTCRtpSender__rtt  # type: ignore[attr-defined,no-any-return]
+
+
+def transport_counts(pc: RTCPeerConnection) -> tuple[int, int, int, int]:
+    """Packets and bytes the connection's DTLS transports sent and received (RTP, RTCP, data):
+    (packets sent, bytes sent, packets received, bytes received)."""
+    seen: set[int] = set()
+    totals = [0, 0, 0, 0]
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.sender.transport
+        if transport is None or id(transport) in seen:
+            continue
+        seen.add(id(transport))  # one transport for every bundled section
+        totals[0] += transport._RTCDtlsTransport__tx_packets
+        totals[1] += transport._RTCDtlsTransport__tx_bytes
+        totals[2] += transport._RTCDtlsTransport__rx_packets
+        totals[3] += transport._RTCDtlsTransport__rx_bytes
+    return totals[0], totals[1], totals[2], totals[3]
+
+
+def receive_counters(receiver: RTCRtpReceiver) -> tuple[int, int, int, int] | None:
+    """What our receiver counted of its first remote stream: (packets expected, packets received,
+    interarrival jitter in RTP units, clock rate); None before a packet arrived."""
+    streams = receiver._RTCRtpReceiver__remote_streams
+    for stream in list(streams.values())[:1]:
+        if stream.max_seq is None:
+            return None
+        return stream.packets_expected, stream.packets_received, stream.jitter, stream._clockrate
+    return None
 
 
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:

@@ -27,12 +27,16 @@ from aiortc import RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from server.live.quality import LinkReading
+from server import logs
 from server.logs import Throttled
 from server.media import hooks, memory
 from server.media.audio import AudioInput
 from server.media.feed import ProgramFeed, Subscription
 from server.media.layers import LayerPolicy
+from server.media.meter import LinkMeter
 from server.media.peer import IceConfig, new_peer
+from server.media.stats import MediaStats
 from server.media.video import EncodedVideoSource
 
 log = logging.getLogger(__name__)
@@ -160,6 +164,7 @@ class _Endpoint:
     on_close: Callable[[], None] | None = None
     # Closes the endpoint if its ICE has not connected in time.
     deadline: asyncio.TimerHandle | None = None
+    meter: LinkMeter | None = None
 
     def state(self) -> EndpointState:
         return EndpointState(self.id, self.key, self.kind, self.receiving, self.closed)
@@ -174,9 +179,11 @@ class MediaRoom:
     """
 
     def __init__(self, ice: IceConfig, *, on_endpoint: Callable[[EndpointState], None] = lambda state: None,
-                 on_air: Callable[[str | None], None] = lambda key: None) -> None:
+                 on_air: Callable[[str | None], None] = lambda key: None, stats: MediaStats | None = None) -> None:
         self.ice = ice
-        self.feed = ProgramFeed(on_air=on_air)
+        # The process's media counters (/metrics); a room of its own in tests.
+        self.stats = stats or MediaStats()
+        self.feed = ProgramFeed(on_air=on_air, stats=self.stats)
         self._on_endpoint = on_endpoint
         self._endpoints: dict[str, _Endpoint] = {}
         # The same endpoints by participant key: lookups per key stay O(1) with thousands of viewers.
@@ -194,10 +201,20 @@ class MediaRoom:
         """
         self._check_offer(offer_sdp, on_close)
         await self.close_key(key, "publish")
+        endpoint_id = uuid.uuid4().hex
+        with logs.bind(endpoint=endpoint_id):  # what aiortc's tasks for it log says which endpoint
+            return await self._publish(endpoint_id, key, offer_sdp, on_close)
+
+    async def _publish(self, endpoint_id: str, key: str, offer_sdp: str, on_close: Callable[[], None] | None
+                       ) -> Answer:
         pc = new_peer(self.ice)
-        endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "publish", pc, on_close=on_close))
+        endpoint = self._add(_Endpoint(endpoint_id, key, "publish", pc, on_close=on_close,
+                                       meter=LinkMeter(pc, "publish")))
+        self.stats.opened_publish += 1
         video = pc.addTransceiver("video", direction="recvonly")
         audio = pc.addTransceiver("audio", direction="recvonly")
+        endpoint.meter.watch_receiver(video.receiver)  # type: ignore[union-attr]
+        endpoint.meter.watch_receiver(audio.receiver)  # type: ignore[union-attr]
         # A publisher that offers both sends what the program carries now: a hall given the
         # floor while an H.264 studio feed is on air sends H.264 too, and nothing is transcoded.
         hooks.prefer_codecs(video, first=self.feed.video.codec or "vp8")
@@ -210,7 +227,7 @@ class MediaRoom:
                 return
             if getattr(track, "kind", None) == "video" and endpoint.video is None:
                 endpoint.video = EncodedVideoSource(key, track, video.receiver, pc,  # type: ignore[arg-type]
-                                                    self.feed.video.on_packet)
+                                                    self.feed.video.on_packet, stats=self.stats)
                 self.feed.add_video(endpoint.video)
             elif getattr(track, "kind", None) == "audio" and endpoint.audio is None:
                 endpoint.audio = AudioInput(key, track)  # type: ignore[arg-type]
@@ -224,8 +241,16 @@ class MediaRoom:
     async def view(self, key: str, offer_sdp: str, *, on_close: Callable[[], None] | None = None) -> Answer:
         """Accept a viewer's offer: it receives the program video and its audio mix (without its own voice)."""
         self._check_offer(offer_sdp, on_close)
+        endpoint_id = uuid.uuid4().hex
+        with logs.bind(endpoint=endpoint_id):
+            return await self._view(endpoint_id, key, offer_sdp, on_close)
+
+    async def _view(self, endpoint_id: str, key: str, offer_sdp: str, on_close: Callable[[], None] | None
+                    ) -> Answer:
         pc = new_peer(self.ice)
-        endpoint = self._add(_Endpoint(uuid.uuid4().hex, key, "view", pc, on_close=on_close))
+        meter = LinkMeter(pc, "view")
+        endpoint = self._add(_Endpoint(endpoint_id, key, "view", pc, on_close=on_close, meter=meter))
+        self.stats.opened_view += 1
 
         def first_packet() -> None:
             endpoint.receiving = True
@@ -244,10 +269,12 @@ class MediaRoom:
                 # The viewer lost a picture: ask for a keyframe of its layer (rate-limited at the source).
                 hooks.on_keyframe_request(transceiver.sender, lambda s=subscription: self.feed.request_keyframe(s))
                 # Its receiver reports move it to the low layer on a poor link, and back.
-                policy = LayerPolicy(lambda layer, s=subscription: self.feed.set_layer(s, layer),
+                policy = LayerPolicy(lambda layer, s=subscription: self._move(s, layer),
                                      needed=lambda: self.feed.bitrate)
-                hooks.on_receiver_report(transceiver.sender, policy)
+                hooks.on_receiver_report(transceiver.sender, policy, meter.watch_sender(transceiver.sender, 90000))
                 endpoint.layers = policy
+            else:
+                hooks.on_receiver_report(transceiver.sender, meter.watch_sender(transceiver.sender, 48000))
         self._watch(endpoint)
         answer = await self._answer(endpoint, offer_sdp)
         if video is not None:
@@ -257,6 +284,11 @@ class MediaRoom:
                 raise MediaError("bad_sdp", "the offer receives neither VP8 nor H.264 (packetization-mode 1)")
             self.feed.set_codecs(subscription, codecs)
         return answer
+
+    def _move(self, subscription: Subscription, layer: str) -> None:
+        if subscription.layer != layer:
+            self.stats.layer_moves += 1
+        self.feed.set_layer(subscription, layer)  # type: ignore[arg-type]
 
     # the program -----------------------------------------------------------------
 
@@ -301,6 +333,22 @@ class MediaRoom:
         """Every open endpoint (of ``key``), as plain state."""
         source = self._endpoints.values() if key is None else self._by_key.get(key, {}).values()
         return [endpoint.state() for endpoint in source]
+
+    def link_readings(self) -> dict[str, list[LinkReading]]:
+        """Every open endpoint's link, by participant key (the quality board reads it once a second)."""
+        readings: dict[str, list[LinkReading]] = {}
+        for endpoint in self._endpoints.values():
+            if endpoint.meter is not None and not endpoint.closed:
+                readings.setdefault(endpoint.key, []).append(endpoint.meter.read())
+        return readings
+
+    def traffic(self) -> tuple[int, int, int, int]:
+        """Packets and bytes the open endpoints have sent and received (see hooks.transport_counts)."""
+        totals = [0, 0, 0, 0]
+        for endpoint in self._endpoints.values():
+            for index, value in enumerate(hooks.transport_counts(endpoint.pc)):
+                totals[index] += value
+        return totals[0], totals[1], totals[2], totals[3]
 
     def layer_policy(self, endpoint_id: str) -> LayerPolicy | None:
         """A viewer endpoint's layer policy (its layer and the reason of its last move), for diagnostics."""
@@ -448,6 +496,14 @@ class MediaRoom:
         if endpoint.subscription is not None:
             self.feed.unsubscribe(endpoint.subscription)
         endpoint.receiving = False
+        try:
+            sent_packets, sent_bytes, received_packets, received_bytes = hooks.transport_counts(endpoint.pc)
+        except Exception:  # noqa: BLE001 - a half-made connection has no transport to count
+            sent_packets = sent_bytes = received_packets = received_bytes = 0
+        self.stats.closed_packets_sent += sent_packets
+        self.stats.closed_bytes_sent += sent_bytes
+        self.stats.closed_packets_received += received_packets
+        self.stats.closed_bytes_received += received_bytes
         try:
             await endpoint.pc.close()
         except Exception:  # noqa: BLE001 - a half-negotiated connection: aiortc trips on what it never made

@@ -18,6 +18,7 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from server.media import hooks
+from server.media.stats import MediaStats
 from server.media.codecs import VIDEO_CODECS, EncodedFrame, VideoCodec, frame_size
 from server.media.fanout import Fanout, ForwardTrack
 from server.media.layers import LowLayer, SharedTranscode
@@ -37,8 +38,10 @@ class EncodedVideoSource:
     """
 
     def __init__(self, key: str, track: MediaStreamTrack, receiver: RTCRtpReceiver, pc: RTCPeerConnection,
-                 on_packet: Callable[[EncodedVideoSource, EncodedFrame], None]) -> None:
+                 on_packet: Callable[[EncodedVideoSource, EncodedFrame], None], *,
+                 stats: MediaStats | None = None) -> None:
         self.key = key
+        self._stats = stats
         self._track = track
         self._receiver = receiver
         self._pc = pc
@@ -116,6 +119,8 @@ class EncodedVideoSource:
             return False
         self._last_request = now
         self.keyframe_requests += 1
+        if self._stats is not None:
+            self._stats.keyframe_requests += 1
         if self._unanswered_since is None:
             self._unanswered_since = now
         asyncio.ensure_future(self._send_pli(ssrc))

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from server.live.permissions import PermissionDenied
+from server.live.quality import PageReport
 from server.signaling import outgoing
 from server.signaling.connections import Member
 from server.signaling.messages import ProtocolError
@@ -112,6 +113,13 @@ async def question(room: LiveRoom, member: Member, values: dict[str, Any]) -> No
     await member.connection.send({"type": "question_received", "id": asked.id})
 
 
+async def stats(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
+    level = values.get("audio_level")
+    room.session.report_page(member.participant, PageReport(
+        frames_decoded=values["frames_decoded"], freezes=values["freezes"], fps=values.get("fps"),
+        audio_level=None if level is None else level / 100))
+
+
 async def start(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
     await room.do_start(member.participant)
 
@@ -132,6 +140,7 @@ HANDLERS: dict[str, Handler] = {
     "mute": mute,
     "remove": remove,
     "question": question,
+    "stats": stats,
     "start": start,
     "end": end,
 }

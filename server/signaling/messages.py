@@ -40,6 +40,14 @@ CLIENT_MESSAGES: dict[str, Schema] = {
     "mute": Schema("mute", (Field("point_id", "integer", minimum=1), Field("muted", "boolean"))),
     "remove": Schema("remove", (Field("key", max_length=64, pattern=r"(point|user):\d{1,12}"),)),
     "question": Schema("question", (Field("text", max_length=1000, text="lines"),)),
+    # What a hall's browser decodes of the program (getStats), every few seconds, for the quality board.
+    "stats": Schema("stats", (
+        Field("frames_decoded", "integer", minimum=0, maximum=2**31 - 1),
+        Field("freezes", "integer", minimum=0, maximum=10**6),
+        Field("fps", "integer", required=False, nullable=True, minimum=0, maximum=240),
+        Field("audio_level", "integer", required=False, nullable=True, minimum=0, maximum=100,
+              description="percent of full scale"),
+    )),
     "start": Schema("start", ()),
     "end": Schema("end", ()),
     "leave": Schema("leave", ()),

@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from server.live import events as ev
 from server.live.events import FloorEndReason, LiveRole
+from server.live.quality import PointQuality
 from server.live.roster import Participant
 from server.live.session import LiveSession, Question
 
@@ -56,6 +58,21 @@ _PARTICIPANT = _obj({
     "publishing": _BOOL, "reconnecting": _BOOL, "joined_at": _TIME, "last_seen": _TIME,
 })
 
+_GRADE = {"enum": ["green", "amber", "red", "absent"]}
+_NNUM = _nullable(_NUM)
+_PRECHECK = _obj({"at": _TIME, "ok": _BOOL, "rtt_ms": _NNUM, "bitrate_kbps": _NNUM, "video_frames": _INT,
+                  "audio": _BOOL, "detail": _STR})
+# One point on the quality board: the same fields in the ``quality`` message and GET .../roll-call.
+QUALITY_POINT = _obj({
+    "bridge_point": _ID, "name": _STR, "state": _GRADE, "connected": _BOOL,
+    "reasons": {"type": "array", "items": _STR}, "alarm": _nullable({"enum": ["dropped", "red"]}),
+    "rtt_ms": _NNUM, "loss_pct": _NNUM, "jitter_ms": _NNUM, "bitrate_in_kbps": _NNUM, "bitrate_out_kbps": _NNUM,
+    "fps": _NNUM, "frames_decoded": _nullable(_INT), "freezes_per_min": _NNUM, "audio_level": _NNUM,
+    "last_seen": _nullable(_TIME), "reconnects": _INT, "precheck": _nullable(_PRECHECK),
+    # The sparkline's samples: [time, state, rtt_ms, loss_pct, kbps out], oldest first.
+    "samples": {"type": "array", "items": {"type": "array", "minItems": 5, "maxItems": 5}},
+}, optional=("samples",))
+
 SERVER_MESSAGES: dict[str, dict[str, Any]] = {
     "welcome": _message("welcome", {
         "you": _obj({"key": _STR, "role": {"enum": [r.value for r in LiveRole]}, "point_id": _nullable(_ID),
@@ -71,6 +88,12 @@ SERVER_MESSAGES: dict[str, dict[str, Any]] = {
         "point_id": _ID, "name": _STR,
         "state": {"enum": ["not_connected", "reconnecting", "connected", "receiving", "floor"]},
         "muted": _BOOL, "hand": _BOOL, "talk_seconds": _INT})}}),
+    "quality": _message("quality", {"full": _BOOL, "points": {"type": "array", "items": QUALITY_POINT}}),
+    "quality_alarm": _message("quality_alarm", {
+        "id": _STR, "at": _TIME, "bridge_point": _ID, "name": _STR,
+        "alarm": {"enum": ["dropped", "red", "recovered"]}, "reasons": {"type": "array", "items": _STR},
+        "rtt_ms": _NNUM, "loss_pct": _NNUM, "jitter_ms": _NNUM}),
+    "precheck": _message("precheck", {"bridge_point": _ID, "result": _PRECHECK}),
     "roster": _message("roster", {"participants": {"type": "array", "items": _PARTICIPANT},
                                   "members": _obj({"connected": _INT, "seen": _INT})}),
     "sources": _message("sources", {"sources": {"type": "array", "items": _obj({
@@ -128,6 +151,52 @@ def roll_call_message(session: LiveSession) -> dict[str, Any]:
         {"point_id": p.point_id, "name": p.name, "state": p.state, "muted": p.muted, "hand": p.hand,
          "talk_seconds": p.talk_seconds}
         for p in session.roll_call()]}
+
+
+def precheck_result(event: ev.PrecheckDone | None) -> dict[str, Any] | None:
+    if event is None:
+        return None
+    return {"at": event.at.isoformat(), "ok": event.ok, "rtt_ms": event.rtt_ms, "bitrate_kbps": event.bitrate_kbps,
+            "video_frames": event.video_frames, "audio": event.audio, "detail": event.detail}
+
+
+def quality_point(point: PointQuality, name: str, precheck: ev.PrecheckDone | None,
+                  samples: int | None = None) -> dict[str, Any]:
+    """One point of the board; ``samples``: how many of its latest history samples to add (None: all)."""
+    figures = point.figures.to_dict()
+    body: dict[str, Any] = {
+        "bridge_point": point.point_id, "name": name, "state": point.grade, "connected": point.connected,
+        "reasons": list(point.reasons), "alarm": point.alarm,
+        **{k: figures[k] for k in ("rtt_ms", "loss_pct", "jitter_ms", "bitrate_in_kbps", "bitrate_out_kbps", "fps",
+                                    "frames_decoded", "freezes_per_min", "audio_level")},
+        "last_seen": point.last_seen.isoformat() if point.last_seen else None,
+        "reconnects": point.reconnects, "precheck": precheck_result(precheck),
+    }
+    history = list(point.history)
+    if samples is None:
+        body["samples"] = [sample.to_list() for sample in history]
+    elif samples > 0:
+        body["samples"] = [sample.to_list() for sample in history[-samples:]]
+    return body
+
+
+def quality_message(session: LiveSession, points: list[PointQuality], fresh: dict[int, int] | None) -> dict[str, Any]:
+    """The board's figures; ``fresh`` the samples each point took since the last message (None: the whole
+    history, for a host who has not had it)."""
+    invited = session.info.invited
+    return {"type": "quality", "full": fresh is None, "points": [
+        quality_point(p, invited.get(p.point_id, ""), session.prechecks.get(p.point_id),
+                      None if fresh is None else fresh.get(p.point_id, 0)) for p in points]}
+
+
+def quality_alarm(event: ev.QualityAlarm) -> dict[str, Any]:
+    return {"type": "quality_alarm", "id": event.id, "at": event.at.isoformat(), "bridge_point": event.point_id,
+            "name": event.name, "alarm": event.alarm, "reasons": list(event.reasons), "rtt_ms": event.rtt_ms,
+            "loss_pct": event.loss_pct, "jitter_ms": event.jitter_ms}
+
+
+def precheck_message(event: ev.PrecheckDone) -> dict[str, Any]:
+    return {"type": "precheck", "bridge_point": event.point_id, "result": precheck_result(event)}
 
 
 def roster_message(session: LiveSession) -> dict[str, Any]:

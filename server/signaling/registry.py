@@ -9,27 +9,41 @@ published by whoever changed the data.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 
 from server.live import events as ev
 from server.live.bus import EventBus, dispatcher
 from server.live.lifecycle import SessionStatus
+from server.live.quality import Thresholds
 from server.live.quotas import Quotas
 from server.live.session import GRACE_SECONDS, LiveSession
 from server.live.store import LiveStore
 from server.media.peer import IceConfig
+from server.media.stats import MediaStats
 from server.signaling.messages import ProtocolError
 from server.signaling.room import LiveRoom
+
+
+log = logging.getLogger(__name__)
 
 
 class LiveRegistry:
     """Creates a session's room on first use and forgets it when it closes."""
 
     def __init__(self, store: LiveStore, bus: EventBus, ice: IceConfig, *,
-                 grace_seconds: float = GRACE_SECONDS, quotas: Quotas | None = None) -> None:
+                 grace_seconds: float = GRACE_SECONDS, quotas: Quotas | None = None,
+                 thresholds: Thresholds | None = None, stats: MediaStats | None = None,
+                 prechecks: Callable[[int], Awaitable[list[ev.PrecheckDone]]] | None = None) -> None:
         self._store = store
         self._bus = bus
         self._ice = ice
         self._grace = grace_seconds
+        self._thresholds = thresholds
+        # Each point's last connection test, kept across restarts (the board shows it from the start).
+        self._prechecks = prechecks
+        # The process's media counters (/metrics), shared by every room.
+        self.stats = stats or MediaStats()
         # Peer connections and websockets per user (across sessions) and per session.
         self.quotas = quotas or Quotas.unlimited()
         self.rooms: dict[int, LiveRoom] = {}
@@ -48,9 +62,14 @@ class LiveRegistry:
                 info = await self._store.load(session_id)
                 if info.status in (SessionStatus.ENDED, SessionStatus.CANCELLED):
                     raise ProtocolError("session_closed", f"the session is {info.status.value}")
-                session = LiveSession(info, grace_seconds=self._grace)
+                session = LiveSession(info, grace_seconds=self._grace, thresholds=self._thresholds)
+                if self._prechecks is not None:
+                    try:
+                        session.prechecks.update({e.point_id: e for e in await self._prechecks(session_id)})
+                    except Exception:  # noqa: BLE001 - the board starts without them; new tests still show
+                        log.warning("session %s: earlier connection tests could not be loaded", session_id)
                 room = LiveRoom(session, self._store, self._bus, self._ice, on_closed=self._forget,
-                                quotas=self.quotas)
+                                quotas=self.quotas, stats=self.stats)
                 self.rooms[session_id] = room
             return room
 

@@ -32,9 +32,11 @@ from server.live.quotas import QuotaExceeded, Quotas, Ticket
 from server.live.permissions import Action, PermissionDenied, require
 from server.live.session import LiveSession
 from server.live.store import LiveStore, SessionInfo
+from server import logs
 from server.logs import Throttled
 from server.live.events import ParticipantRef
 from server.media.peer import IceConfig
+from server.media.stats import MediaStats
 from server.media.room import EndpointState, MediaError, MediaRoom
 from server.signaling import messages, outgoing
 from server.signaling.broadcaster import Broadcaster
@@ -51,6 +53,7 @@ from server.signaling.connections import (
     Members,
 )
 from server.signaling.director import Director
+from server.signaling.quality import QualityMonitor
 from server.signaling.handlers import HANDLERS, UNLOCKED
 from server.signaling.messages import ProtocolError
 from server.signaling.resources import Resources, close_resource, open_resource
@@ -73,12 +76,12 @@ class LiveRoom:
 
     def __init__(self, session: LiveSession, store: LiveStore, bus: EventBus, ice: IceConfig,
                  on_closed: Callable[[LiveRoom], Awaitable[None]] | None = None,
-                 quotas: Quotas | None = None) -> None:
+                 quotas: Quotas | None = None, stats: MediaStats | None = None) -> None:
         self.session = session
         self.quotas = quotas or Quotas.unlimited()
         self.store = store
         self.bus = bus
-        self.media = MediaRoom(ice, on_endpoint=self._media_changed, on_air=self._on_air)
+        self.media = MediaRoom(ice, on_endpoint=self._media_changed, on_air=self._on_air, stats=stats)
         self.media.set_live(session.info.status is SessionStatus.LIVE)
         self.members = Members()
         self.resources = Resources()
@@ -93,16 +96,22 @@ class LiveRoom:
         self._idle: asyncio.TimerHandle | None = None
         self.broadcaster = Broadcaster(session, self.members, self.spawn)
         self.director = Director(self.media)
+        self.quality = QualityMonitor(session, self.media.link_readings, self.broadcaster, self._locked_commit,
+                                      self.spawn)
         # The media follows first (a revoked hall's camera is closed), then the sockets are told.
         self._subscriptions: list[Subscription] = [
             bus.subscribe(self.director.handle, session_id=session.info.id, name="media-director"),
             bus.subscribe(self.broadcaster.handle, session_id=session.info.id, name="socket-broadcaster",
                           batch_done=self.broadcaster.batch_done),
+            bus.subscribe(self.quality.handle, session_id=session.info.id, name="quality-monitor"),
         ]
+        # The room's own tasks log as the session's, not as the request that happened to open it.
+        self._context = logs.fresh_context(session=session.info.id)
+        self._context.run(self.quality.start)
         # The publishers' videos as last told to the hosts, and which hosts were told.
         self._sources_sent: dict[str, Any] | None = None
         self._sources_told: set[int] = set()
-        self._ticker = asyncio.create_task(self._tick(), name=f"live-room-{session.info.id}")
+        self._ticker = asyncio.create_task(self._tick(), name=f"live-room-{session.info.id}", context=self._context)
         if session.info.status is SessionStatus.LIVE:
             # Opened after a restart mid-session: what follows the session from its start resumes.
             self.spawn(self._locked_commit(self.session.resumed))
@@ -408,6 +417,7 @@ class LiveRoom:
             return
         self._closed = True
         self._ticker.cancel()
+        await self.quality.stop()
         if self._idle is not None:
             self._idle.cancel()
         self.broadcaster.stop()

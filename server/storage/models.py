@@ -500,3 +500,34 @@ class RecordingAudit(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     action: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+# Quality ------------------------------------------------------------------------------------------
+
+
+class QualityEvent(Base):
+    """A point's alarm (dropped, red, recovered) or its connection test, as the live stream said it.
+
+    Append-only and keyed by the event's id: delivered twice, kept once.
+    """
+
+    __tablename__ = "quality_events"
+    __table_args__ = (Index("ix_quality_events_session_point", "session_id", "bridge_point_id", "at"),)
+
+    event_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    bridge_point_id: Mapped[int] = mapped_column(ForeignKey("bridge_points.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # "alarm" or "precheck"
+    kind: Mapped[str] = mapped_column(String(16))
+    # alarm: dropped | red | recovered; precheck: ok | failed
+    state: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[str] = mapped_column(String(200), default="")
+    rtt_ms: Mapped[float | None] = mapped_column(Float)
+    loss_pct: Mapped[float | None] = mapped_column(Float)
+    jitter_ms: Mapped[float | None] = mapped_column(Float)
+    bitrate_kbps: Mapped[float | None] = mapped_column(Float)
+    video_frames: Mapped[int | None] = mapped_column(Integer)
+    audio: Mapped[bool | None] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import hmac
 import logging
 from urllib.parse import urlsplit
@@ -9,7 +11,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from server import keys
+from server import keys, logs
 from server.errors import AppError, Forbidden, Unauthorized
 from server.logs import Throttled
 from server.storage.db import database_unavailable
@@ -95,9 +97,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/static/"):
-        request[keys.PRINCIPAL] = await authenticate(request)
-    return await handler(request)
+    if request.path.startswith("/static/"):
+        return await handler(request)
+    principal = await authenticate(request)
+    request[keys.PRINCIPAL] = principal
+    # Every line logged for this request (a websocket's whole life) says whose and which session.
+    session = _SESSION_PATH.match(request.path)
+    with logs.bind(user=getattr(principal, "user_id", None), session=int(session[1]) if session else None):
+        return await handler(request)
+
+
+_SESSION_PATH = re.compile(r"^/(?:api/v1/|ws/|whip/|whep/)?sessions/(\d{1,12})(?:/|$)")
 
 
 @web.middleware

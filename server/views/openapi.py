@@ -297,6 +297,35 @@ RESPONSES["BridgePointList"] = _list("BridgePoint", "bridge_points")
 RESPONSES["UserList"] = {**_list("User", "users"), "required": ["users", "total"]}
 RESPONSES["UserList"]["properties"]["total"] = {"type": "integer"}
 
+def _roll_call() -> dict[str, Any]:
+    from server.signaling.outgoing import QUALITY_POINT
+
+    point = {**QUALITY_POINT, "properties": {
+        **QUALITY_POINT["properties"],
+        "roll_call": {"enum": ["not_connected", "reconnecting", "connected", "receiving", "floor"],
+                      "description": "The point's seat in the session (the console's roll call)"}},
+        "required": [*QUALITY_POINT["required"], "roll_call"]}
+    pair = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+            "description": "[amber at, red at]"}
+    alarm = {"type": "object", "required": ["id", "at", "bridge_point", "alarm", "reasons"], "properties": {
+        "id": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
+        "bridge_point": {"type": "integer"}, "alarm": {"enum": ["dropped", "red", "recovered"]},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "rtt_ms": {"type": ["number", "null"]}, "loss_pct": {"type": ["number", "null"]},
+        "jitter_ms": {"type": ["number", "null"]}}}
+    return {"type": "object", "required": ["session_id", "title", "status", "thresholds", "points", "alarms"],
+            "properties": {
+                "session_id": {"type": "integer"}, "title": {"type": "string"},
+                "status": {"enum": ["scheduled", "live", "ended", "cancelled"]},
+                "thresholds": {"type": "object", "properties": {
+                    "rtt_ms": pair, "loss_pct": pair, "jitter_ms": pair, "freezes_per_min": pair}},
+                "points": {"type": "array", "items": point,
+                           "description": "Every invited point, those needing attention first"},
+                "alarms": {"type": "array", "items": alarm, "description": "The session's alarms, newest first"}}}
+
+
+RESPONSES["RollCall"] = _roll_call()
+
 _ERRORS = {
     "400": "Malformed request", "401": "Not signed in or token refused", "403": "The caller's role forbids it",
     "404": "Not found", "409": "Conflicts with the current state", "413": "Body too large",

@@ -9,7 +9,8 @@ from aiohttp import web
 
 from server import schemas
 from server.validation import Schema
-from server.views import account_pages, admin_pages, api, checkins, health, live, recordings, reports, session_pages
+from server.views import (account_pages, admin_pages, api, board, checkins, health, live, metrics, recordings, reports,
+                          session_pages)
 from server.views.openapi import openapi_document
 
 ID = r"{id:\d+}"
@@ -39,6 +40,8 @@ class Route:
 PAGES = [
     Route("GET", "/healthz", health.healthz, public=True),
     Route("GET", "/readyz", health.readyz, public=True),
+    # Loopback or the metrics token (server/views/metrics.py), not a signed-in user.
+    Route("GET", "/metrics", metrics.metrics, public=True),
     Route("GET", "/login", account_pages.login_page, public=True),
     Route("POST", "/login", account_pages.login_submit, public=True),
     Route("POST", "/logout", account_pages.logout, public=True),
@@ -54,6 +57,7 @@ PAGES = [
     Route("POST", f"/sessions/{ID}/edit", session_pages.session_update),
     Route("POST", f"/sessions/{ID}/cancel", session_pages.session_cancel),
     Route("GET", f"/sessions/{ID}/live", live.live_page),
+    Route("GET", f"/sessions/{ID}/board", board.board_page),
     Route("GET", f"/ws/sessions/{ID}", live.session_socket),
     Route("GET", f"/sessions/{ID}/checkin-qr.svg", checkins.checkin_qr),
     Route("GET", f"/sessions/{ID}/checkins", checkins.checkins_page),
@@ -111,6 +115,10 @@ API = [
           "Go live (the session's speaker or an admin): status live, actual start time", response="Session"),
     Route("POST", f"{V1}/sessions/{ID}/end", live.end_session,
           "End the session: every endpoint told, media closed, status ended", response="Session"),
+    Route("GET", f"{V1}/sessions/{ID}/roll-call", board.roll_call,
+          "The roll-call board (the speaker or an admin): every invited point with its state (green, amber, red, "
+          "absent), link figures, reconnects, last connection test and sparkline samples, those needing "
+          "attention first; and the session's alarms", response="RollCall"),
     Route("GET", f"{V1}/sessions/{ID}/checkin-code", checkins.checkin_code,
           "The hall's check-in code and QR link now (the operator of an invited hall, scheduled or live)",
           response="CheckinCode"),

@@ -25,7 +25,7 @@ EXPECTED: dict[str, set[str]] = {
         "end",
         "view_roll_call",
     },
-    "hall": {"raise_hand", "lower_hand", "question", "publish"},
+    "hall": {"raise_hand", "lower_hand", "question", "publish", "report_quality"},
     "member": {"question"},
 }
 ACTIONS = [
@@ -40,6 +40,7 @@ ACTIONS = [
     "start",
     "end",
     "view_roll_call",
+    "report_quality",
 ]
 
 

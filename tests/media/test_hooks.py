@@ -428,3 +428,23 @@ async def test_answer_as_dtls_server_answers_passive_to_actpass_and_connects() -
     finally:
         await publisher.close()
         await hub.close()
+
+
+async def test_counters_the_quality_board_reads() -> None:
+    """round_trip, transport_counts and receive_counters read aiortc's own counters by name."""
+    from aiortc import RTCCertificate
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
+    dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
+    for name in ("tx_packets", "tx_bytes", "rx_packets", "rx_bytes"):
+        assert isinstance(getattr(dtls, "_RTCDtlsTransport__" + name), int), name
+    sender = RTCRtpSender("video", dtls)
+    assert hooks.round_trip(sender) is None
+    assert "self.__rtt = rtt" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    receiver = RTCRtpReceiver("video", dtls)
+    assert hooks.receive_counters(receiver) is None  # nothing received yet
+    stats = StreamStatistics(90000)
+    for name in ("max_seq", "packets_received", "_clockrate"):
+        assert hasattr(stats, name), name
+    assert isinstance(inspect.getattr_static(StreamStatistics, "packets_expected"), property)
+    assert isinstance(inspect.getattr_static(StreamStatistics, "jitter"), property)
+    assert "self.__remote_streams[packet.ssrc].add(packet)" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)

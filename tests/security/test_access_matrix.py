@@ -216,6 +216,8 @@ ROUTES: dict[tuple[str, str], Row] = {
     # Public pages.
     ("GET", "/healthz"): Row(public(200), at("/healthz")),
     ("GET", "/readyz"): Row(public(200), at("/readyz")),
+    # The loopback may scrape without a token (the test client is on it); elsewhere see tests/views/test_metrics.py.
+    ("GET", "/metrics"): Row(public(200), at("/metrics")),
     ("GET", "/login"): Row(outcomes(200, See("/")), at("/login")),
     ("POST", "/login"): Row(public(401), at("/login", form={"username": "nobody-at-all", "password": "wrong one",
                                                              "next": "/"})),
@@ -236,6 +238,9 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("POST", "/sessions/{id}/edit"): Row(admin_only(422, LOGIN), at("/sessions/{S}/edit", form={})),
     ("POST", "/sessions/{id}/cancel"): Row(admin_only(See("/sessions/"), LOGIN), fresh(_session, "/sessions/{new}/cancel")),
     ("GET", "/sessions/{id}/live"): Row(visible(200, LOGIN), at("/sessions/{S}/live")),
+    # The roll-call board: the session's speaker and admins (a speaker of another session cannot see it).
+    ("GET", "/sessions/{id}/board"): Row(outcomes(LOGIN, 403, speaker=200, speaker_2=HIDDEN, admin=200),
+                                         at("/sessions/{S}/board")),
     ("GET", "/ws/sessions/{id}"): Row(visible(101, 401), at("/ws/sessions/{S}", websocket=True)),
     # Check-in: the hall's screen, the operator's list, the phone page.
     ("GET", "/sessions/{id}/checkin-qr.svg"): Row(outcomes(LOGIN, 403, op_a=200, op_b=HIDDEN),
@@ -301,6 +306,8 @@ ROUTES: dict[tuple[str, str], Row] = {
                                                  fresh(_session, "/api/v1/sessions/{new}/start")),
     ("POST", "/api/v1/sessions/{id}/end"): Row(outcomes(401, 403, speaker=200, speaker_2=HIDDEN, admin=200),
                                                fresh(_live_session, "/api/v1/sessions/{new}/end")),
+    ("GET", "/api/v1/sessions/{id}/roll-call"): Row(outcomes(401, 403, speaker=200, speaker_2=HIDDEN, admin=200),
+                                                    at("/api/v1/sessions/{S}/roll-call")),
     ("GET", "/api/v1/sessions/{id}/checkin-code"): Row(outcomes(401, 403, op_a=200, op_b=HIDDEN),
                                                        at("/api/v1/sessions/{S}/checkin-code")),
     ("GET", "/api/v1/sessions/{id}/checkins"): Row(outcomes(401, 403, op_a=200, op_b=HIDDEN, speaker=200,
@@ -756,6 +763,9 @@ MESSAGES: dict[str, LiveCase] = {
                                         member_a=FORBIDDEN)),
     "question": LiveCase(lambda w: {"type": "question", "text": "Xin hỏi mục 3?"},
                          by_seat(FORBIDDEN, Expect(reply="question_received"), Expect(reply="question_received"))),
+    # A hall's page reports what its browser decodes; nobody else's figures count on the board.
+    "stats": LiveCase(lambda w: {"type": "stats", "frames_decoded": 300, "freezes": 0, "fps": 30, "audio_level": 10},
+                      by_seat(FORBIDDEN, OK, FORBIDDEN)),
     "start": LiveCase(lambda w: {"type": "start"}, by_seat(Expect(reply="session"), FORBIDDEN, FORBIDDEN)),
     "end": LiveCase(lambda w: {"type": "end"}, by_seat(Expect(closed=CLOSE_NORMAL), FORBIDDEN, FORBIDDEN), live=True),
     "leave": LiveCase(lambda w: {"type": "leave"},

@@ -25,7 +25,7 @@
     publishState: $("publish-state"), mic: $("toggle-mic"), screen: $("toggle-screen"),
     program: $("program-preview"), viewState: $("view-state"), programEmpty: $("program-empty"), onAir: $("on-air"),
     sourceNotes: $("source-notes"),
-    rollcall: $("rollcall"), summary: $("rollcall-summary"),
+    rollcall: $("rollcall"), summary: $("rollcall-summary"), alarms: $("quality-alarms"),
     floorPanel: $("floor-panel"), floorNone: $("floor-none"), floorCurrent: $("floor-current"),
     floorName: $("floor-name"), floorRemaining: $("floor-remaining"), revoke: $("revoke-floor"),
     floorReconnecting: $("floor-reconnecting"), floorAlerts: $("floor-alerts"),
@@ -38,7 +38,11 @@
     status: null, actualStart: null, floor: null, floorAt: 0, points: {}, rollcallAt: 0,
     camera: null, cameraTrack: null, screenTrack: null, publish: null, view: null, micOn: true,
     questions: {}, questionTotal: 0, you: null,
+    // The quality board: each point's last figures and its sparkline's samples.
+    quality: {}, samples: {}, order: [],
   };
+  var Q = B.quality;
+  var alarms = Q ? new Q.Alarms(el.alarms, t) : null;
 
   // Status and buttons ---------------------------------------------------------------------------
 
@@ -409,23 +413,73 @@
     });
     el.summary.textContent = t(reconnecting ? "summary_reconnecting" : "summary",
                                { connected: connected, total: total, receiving: receiving, reconnecting: reconnecting });
-    keepServerOrder(message.points || []);
+    state.order = (message.points || []).map(function (p) { return p.point_id; });
+    sortRows();
     updateGrantButtons();
   });
 
-  // The server lists the points in the one alphabetical order (server/collation.py),
-  // the same as the page's first rows: follow it rather than sorting again here.
-  function keepServerOrder(points) {
+  // The server lists the points in the one alphabetical order (server/collation.py): the
+  // board keeps it within each level of attention (an open alarm, red, absent, amber, green).
+  function sortRows() {
+    var wanted = state.order.slice().sort(function (a, b) {
+      var ra = Q ? Q.rank(state.quality[a]) : 0, rb = Q ? Q.rank(state.quality[b]) : 0;
+      return ra - rb || state.order.indexOf(a) - state.order.indexOf(b);
+    });
     var rows = el.rollcall.querySelectorAll("tr[data-point-id]");
-    var same = rows.length === points.length && points.every(function (p, i) {
-      return rows[i].getAttribute("data-point-id") === String(p.point_id);
+    var same = rows.length === wanted.length && wanted.every(function (id, i) {
+      return rows[i].getAttribute("data-point-id") === String(id);
     });
     if (same) return;
-    points.forEach(function (p) {
-      var row = rowOf(p.point_id);
+    wanted.forEach(function (id) {
+      var row = rowOf(id);
       if (row) el.rollcall.appendChild(row);
     });
   }
+
+  // Quality: the server's figures once a second, alarms once each ----------------------------------
+
+  function showQuality(row, p) {
+    var label = row.querySelector(".q-state");
+    label.setAttribute("data-q", p.state);
+    label.textContent = t("q_" + p.state);
+    row.setAttribute("data-q", p.state);
+    row.classList.toggle("has-alarm", !!p.alarm);
+    var text = Q.figures(p, t);
+    if (p.reconnects) text += (text ? " · " : "") + t("q_reconnects", { n: p.reconnects });
+    if (!p.connected && p.last_seen) text = t("q_last_seen", { time: clockTime(new Date(p.last_seen)) });
+    row.querySelector(".q-figures").textContent = text;
+    row.querySelector(".q-why").textContent = Q.reasons(p, t);
+    var pre = p.precheck;
+    row.querySelector(".q-line").title = pre ? t(pre.ok ? "precheck_ok" : "precheck_failed", {
+      time: clockTime(new Date(pre.at)), rtt: Math.round(pre.rtt_ms || 0), kbps: Math.round(pre.bitrate_kbps || 0),
+      detail: pre.detail }) : t("precheck_none");
+    var spark = row.querySelector(".q-spark");
+    spark.textContent = "";
+    spark.appendChild(Q.sparkline(state.samples[p.bridge_point] || [], t));
+  }
+
+  client.on("quality", function (message) {
+    if (!Q) return;
+    (message.points || []).forEach(function (p) {
+      state.quality[p.bridge_point] = p;
+      Q.mergeSamples(state.samples, p, message.full);
+      var row = rowOf(p.bridge_point);
+      if (row) showQuality(row, p);
+    });
+    sortRows();
+  });
+
+  client.on("quality_alarm", function (alarm) {
+    if (alarms) alarms.take(alarm);
+  });
+
+  client.on("precheck", function (message) {
+    var p = state.quality[message.bridge_point];
+    if (!p) return;
+    p.precheck = message.result;
+    var row = rowOf(message.bridge_point);
+    if (row) showQuality(row, p);
+  });
 
   function updateGrantButtons() {
     var holder = state.floor && state.floor.holder ? state.floor.holder.point_id : null;

@@ -207,9 +207,16 @@
 
   setInterval(function () {
     pictureChanged();
-    if (!state.view || state.status !== "live") return;
+    if (!state.view) return;
     state.view.inboundStats(state.stats).then(function (sample) {
       if (!sample) return;
+      // What this screen decodes goes to the speaker's board (the server measures the link itself).
+      client.send("stats", {
+        frames_decoded: sample.frames, freezes: sample.freezes || 0,
+        fps: typeof sample.fps === "number" ? Math.min(240, Math.round(sample.fps)) : null,
+        audio_level: typeof sample.audioLevel === "number" ? Math.round(Math.min(1, sample.audioLevel) * 100) : null,
+      });
+      if (state.status !== "live") { state.stats = sample; return; }
       if (sample.bitrate != null) {
         var fps = sample.fps != null ? Math.round(sample.fps) : 0;
         var ok = sample.bitrate > 100000 && fps >= 10 ? "yes" : sample.bitrate > 0 ? "warn" : "no";

@@ -236,18 +236,23 @@
     this._setState("closed");
   };
 
-  /** Inbound video bitrate (bit/s), frame rate and loss from getStats, against the previous sample. */
+  /** Inbound video bitrate (bit/s), frame rate, loss and freezes, and the audio level, from getStats,
+      against the previous sample. */
   PeerLink.prototype.inboundStats = function (previous) {
     var pc = this.pc;
     if (!pc) return Promise.resolve(null);
     return pc.getStats().then(function (report) {
       var sample = null;
       var rtt = null;
+      var audioLevel = null;
       report.forEach(function (s) {
         if (s.type === "inbound-rtp" && (s.kind === "video" || s.mediaType === "video")) {
           sample = { at: s.timestamp, bytes: s.bytesReceived || 0, frames: s.framesDecoded || 0,
                      fps: s.framesPerSecond, width: s.frameWidth, height: s.frameHeight,
-                     lost: s.packetsLost || 0, packets: s.packetsReceived || 0 };
+                     lost: s.packetsLost || 0, packets: s.packetsReceived || 0, freezes: s.freezeCount || 0 };
+        } else if (s.type === "inbound-rtp" && (s.kind === "audio" || s.mediaType === "audio") &&
+                   typeof s.audioLevel === "number") {
+          audioLevel = s.audioLevel;
         } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded" &&
                    typeof s.currentRoundTripTime === "number") {
           rtt = s.currentRoundTripTime * 1000;
@@ -255,6 +260,7 @@
       });
       if (!sample) return null;
       sample.rtt = rtt;
+      sample.audioLevel = audioLevel;
       if (previous && previous.at && sample.at > previous.at) {
         var seconds = (sample.at - previous.at) / 1000;
         sample.bitrate = Math.max(0, (sample.bytes - previous.bytes) * 8 / seconds);
