@@ -32,12 +32,14 @@ run: demo
 	$(PY) -m server serve
 
 # Debian's Chromium and Firefox ESR drive the browser tests (never a downloaded
-# browser build); iptables drops packets on the lossy test link of the layer
-# tests (this kernel's tc has no netem).
+# browser build); iptables drops packets on the lossy test links of the layer
+# and quality tests (this kernel's tc has no netem); coturn is the TURN relay
+# the TURN tests allocate on (started by the tests on 127.0.0.1 only).
 browsers:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/firefox-esr ] || missing="$$missing firefox-esr"; \
+	[ -x /usr/bin/turnserver ] || missing="$$missing coturn"; \
 	command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$$missing iptables"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing from Debian:$$missing"; \

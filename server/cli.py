@@ -83,11 +83,19 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from server.app import create_app
+    from server.media import memory
 
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     print(f"Bridgecast serving on http://{host}:{port}", flush=True)
-    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+    app = create_app(settings)
+
+    async def freeze(app: web.Application) -> None:
+        # What the server made to start is never garbage: later collections skip it (server/media/memory.py).
+        memory.freeze_startup()
+
+    app.on_startup.append(freeze)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
     return 0
 
 

@@ -279,6 +279,9 @@ class QualityBoard:
         """
         point = self.point(point_id)
         figures = combine(readings) if connected else Figures()
+        if not live:
+            # Before the session nothing is sent, so nothing is reported back: silence is not a fault then.
+            figures = replace(figures, report_age=None)
         page = point.page if connected and point.page_at is not None \
             and mono - point.page_at <= self.PAGE_STALE_SECONDS else None
         if page is not None:

@@ -22,15 +22,17 @@ def browser_ice_servers(settings: IceSettings, user_id: int, now: float | None =
     ``use-auth-secret``: username ``<expiry>:<user id>``, password
     base64(HMAC-SHA1(secret, username)).
 
-    None while ``ice.addresses`` confines the server's media: it would refuse
-    the relayed and server-reflexive candidates they produce, and browsers
-    asking a STUN or TURN server would send outside the addresses named.
+    TURN is handed out whenever it is configured, whatever ``ice.addresses``
+    confines: a hall behind a strict firewall needs it most, and the relay's
+    candidates pass the server's address rule like any other (a relay on
+    an address the rule allows). STUN only while the server's media is not
+    confined: a confined server refuses the server-reflexive candidates it
+    finds, and a browser asking a STUN server would send outside the
+    addresses named.
     """
-    if settings.address_list:
-        return []
     servers: list[dict[str, Any]] = []
     stun = _urls(settings.stun_urls)
-    if stun:
+    if stun and not settings.address_list:
         servers.append({"urls": stun})
     turn = _urls(settings.turn_urls)
     if turn and settings.turn_secret:

@@ -1,12 +1,22 @@
-"""Native memory freed by closed peer connections goes back to the system.
+"""Memory that closed peer connections held goes back, soon after they close.
 
-A peer connection allocates in C (OpenSSL's DTLS, libsrtp, PyAV's buffers,
-the socket's buffers); when it closes, glibc keeps the freed memory in its
-arenas for reuse, so after a wave of joins and leaves the server's resident
-size stays at its high-water mark (measured: about 22 MiB after 100 joins
-and leaves, then flat; bench/soak.py). ``malloc_trim`` hands the free pages
-back. It runs a few seconds after the last close of a burst, in a worker
-thread, at most once per ``DELAY``: a storm of leaves costs one trim.
+Two things kept it (measured with bench/soak.py and heap dumps of the
+server, issue 12):
+
+* **Garbage cycles.** A closed ``RTCPeerConnection`` is a web of reference
+  cycles (transports, senders, receivers, their tasks' callbacks), freed
+  only by the cyclic collector's oldest generation, which CPython runs
+  rarely once the heap is large: after a wave of leaves, the dead peer
+  connections (with their packet histories) stayed for minutes. A full
+  collection runs a few seconds after the last close of a burst.
+  :func:`freeze_startup` moves what the server made at start (modules,
+  classes, the app) out of the collector's sight first, so that collection
+  walks only what the lecture made: a few milliseconds with fifty viewers.
+* **glibc's arenas.** Native memory (OpenSSL's DTLS, libsrtp, PyAV's
+  buffers) freed by the close stays in glibc's arenas at the high-water
+  mark; ``malloc_trim`` hands the free pages back, in a worker thread.
+
+Both run at most once per ``DELAY``: a storm of leaves costs one of each.
 """
 
 from __future__ import annotations
@@ -14,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
+import time
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +47,8 @@ _scheduled: asyncio.AbstractEventLoop | None = None
 
 
 def release_soon() -> None:
-    """Ask for a trim shortly (call it when a peer connection closed)."""
+    """Ask for a collection and a trim shortly (call it when a peer connection closed)."""
     global _scheduled
-    if _TRIM is None:
-        return
     loop = asyncio.get_running_loop()
     if _scheduled is loop:
         return
@@ -46,9 +56,20 @@ def release_soon() -> None:
     loop.call_later(DELAY, _run, loop)
 
 
+def freeze_startup() -> None:
+    """Keep what exists now (the server as started) out of every later collection."""
+    gc.collect()
+    gc.freeze()
+
+
 def _run(loop: asyncio.AbstractEventLoop) -> None:
     global _scheduled
     _scheduled = None
+    began = time.perf_counter()
+    found = gc.collect()
+    log.debug("collected %d objects of closed connections in %.1f ms", found, (time.perf_counter() - began) * 1000)
+    if _TRIM is None:
+        return
     try:
         loop.run_in_executor(None, _trim)
     except RuntimeError:  # the executor is shutting down with the loop

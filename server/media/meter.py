@@ -94,7 +94,7 @@ class LinkMeter:
                            bitrate_out_kbps=bitrate_out)
 
     def _bitrates(self, now: float) -> tuple[float | None, float | None]:
-        received, sent = hooks.transport_bytes(self.pc)
+        _, sent, _, received = hooks.transport_counts(self.pc)
         previous, self._bytes = self._bytes, (now, received, sent)
         if previous is None or now <= previous[0]:
             return None, None

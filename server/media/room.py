@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from aiortc import RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
@@ -32,6 +33,7 @@ from server import logs
 from server.logs import Throttled
 from server.media import hooks, memory
 from server.media.audio import AudioInput
+from server.media.fanout import ForwardTrack
 from server.media.feed import ProgramFeed, Subscription
 from server.media.layers import LayerPolicy
 from server.media.meter import LinkMeter
@@ -136,6 +138,49 @@ class EndpointState:
 
 
 @dataclass(frozen=True)
+class EchoResult:
+    """What a connection test measured: the hall's camera and microphone through the hub and back."""
+
+    seconds: float
+    rtt_ms: float | None  # from the hall's receiver reports about what came back
+    bitrate_kbps: float | None  # what the hall sent, on average
+    video_frames: int  # frames sent back to the hall
+    audio_packets: int  # microphone packets received
+    connected: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.connected and self.video_frames >= 10 and self.audio_packets >= 50
+
+    @property
+    def detail(self) -> str:
+        if not self.connected:
+            return "no_connection"
+        if self.video_frames < 10:
+            return "no_video"
+        if self.audio_packets < 50:
+            return "no_audio"
+        return ""
+
+
+@dataclass(eq=False)
+class _Echo:
+    id: str
+    key: str
+    pc: RTCPeerConnection
+    started: float
+    meter: LinkMeter
+    back: ForwardTrack
+    video_sender: object = None
+    source: EncodedVideoSource | None = None
+    audio_receiver: object = None
+    connected: bool = False
+    timer: asyncio.TimerHandle | None = None
+    on_done: Callable[[EchoResult], None] | None = None
+    result: EchoResult | None = None
+
+
+@dataclass(frozen=True)
 class SourceState:
     """A publisher's video as the console shows it: codec, size and how it keyframes."""
 
@@ -190,6 +235,8 @@ class MediaRoom:
         self._by_key: dict[str, dict[str, _Endpoint]] = {}
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Connection tests under way (not endpoints: nobody watches the program through them).
+        self._echoes: dict[str, _Echo] = {}
 
     # publishing ---------------------------------------------------------------
 
@@ -261,6 +308,7 @@ class MediaRoom:
         video = None
         for track in subscription.tracks:
             transceiver = pc.addTransceiver(track, direction="sendonly")
+            hooks.unused_receiver(transceiver.receiver)
             hooks.prefer_codecs(transceiver)
             if track.kind == "video":
                 video = transceiver
@@ -289,6 +337,113 @@ class MediaRoom:
         if subscription.layer != layer:
             self.stats.layer_moves += 1
         self.feed.set_layer(subscription, layer)  # type: ignore[arg-type]
+
+    # the connection test ----------------------------------------------------------
+
+    ECHO_SECONDS = 15.0  # a test not ended by its page ends by itself after this
+
+    async def echo(self, key: str, offer_sdp: str, *, on_done: Callable[[EchoResult], None],
+                   on_close: Callable[[], None] | None = None) -> Answer:
+        """A hall's connection test: its camera and microphone come back to it through the hub.
+
+        The video goes back as it came (encoded, no transcoding), the sound
+        is decoded and encoded again; ``on_done`` gets what was measured when
+        the test ends (:meth:`end_echo`, or after ``ECHO_SECONDS``).
+        """
+        self._check_offer(offer_sdp, on_close)
+        echo_id = uuid.uuid4().hex
+        with logs.bind(endpoint=echo_id):
+            pc = new_peer(self.ice)
+            echo = _Echo(echo_id, key, pc, time.monotonic(), LinkMeter(pc, "view"), ForwardTrack("video"),
+                         on_done=on_done)
+            self._echoes[echo_id] = echo
+            video = pc.addTransceiver(echo.back, direction="sendrecv")
+            audio = pc.addTransceiver("audio", direction="sendrecv")
+            hooks.prefer_codecs(video)
+            hooks.prefer_codecs(audio)
+            hooks.receive_encoded(video.receiver, pc)
+            hooks.send_encoded(video)
+            echo.video_sender = video.sender
+            echo.audio_receiver = audio.receiver
+            hooks.on_receiver_report(video.sender, echo.meter.watch_sender(video.sender, 90000))
+            echo.meter.watch_receiver(video.receiver)
+
+            @pc.on("track")
+            def on_track(track: object) -> None:
+                if getattr(track, "kind", None) == "video" and echo.source is None:
+                    echo.source = EncodedVideoSource(key, track, video.receiver, pc,  # type: ignore[arg-type]
+                                                     lambda source, frame: echo.back.push(frame), stats=self.stats)
+                    echo.back.on_keyframe_needed = lambda: echo.source and echo.source.request_keyframe()
+                    echo.source.request_keyframe(force=True)
+                elif getattr(track, "kind", None) == "audio":
+                    audio.sender.replaceTrack(track)  # type: ignore[arg-type]
+
+            hooks.on_keyframe_request(video.sender, lambda: echo.source and echo.source.request_keyframe())
+
+            @pc.on("connectionstatechange")
+            async def on_state() -> None:
+                if pc.connectionState == "connected":
+                    echo.connected = True
+                elif pc.connectionState in ("failed", "closed"):
+                    await self.end_echo(echo_id)
+
+            echo.timer = asyncio.get_running_loop().call_later(
+                self.ECHO_SECONDS, lambda: self._spawn(self.end_echo(echo_id)))
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+                if len(pc.getTransceivers()) != 2:
+                    raise MediaError("bad_sdp", "offer exactly one video and one audio section")
+                hooks.answer_as_dtls_server(pc)
+                await pc.setLocalDescription(await pc.createAnswer())
+            except MediaError:
+                await self.end_echo(echo_id, report=False)
+                raise
+            except (ValueError, KeyError, IndexError, AttributeError, AssertionError, TypeError, InvalidStateError,
+                    OperationError, InvalidAccessError) as exc:
+                await self.end_echo(echo_id, report=False)
+                raise MediaError("bad_sdp", f"the offer cannot be used: {exc}") from None
+            finally:
+                if on_close is not None:
+                    on_close()  # a test holds no quota beyond its request: it ends by itself
+            return Answer(echo_id, pc.localDescription.sdp)
+
+    def echo_key(self, echo_id: str) -> str | None:
+        echo = self._echoes.get(echo_id)
+        return echo.key if echo else None
+
+    async def end_echo(self, echo_id: str, *, report: bool = True) -> EchoResult | None:
+        """End a connection test; what it measured (None for an unknown or already ended one)."""
+        echo = self._echoes.pop(echo_id, None)
+        if echo is None:
+            return None
+        if echo.timer is not None:
+            echo.timer.cancel()
+        seconds = time.monotonic() - echo.started
+        reading = echo.meter.read()
+        _, _, _, received = hooks.transport_counts(echo.pc)
+        counters = hooks.receive_counters(echo.audio_receiver)  # type: ignore[arg-type]
+        result = EchoResult(
+            seconds=round(seconds, 1),
+            rtt_ms=None if reading.rtt_ms is None else round(reading.rtt_ms, 1),
+            bitrate_kbps=round(received * 8 / seconds / 1000, 1) if seconds > 0 else None,
+            video_frames=echo.back.sent, audio_packets=counters[1] if counters else 0, connected=echo.connected)
+        echo.result = result
+        if echo.source is not None:
+            await echo.source.close()
+        echo.back.stop()
+        try:
+            await echo.pc.close()
+        except Exception:  # noqa: BLE001 - a half-negotiated connection
+            log.debug("echo %s: closing its peer connection failed", echo_id, exc_info=True)
+        memory.release_soon()
+        if report and echo.on_done is not None:
+            echo.on_done(result)
+        return result
+
+    def _spawn(self, awaitable: Any) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # the program -----------------------------------------------------------------
 
@@ -517,6 +672,8 @@ class MediaRoom:
 
     async def close(self) -> None:
         self._closed = True
+        for echo_id in list(self._echoes):
+            await self.end_echo(echo_id, report=False)
         for endpoint_id in list(self._endpoints):
             await self.close_endpoint(endpoint_id)
         await self.feed.close()

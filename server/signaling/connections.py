@@ -78,6 +78,11 @@ class HeldConnection:
         self.id = connection.id
         self._held: list[dict[str, Any] | str] | None = []
 
+    @property
+    def queued(self) -> int:
+        """Messages waiting behind this socket: held here, then in its outbox (/metrics)."""
+        return len(self._held or ()) + getattr(self.inner, "queued", 0)
+
     async def send(self, message: dict[str, Any] | str) -> None:
         if self._held is not None:
             self._held.append(message)

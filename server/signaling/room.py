@@ -53,6 +53,7 @@ from server.signaling.connections import (
     Members,
 )
 from server.signaling.director import Director
+from server.signaling.precheck import start_precheck
 from server.signaling.quality import QualityMonitor
 from server.signaling.handlers import HANDLERS, UNLOCKED
 from server.signaling.messages import ProtocolError
@@ -291,6 +292,11 @@ class LiveRoom:
             raise LiveError("session_closed", f"the session is {self.info.status.value}")
         return await open_resource(self, principal, pc, sdp)
 
+    async def start_precheck(self, principal: Principal, sdp: str) -> Answer:
+        if self.info.status in (SessionStatus.ENDED, SessionStatus.CANCELLED):
+            raise LiveError("session_closed", f"the session is {self.info.status.value}")
+        return await start_precheck(self, principal, sdp)
+
     def resource_owner(self, endpoint_id: str) -> int | None:
         resource = self.resources.get(endpoint_id)
         return resource.user_id if resource else None
@@ -330,6 +336,10 @@ class LiveRoom:
         """Another picture went on air (at its keyframe, after the floor change)."""
         if not self._closed:
             self.spawn(self._locked_commit(lambda: self.session.on_air_changed(key)))
+
+    async def locked_commit(self, change: Callable[[], list[Event]]) -> None:
+        """Commit what ``change`` returns, under the lock (from a callback or a task of its own)."""
+        await self._locked_commit(change)
 
     async def _locked_commit(self, change: Callable[[], list[Event]]) -> None:
         async with self.lock:

@@ -101,6 +101,11 @@ class WebSocketConnection:
         if not self.ws.closed:
             await self.ws.close(code=code, message=reason.encode())
 
+    @property
+    def queued(self) -> int:
+        """Messages waiting in the outbox (/metrics)."""
+        return len(self._outbox)
+
     def stop(self) -> None:
         self._writer.cancel()
 
@@ -288,6 +293,54 @@ async def _delete_resource(request: web.Request) -> web.StreamResponse:
         raise Forbidden("this resource belongs to someone else")
     await room.close_resource(resource)
     return web.Response(status=200)
+
+
+# The hall's connection test ---------------------------------------------------------------------
+
+@require(Role.OPERATOR, Role.ADMIN, scoped=True)
+async def precheck_start(request: web.Request) -> web.StreamResponse:
+    """A hall's camera and microphone through the hub and back (SDP in, SDP out, as WHIP)."""
+    principal = current(request)
+    assert principal is not None
+    session_id = path_id(request)
+    await _admit(request, principal, session_id)
+    sdp = await _read_sdp(request)
+    room = await _room(request, session_id)
+    try:
+        answer = await room.start_precheck(principal, sdp)
+    except PermissionDenied as exc:
+        raise Forbidden(exc.message) from None
+    except QuotaExceeded as exc:
+        raise TooManyRequests(exc.message, retry_after=exc.retry_after, code=exc.code) from None
+    except LiveError as exc:
+        raise Conflict(exc.message, code=exc.code) from None
+    except (ProtocolError, MediaError) as exc:
+        raise AppError(exc.message, code=exc.code) from None
+    headers = {"Location": f"/api/v1/sessions/{session_id}/precheck/{answer.endpoint_id}"}
+    return web.Response(status=201, text=answer.sdp, content_type="application/sdp", headers=headers)
+
+
+@require(Role.OPERATOR, Role.ADMIN, scoped=True)
+async def precheck_end(request: web.Request) -> web.StreamResponse:
+    """End the test; what the server measured (kept as the point's connection test)."""
+    principal = current(request)
+    assert principal is not None
+    session_id = path_id(request)
+    if principal.session_scope not in (None, session_id):
+        raise Forbidden("this token is for another session")
+    room = request.app[keys.LIVE].existing(session_id)
+    echo_id = request.match_info["resource"]
+    key = room.media.echo_key(echo_id) if room is not None else None
+    if room is None or key is None:
+        raise NotFound("no such connection test")
+    if key != live_role(principal, room.info).key and not principal.is_admin:
+        raise Forbidden("this connection test is another hall's")
+    result = await room.media.end_echo(echo_id)
+    if result is None:
+        raise NotFound("no such connection test")
+    return web.json_response({"ok": result.ok, "seconds": result.seconds, "rtt_ms": result.rtt_ms,
+                              "bitrate_kbps": result.bitrate_kbps, "video_frames": result.video_frames,
+                              "audio": result.audio_packets >= 50, "detail": result.detail})
 
 
 async def _no_trickle(request: web.Request) -> web.StreamResponse:

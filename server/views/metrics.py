@@ -125,7 +125,7 @@ class LiveCollector(Collector):
             bytes_sent += totals[1]
             packets_received += totals[2]
             bytes_received += totals[3]
-            queued.extend(member.connection.queued for member in room.members)
+            queued.extend(getattr(member.connection, "queued", 0) for member in room.members)
         for kind, count in sorted(counts.items()):
             endpoints.add_metric([kind], count)
         sockets.add_metric([], len(queued))
@@ -192,7 +192,7 @@ def _allowed(request: web.Request) -> bool:
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     if not _allowed(request):
-        raise Forbidden("metrics_forbidden", "metrics are served to the loopback, or with the metrics token")
+        raise Forbidden("metrics are served to the loopback, or with the metrics token", code="metrics_forbidden")
     body = generate_latest(request.app[keys.TELEMETRY].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

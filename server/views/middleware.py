@@ -97,7 +97,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/static/"):
+    if request.path.startswith("/static/") or request.path == "/metrics":
+        # /metrics has a bearer of its own (the scraper's token, not a user's): see server/views/metrics.py.
+        request[keys.PRINCIPAL] = None
         return await handler(request)
     principal = await authenticate(request)
     request[keys.PRINCIPAL] = principal

@@ -325,6 +325,14 @@ def _roll_call() -> dict[str, Any]:
 
 
 RESPONSES["RollCall"] = _roll_call()
+RESPONSES["PrecheckResult"] = {
+    "type": "object", "required": ["ok", "seconds", "rtt_ms", "bitrate_kbps", "video_frames", "audio", "detail"],
+    "properties": {
+        "ok": {"type": "boolean"}, "seconds": {"type": "number"}, "rtt_ms": {"type": ["number", "null"]},
+        "bitrate_kbps": {"type": ["number", "null"]}, "video_frames": {"type": "integer"},
+        "audio": {"type": "boolean"},
+        "detail": {"enum": ["", "no_connection", "no_video", "no_audio"],
+                   "description": "What failed, when it did"}}}
 
 _ERRORS = {
     "400": "Malformed request", "401": "Not signed in or token refused", "403": "The caller's role forbids it",
@@ -346,6 +354,11 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         if "{id}" in path:
             operation["parameters"] = [{"name": "id", "in": "path", "required": True,
                                         "schema": {"type": "integer", "minimum": 1}}]
+        for name in re.findall(r"\{(\w+)\}", path):
+            if name != "id":
+                operation.setdefault("parameters", []).append({"name": name, "in": "path", "required": True,
+                                                               "schema": {"type": "string",
+                                                                          "pattern": "^[0-9a-f]{32}$"}})
         if route.public:
             operation["security"] = []
         if route.body is not None:
@@ -358,6 +371,9 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{route.request}"}}}}
         elif route.body_type == "text/csv":
             operation["requestBody"] = {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
+        elif route.body_type == "application/sdp":
+            operation["requestBody"] = {"required": True, "content": {
+                "application/sdp": {"schema": {"type": "string", "maxLength": 200_000}}}}
         success: dict[str, Any] = {"description": "Success"}
         if route.response:
             success["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{route.response}"}}}

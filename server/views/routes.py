@@ -119,6 +119,13 @@ API = [
           "The roll-call board (the speaker or an admin): every invited point with its state (green, amber, red, "
           "absent), link figures, reconnects, last connection test and sparkline samples, those needing "
           "attention first; and the session's alarms", response="RollCall"),
+    Route("POST", f"{V1}/sessions/{ID}/precheck", live.precheck_start,
+          "A hall's connection test (its operator): an SDP offer sending camera and microphone, answered (201, "
+          "application/sdp, Location) by a connection that sends both back through the hub",
+          body_type="application/sdp", status=201),
+    Route("DELETE", f"{V1}/sessions/{ID}/precheck/{{resource:[0-9a-f]+}}", live.precheck_end,
+          "End the connection test: what the server measured (round trip, bitrate, frames, sound), kept as the "
+          "point's connection test on the roll-call board", response="PrecheckResult"),
     Route("GET", f"{V1}/sessions/{ID}/checkin-code", checkins.checkin_code,
           "The hall's check-in code and QR link now (the operator of an invited hall, scheduled or live)",
           response="CheckinCode"),

@@ -18,11 +18,6 @@ the issue's bound is 10 s.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
-import signal
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -31,56 +26,19 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from server.auth.tokens import issue_token
 from server.live import events as ev
 from server.storage.db import Database
 from server.storage.models import PresenceEvent
-from tests.conftest import TEST_SECRET, Seed
+from tests.conftest import Seed
+from tests.faults.agents import Agent, start_agent, token
 from tests.faults.links import blackout
 from tests.media.browsers import namespace, netns_unavailable
 from tests.media.clients import Publisher, wait_until
-from tests.processes import ROOT, ServerProcess
+from tests.processes import ServerProcess
 from tests.signaling.helpers import OPENED, LiveClient, add_session
 
 BLACKOUT = 20.0
 MEDIA_BACK_BOUND = 10.0
-
-
-class Agent:
-    """The hall agent's process and what it printed."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[dict[str, Any]] = []
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
-            with contextlib.suppress(json.JSONDecodeError):
-                self.lines.append(json.loads(line))
-
-    def events(self, kind: str, after: float = 0.0) -> list[dict[str, Any]]:
-        return [line for line in self.lines if line["event"] == kind and line["at"] >= after]
-
-    def frames(self) -> int:
-        counts = self.events("frames")
-        return counts[-1]["frames"] if counts else 0
-
-    async def stop(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-            try:
-                await asyncio.wait_for(self.process.wait(), 5)
-                break
-            except TimeoutError:
-                continue
-        self._reader.cancel()
-
-
-def _token(user: Any) -> str:
-    return issue_token(TEST_SECRET, user.id, user.token_version, 3600)
 
 
 async def test_a_hall_blacked_out_for_20_s_has_the_program_back_within_10_s(
@@ -101,7 +59,7 @@ async def test_a_hall_blacked_out_for_20_s_has_the_program_back_within_10_s(
         try:
             await server.start()
             ws = await http.ws_connect(f"{server.url}/ws/sessions/{session_id}",
-                                       headers={"Authorization": f"Bearer {_token(seed.speaker)}"})
+                                       headers={"Authorization": f"Bearer {token(seed.speaker)}"})
             speaker = LiveClient(ws)
             OPENED.append(speaker)
             await speaker.send("join")
@@ -111,11 +69,7 @@ async def test_a_hall_blacked_out_for_20_s_has_the_program_back_within_10_s(
             # A browser-like publisher: keyframes only when the server asks.
             publisher = await speaker.publish((200, 40, 40), 440.0, steady=True)
 
-            process = await asyncio.create_subprocess_exec(
-                "ip", "netns", "exec", ns.name, sys.executable, "-m", "tests.faults.hall_agent",
-                "--url", server.url, "--session", str(session_id), "--token", _token(seed.operator),
-                "--addresses", f"{ns.address},{ns.host_address}", cwd=ROOT, stdout=asyncio.subprocess.PIPE, start_new_session=True)
-            agent = Agent(process)
+            agent = await start_agent(ns, server.url, session_id, token(seed.operator))
             try:
                 await wait_until(lambda: agent.frames() >= 60, timeout=40, step=0.1)
             except AssertionError:

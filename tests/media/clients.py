@@ -221,9 +221,10 @@ class Viewer:
         await self.pc.close()
 
 
-async def view(answer: Answerer, *, only: str | None = None) -> Viewer:
-    """A viewer that decodes VP8 and H.264, or only the codec ``only`` names ("vp8", "h264")."""
-    pc = new_client()
+async def view(answer: Answerer, *, only: str | None = None, configuration: RTCConfiguration | None = None) -> Viewer:
+    """A viewer that decodes VP8 and H.264, or only the codec ``only`` names ("vp8", "h264");
+    ``configuration``: its ICE servers and policy (none by default)."""
+    pc = RTCPeerConnection(configuration) if configuration is not None else new_client()
     viewer = Viewer(pc)
     video = pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")

@@ -90,6 +90,8 @@ def test_ice_and_dtls_internals() -> None:
     # restrict_addresses wraps these and reads a connection's rule from its receiver.
     assert list(inspect.signature(connection.get_component_candidates).parameters) == [
         "self", "component", "addresses", "timeout"]
+    # ...and reads the connection's transport policy (a relay-only one gathers no host candidate).
+    assert "self._transport_policy = transport_policy" in inspect.getsource(connection.__init__)
     assert hasattr(connection, "add_remote_candidate") and hasattr(connection, "request_received")
     assert "self.receiver = receiver" in inspect.getsource(aioice.ice.StunProtocol.__init__)
     assert hasattr(aioice.ice.StunProtocol, "send_stun") and hasattr(aioice.ice.StunProtocol, "send_data")
@@ -448,3 +450,8 @@ async def test_counters_the_quality_board_reads() -> None:
     assert isinstance(inspect.getattr_static(StreamStatistics, "packets_expected"), property)
     assert isinstance(inspect.getattr_static(StreamStatistics, "jitter"), property)
     assert "self.__remote_streams[packet.ssrc].add(packet)" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    # unused_receiver: the estimator is optional where aiortc reads it.
+    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is not None
+    hooks.unused_receiver(receiver)
+    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is None
+    assert "if self.__remote_bitrate_estimator is not None:" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)

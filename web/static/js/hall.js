@@ -229,6 +229,81 @@
     });
   }, 2000);
 
+  // The connection test: camera and microphone through the hub and back ----------------------------
+
+  var precheckButton = $("run-precheck"), precheckRow = $("check-hub"), echoVideo = $("precheck-echo");
+  var PRECHECK_MS = 8000;
+
+  function csrf() {
+    var match = document.cookie.match(/(?:^|;\s*)bc_csrf=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function gathered(pc) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise(function (resolve) {
+      var timer = setTimeout(resolve, 3000);
+      pc.addEventListener("icegatheringstatechange", function () {
+        if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+      });
+    });
+  }
+
+  function runPrecheck() {
+    if (!precheckButton || precheckButton.disabled) return;
+    precheckButton.disabled = true;
+    check(precheckRow, "pending", t("precheck_running"));
+    var stream = state.selfStream && state.selfStream.getTracks ? Promise.resolve(state.selfStream)
+      : navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+    var pc = null, location = null;
+    stream.then(function (media) {
+      pc = new RTCPeerConnection({ iceServers: config.iceServers || [] });
+      media.getTracks().forEach(function (track) { pc.addTransceiver(track, { direction: "sendrecv", streams: [media] }); });
+      pc.addEventListener("track", function (event) {
+        if (event.track.kind === "video") {
+          echoVideo.srcObject = event.streams[0] || new MediaStream([event.track]);
+          echoVideo.hidden = false;
+        }
+      });
+      return pc.createOffer().then(function (offer) { return pc.setLocalDescription(offer); })
+        .then(function () { return gathered(pc); })
+        .then(function () {
+          return fetch(precheckButton.getAttribute("data-endpoint"), {
+            method: "POST", credentials: "same-origin", body: pc.localDescription.sdp,
+            headers: { "Content-Type": "application/sdp", "X-CSRF-Token": csrf() },
+          });
+        });
+    }).then(function (response) {
+      if (response.status !== 201) return response.json().then(function (body) { throw new Error(body.message || response.status); });
+      location = response.headers.get("Location");
+      return response.text();
+    }).then(function (answer) {
+      return pc.setRemoteDescription({ type: "answer", sdp: answer });
+    }).then(function () {
+      return new Promise(function (resolve) { setTimeout(resolve, PRECHECK_MS); });
+    }).then(function () {
+      return fetch(location, { method: "DELETE", credentials: "same-origin", headers: { "X-CSRF-Token": csrf() } });
+    }).then(function (response) {
+      if (!response.ok) throw new Error(String(response.status));
+      return response.json();
+    }).then(function (result) {
+      if (result.ok) {
+        check(precheckRow, "yes", t("precheck_ok", { rtt: Math.round(result.rtt_ms || 0), kbps: Math.round(result.bitrate_kbps || 0) }));
+      } else {
+        check(precheckRow, "no", t("precheck_failed", { why: t("precheck_" + result.detail) }));
+      }
+    }).catch(function (error) {
+      check(precheckRow, "no", t("precheck_error", { message: error && error.message || String(error) }));
+    }).then(function () {
+      if (pc) pc.close();
+      echoVideo.hidden = true;
+      echoVideo.srcObject = null;
+      precheckButton.disabled = false;
+    });
+  }
+
+  if (precheckButton) precheckButton.addEventListener("click", runPrecheck);
+
   // Floor ------------------------------------------------------------------------------------------
 
   function own(pointId) { return pointId != null && pointId === config.pointId; }

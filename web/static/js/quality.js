@@ -36,7 +36,8 @@
     if (typeof point.freezes_per_min === "number" && point.freezes_per_min > 0) {
       parts.push(t("q_freezes", { v: number(point.freezes_per_min, 1) }));
     }
-    return parts.join(" · ");
+    // Each figure on one line; lines break between figures.
+    return parts.map(function (part) { return part.replace(/ /g, "\u00a0"); }).join(" · ");
   }
 
   /** Why a point is amber or red, in words: "high loss, slow round trip". */
@@ -56,7 +57,7 @@
 
   /** The last minutes as bars: height the bitrate sent (relative to the highest), colour the state. */
   function sparkline(samples, t) {
-    var width = 120, height = 24, slot = width / MAX_SAMPLES;
+    var width = 96, height = 22, slot = width / MAX_SAMPLES;
     var svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("class", "sparkline");
     svg.setAttribute("viewBox", "0 0 " + width + " " + height);
