@@ -62,6 +62,54 @@ def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
     return make_settings(data_dir)
 
 
+# Two workers ---------------------------------------------------------------------
+#
+# `make test` runs two pytest-xdist workers. Tests that measure media in real time (frames counted,
+# latency, a link shaped in a namespace, a browser, a server killed) form one group, run one after the
+# other on one worker as they would alone; everything else runs on the other worker beside them, at a
+# lower CPU priority, so that a media test never waits for a core behind a table-driven case.
+
+TIMED = ("e2e", "faults", "media", "recording")
+TIMED_FILES = {"test_attendance_faults.py", "test_live_session.py", "test_turn.py", "test_whip_whep.py",
+               "test_precheck.py", "test_log_secrets.py", "test_metrics.py", "test_live_room.py", "test_limits.py",
+               "test_authority.py", "test_sdp_fuzz.py"}
+
+
+def _timed_path(path: str) -> bool:
+    parts = Path(path).parts
+    return (len(parts) > 1 and parts[0] == "tests" and parts[1] in TIMED) or Path(path).name in TIMED_FILES
+
+
+def _timed(item: pytest.Item) -> bool:
+    return _timed_path(item.nodeid.split("::", 1)[0])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Every timed test in one unit of work (one worker, in order); each other test on its own."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TimedTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "timed" if _timed_path(nodeid.split("::", 1)[0]) else nodeid
+
+    return TimedTogether(config, log)
+
+
+@pytest.fixture(autouse=True)
+def _priority(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A timed test runs at the normal priority; any other, beside one, yields the CPU to it."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        yield
+        return
+    nice = 0 if _timed(request.node) else 10
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:  # not root: a priority once lowered stays lowered, which only slows the untimed
+        pass
+    yield
+
+
 # PostgreSQL --------------------------------------------------------------------
 
 def _in_thread(function: Any, *args: Any) -> Any:

@@ -373,7 +373,7 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             operation["requestBody"] = {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
         elif route.body_type == "application/sdp":
             operation["requestBody"] = {"required": True, "content": {
-                "application/sdp": {"schema": {"type": "string", "maxLength": 200_000}}}}
+                "application/sdp": {"schema": {"type": "string", "description": "An SDP offer (a larger body: 413)"}}}}
         success: dict[str, Any] = {"description": "Success"}
         if route.response:
             success["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{route.response}"}}}

@@ -85,7 +85,8 @@ async def test_the_board_turns_amber_and_red_at_the_loss_thresholds_and_green_ag
                 return bool(now and now["state"] == grade and (reason is None or reason in now["reasons"]))
 
             # A clean link: green, with the figures the server measured from the hall's RTCP.
-            await wait_until(lambda: graded("green") and state()["rtt_ms"] is not None, timeout=40, step=0.2)
+            await wait_until(lambda: graded("green") and state()["rtt_ms"] is not None
+                             and state()["loss_pct"] is not None, timeout=40, step=0.2)
             clean = state()
             assert clean is not None and clean["connected"] and clean["loss_pct"] == 0
             assert clean["rtt_ms"] < 50 and clean["bitrate_out_kbps"] > 100, clean

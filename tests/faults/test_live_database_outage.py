@@ -134,6 +134,9 @@ async def test_a_lecture_goes_on_through_a_30_s_database_outage_and_loses_nothin
         ready = await client.get("/readyz")
         timings["/readyz"] = time.monotonic() - started
         assert ready.status == 503 and (await ready.json())["database"] == "down"
+        # ...while liveness stays 200: a lecture that goes on must not get its server restarted.
+        alive = await client.get("/healthz")
+        assert alive.status == 200 and (await alive.json())["status"] == "ok"
 
         # Signaling, during the outage, every step timed.
         mark = hall.mark()

@@ -63,6 +63,7 @@ VALID: dict[tuple[str, str], Any] = {
     ("grant_floor", "point_id"): 999_999, ("grant_floor", "limit_seconds"): 60, ("show", "source"): "floor",
     ("mute", "point_id"): 999_999, ("mute", "muted"): False, ("remove", "key"): "user:999999",
     ("question", "text"): "Câu hỏi?", ("ping", "t"): 1,
+    ("stats", "frames_decoded"): 300, ("stats", "freezes"): 0, ("stats", "fps"): 30, ("stats", "audio_level"): 12,
 }
 # Wrong values of every JSON type, and the edges of the right ones.
 BAD_VALUES: list[Any] = [

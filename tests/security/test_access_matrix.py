@@ -306,6 +306,13 @@ ROUTES: dict[tuple[str, str], Row] = {
                                                  fresh(_session, "/api/v1/sessions/{new}/start")),
     ("POST", "/api/v1/sessions/{id}/end"): Row(outcomes(401, 403, speaker=200, speaker_2=HIDDEN, admin=200),
                                                fresh(_live_session, "/api/v1/sessions/{new}/end")),
+    # A hall's connection test: its operator (a malformed offer: 400 past every check of who may); an
+    # admin is the session's host there, not a hall (403).
+    ("POST", "/api/v1/sessions/{id}/precheck"): Row(outcomes(401, 403, op_a=400, op_b=HIDDEN),
+                                                   at("/api/v1/sessions/{S}/precheck", data=BAD_SDP,
+                                                      content_type="application/sdp")),
+    ("DELETE", "/api/v1/sessions/{id}/precheck/{resource}"): Row(
+        outcomes(401, 403, op_a=404, op_b=404, admin=404), at("/api/v1/sessions/{S}/precheck/" + "0" * 32)),
     ("GET", "/api/v1/sessions/{id}/roll-call"): Row(outcomes(401, 403, speaker=200, speaker_2=HIDDEN, admin=200),
                                                     at("/api/v1/sessions/{S}/roll-call")),
     ("GET", "/api/v1/sessions/{id}/checkin-code"): Row(outcomes(401, 403, op_a=200, op_b=HIDDEN),
