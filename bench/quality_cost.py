@@ -2,9 +2,10 @@
 
     python -m bench.quality_cost --viewers 40
 
-A media room in this process with one publisher (aiortc, 640x480 VP8 and a
+A media room in this process with one publisher (aiortc, 320x240 VP8 and a
 tone) and ``--viewers`` viewers, each the viewer of its own bridge point,
-all on 127.0.0.1. Once every viewer decodes pictures and has sent receiver
+all on 127.0.0.1 (two decode and report as a browser does, the others count
+frames without decoding). Once every viewer decodes pictures and has sent receiver
 reports, it times what the quality monitor does once a second:
 ``MediaRoom.link_readings()`` (a ``LinkMeter.read()`` per endpoint) and
 ``LiveSession.grade_points()`` (combine, grade, sample, alarm), many times
@@ -21,7 +22,10 @@ import json
 import time
 from datetime import UTC, datetime
 
+from aiortc import RTCSessionDescription
+
 from bench.common import RESULTS, machine, write_section
+from bench.load import CountingViewer
 from server.live.events import hall_key
 from server.live.lifecycle import SessionStatus
 from server.live.session import LiveSession
@@ -38,19 +42,26 @@ async def measure(viewers: int, rounds: int) -> dict[str, object]:
     room.set_live(True)
     publisher = await publish(lambda sdp: _answer(room.publish("user:1", sdp)), (200, 40, 40), 440, steady=True)
     room.show("user:1")
-    players = []
-    for index in range(viewers):
-        players.append(await view(lambda sdp, i=index: _answer(room.view(hall_key(i + 1), sdp))))
+    # Two viewers decode (and send the receiver reports a browser sends); the others count frames
+    # without decoding, as in bench.fanout: one process cannot decode forty pictures in real time.
+    decoding = [await view(lambda sdp, i=index: _answer(room.view(hall_key(i + 1), sdp))) for index in range(2)]
+    counting = [CountingViewer() for _ in range(max(0, viewers - 2))]
+    for index, viewer in enumerate(counting):
+        await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
+        answer = await room.view(hall_key(index + 3), viewer.pc.localDescription.sdp)
+        await viewer.pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
     try:
-        await wait_until(lambda: all(p.frames >= 30 for p in players), timeout=60, step=0.2)
-        # Receiver reports arrive about once a second: wait until every viewer's round trip is known.
-        await wait_until(lambda: all(r.rtt_ms is not None for rs in room.link_readings().values() for r in rs
-                                     if r.kind == "view"), timeout=30, step=0.5)
+        await wait_until(lambda: all(p.frames >= 30 for p in decoding) and all(v.frames >= 30 for v in counting),
+                         timeout=60, step=0.2)
+        # Receiver reports arrive about once a second: wait until the decoding viewers' round trips are known.
+        await wait_until(lambda: all(r.rtt_ms is not None for key in (hall_key(1), hall_key(2))
+                                     for r in room.link_readings().get(key, [])), timeout=30, step=0.5)
         info = SessionInfo(id=1, title="bench", speaker_id=1, status=SessionStatus.LIVE,
                            invited={i + 1: f"Hall {i + 1}" for i in range(viewers)},
                            actual_start=datetime.now(UTC))
         session = LiveSession(info)
         endpoints = len(room.endpoints())
+        assert endpoints == viewers + 1, (endpoints, viewers)
         began = time.perf_counter()
         for _ in range(rounds):
             readings = room.link_readings()
@@ -59,7 +70,7 @@ async def measure(viewers: int, rounds: int) -> dict[str, object]:
         for _ in range(rounds):
             session.grade_points(readings)
         grade_s = (time.perf_counter() - began) / rounds
-        sample = next(r for r in readings[hall_key(1)])
+        sample = readings[hall_key(1)][0]
         return {"viewers": viewers, "endpoints": endpoints, "rounds": rounds,
                 "read_us_per_endpoint": round(read_s / endpoints * 1e6, 2),
                 "grade_us_per_point": round(grade_s / viewers * 1e6, 2),
@@ -68,8 +79,10 @@ async def measure(viewers: int, rounds: int) -> dict[str, object]:
                 "example": {"rtt_ms": sample.rtt_ms, "loss_pct": sample.loss_pct, "jitter_ms": sample.jitter_ms,
                             "bitrate_out_kbps": sample.bitrate_out_kbps}}
     finally:
-        for player in players:
+        for player in decoding:
             await player.close()
+        for viewer in counting:
+            await viewer.pc.close()
         await publisher.close()
         await room.close()
 

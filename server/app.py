@@ -120,7 +120,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
                     # A refused caller may try again once endpoints left unconnected have expired.
                     retry_after=int(ice.connect_timeout + 0.999))
     registry = LiveRegistry(DatabaseLiveStore(database), bus, ice, grace_seconds=settings.live.reconnect_grace_seconds,
-                            quotas=quotas, thresholds=settings.quality.thresholds(), stats=app[keys.MEDIA_STATS],
+                            quotas=quotas, thresholds=settings.quality, stats=app[keys.MEDIA_STATS],
                             prechecks=quality.prechecks)
     app[keys.LIVE] = registry
     yield

@@ -174,32 +174,6 @@ class RecordingSettings:
 
 
 @dataclass(frozen=True)
-class QualitySettings:
-    """Where a point turns amber and red on the roll-call board (server.live.quality.Thresholds)."""
-
-    rtt_amber_ms: float = 250.0
-    rtt_red_ms: float = 600.0
-    loss_amber_pct: float = 2.0
-    loss_red_pct: float = 8.0
-    jitter_amber_ms: float = 30.0
-    jitter_red_ms: float = 100.0
-    freezes_amber: float = 1.0
-    freezes_red: float = 4.0
-    silent_seconds: float = 10.0
-    red_after: int = 2
-    calm_after: int = 5
-
-    def __post_init__(self) -> None:
-        try:
-            Thresholds(**dataclasses.asdict(self))
-        except ValueError as exc:
-            raise ConfigError(f"quality: {exc}") from None
-
-    def thresholds(self) -> Thresholds:
-        return Thresholds(**dataclasses.asdict(self))
-
-
-@dataclass(frozen=True)
 class MetricsSettings:
     # Empty: /metrics answers the loopback only. Set: a bearer token a scraper sends from anywhere.
     token: str = field(default="", repr=False)
@@ -231,7 +205,8 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
-    quality: QualitySettings = field(default_factory=QualitySettings)
+    # Where a point turns amber and red on the roll-call board (server.live.quality).
+    quality: Thresholds = field(default_factory=Thresholds)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -386,7 +361,10 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
             values[name] = _build(kind, raw, f"{where}{name}.")
         else:
             values[name] = _coerce(kind, raw, where + name)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:  # a section's own check (e.g. quality thresholds out of order)
+        raise ConfigError(f"[{where.rstrip('.')}] {exc}") from None
 
 
 def _coerce(kind: Any, raw: Any, name: str) -> Any:

@@ -70,6 +70,8 @@ def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
 # lower CPU priority, so that a media test never waits for a core behind a table-driven case.
 
 TIMED = ("e2e", "faults", "media", "recording")
+# Elsewhere, every file whose tests send media in real time or wait on a server's clock: beside a
+# timed test, at nice 10, they would get a tenth of a core.
 TIMED_FILES = {"test_attendance_faults.py", "test_live_session.py", "test_turn.py", "test_whip_whep.py",
                "test_precheck.py", "test_log_secrets.py", "test_metrics.py", "test_live_room.py", "test_limits.py",
                "test_authority.py", "test_sdp_fuzz.py"}

@@ -137,3 +137,12 @@ def test_a_configured_secret_is_used_and_nothing_is_written(tmp_path: Path) -> N
     settings = load_settings(environ={"BRIDGECAST_DATA_DIR": str(tmp_path), "BRIDGECAST_AUTH_JWT_SECRET": "s" * 40})
     assert ensure_jwt_secret(settings) == "s" * 40
     assert not (tmp_path / "jwt-secret").exists()
+
+
+def test_quality_thresholds_are_settings_and_refused_out_of_order() -> None:
+    settings = load_settings(environ={"BRIDGECAST_QUALITY_LOSS_RED_PCT": "12", "BRIDGECAST_QUALITY_RED_AFTER": "3"})
+    assert (settings.quality.loss_red_pct, settings.quality.red_after, settings.quality.rtt_amber_ms) == (12, 3, 250)
+    with pytest.raises(ConfigError, match=r"\[quality\]"):
+        load_settings(environ={"BRIDGECAST_QUALITY_LOSS_AMBER_PCT": "20"})  # amber above red
+    with pytest.raises(ConfigError, match="logging.format"):
+        load_settings(environ={"BRIDGECAST_LOGGING_FORMAT": "xml"})

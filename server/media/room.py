@@ -177,6 +177,8 @@ class _Echo:
     connected: bool = False
     timer: asyncio.TimerHandle | None = None
     on_done: Callable[[EchoResult], None] | None = None
+    # Told once when the test ends, however it ends (the caller's quota ticket).
+    on_close: Callable[[], None] | None = None
     result: EchoResult | None = None
 
 
@@ -351,11 +353,13 @@ class MediaRoom:
         the test ends (:meth:`end_echo`, or after ``ECHO_SECONDS``).
         """
         self._check_offer(offer_sdp, on_close)
+        for previous in [e.id for e in self._echoes.values() if e.key == key]:
+            await self.end_echo(previous)  # one test at a time per hall: a new one replaces the last
         echo_id = uuid.uuid4().hex
         with logs.bind(endpoint=echo_id):
             pc = new_peer(self.ice)
             echo = _Echo(echo_id, key, pc, time.monotonic(), LinkMeter(pc, "view"), ForwardTrack("video"),
-                         on_done=on_done)
+                         on_done=on_done, on_close=on_close)
             self._echoes[echo_id] = echo
             video = pc.addTransceiver(echo.back, direction="sendrecv")
             audio = pc.addTransceiver("audio", direction="sendrecv")
@@ -402,9 +406,9 @@ class MediaRoom:
                     OperationError, InvalidAccessError) as exc:
                 await self.end_echo(echo_id, report=False)
                 raise MediaError("bad_sdp", f"the offer cannot be used: {exc}") from None
-            finally:
-                if on_close is not None:
-                    on_close()  # a test holds no quota beyond its request: it ends by itself
+            except BaseException:
+                await asyncio.shield(self.end_echo(echo_id, report=False))
+                raise
             return Answer(echo_id, pc.localDescription.sdp)
 
     def echo_key(self, echo_id: str) -> str | None:
@@ -418,6 +422,9 @@ class MediaRoom:
             return None
         if echo.timer is not None:
             echo.timer.cancel()
+        if echo.on_close is not None:
+            on_close, echo.on_close = echo.on_close, None
+            on_close()
         seconds = time.monotonic() - echo.started
         reading = echo.meter.read()
         _, _, _, received = hooks.transport_counts(echo.pc)

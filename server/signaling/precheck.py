@@ -39,6 +39,6 @@ async def start_precheck(room: LiveRoom, principal: Principal, sdp: str) -> Answ
             actor, user_id=principal.user_id, ok=result.ok, rtt_ms=result.rtt_ms, bitrate_kbps=result.bitrate_kbps,
             video_frames=result.video_frames, audio=result.audio_packets >= 50, detail=result.detail)))
 
-    # Counted like any peer connection while it is being set up: a loop of tests stops at the quota.
+    # Counted like any peer connection until it ends (15 s at most): a loop of tests stops at the quota.
     ticket = room.endpoint_ticket(principal)
     return await room.media.echo(seat.key, sdp, on_done=done, on_close=ticket.release)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -244,15 +246,11 @@ async def _read_sdp(request: web.Request) -> str:
         raise AppError("the offer is not UTF-8 text", code="bad_sdp") from None
 
 
-async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.StreamResponse:
-    principal = current(request)
-    assert principal is not None
-    session_id = path_id(request)
-    await _admit(request, principal, session_id)
-    sdp = await _read_sdp(request)
-    room = await _room(request, session_id)
+@contextlib.contextmanager
+def _answer_errors() -> Iterator[None]:
+    """What refuses an offer (WHIP, WHEP, the connection test), as the HTTP error it is."""
     try:
-        answer = await room.open_resource(principal, pc, sdp)
+        yield
     except PermissionDenied as exc:
         raise Forbidden(exc.message) from None
     except QuotaExceeded as exc:
@@ -265,6 +263,17 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
         raise error_class(exc.message, code=exc.code) from None
     except (ProtocolError, MediaError) as exc:
         raise AppError(exc.message, code=exc.code) from None
+
+
+async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.StreamResponse:
+    principal = current(request)
+    assert principal is not None
+    session_id = path_id(request)
+    await _admit(request, principal, session_id)
+    sdp = await _read_sdp(request)
+    room = await _room(request, session_id)
+    with _answer_errors():
+        answer = await room.open_resource(principal, pc, sdp)
     location = f"/{prefix}/sessions/{session_id}/{answer.endpoint_id}"
     headers = {"Location": location, "ETag": f'"{answer.endpoint_id}"'}
     for server in browser_ice_servers(request.app[keys.SETTINGS].ice, principal.user_id):
@@ -306,16 +315,8 @@ async def precheck_start(request: web.Request) -> web.StreamResponse:
     await _admit(request, principal, session_id)
     sdp = await _read_sdp(request)
     room = await _room(request, session_id)
-    try:
+    with _answer_errors():
         answer = await room.start_precheck(principal, sdp)
-    except PermissionDenied as exc:
-        raise Forbidden(exc.message) from None
-    except QuotaExceeded as exc:
-        raise TooManyRequests(exc.message, retry_after=exc.retry_after, code=exc.code) from None
-    except LiveError as exc:
-        raise Conflict(exc.message, code=exc.code) from None
-    except (ProtocolError, MediaError) as exc:
-        raise AppError(exc.message, code=exc.code) from None
     headers = {"Location": f"/api/v1/sessions/{session_id}/precheck/{answer.endpoint_id}"}
     return web.Response(status=201, text=answer.sdp, content_type="application/sdp", headers=headers)
 

@@ -35,7 +35,7 @@ from tests.faults.links import blackout
 from tests.media.browsers import namespace, netns_unavailable
 from tests.media.clients import Publisher, wait_until
 from tests.processes import ServerProcess
-from tests.signaling.helpers import OPENED, LiveClient, add_session
+from tests.signaling.helpers import OPENED, add_session, live_speaker
 
 BLACKOUT = 20.0
 MEDIA_BACK_BOUND = 10.0
@@ -58,14 +58,7 @@ async def test_a_hall_blacked_out_for_20_s_has_the_program_back_within_10_s(
         http = aiohttp.ClientSession()
         try:
             await server.start()
-            ws = await http.ws_connect(f"{server.url}/ws/sessions/{session_id}",
-                                       headers={"Authorization": f"Bearer {token(seed.speaker)}"})
-            speaker = LiveClient(ws)
-            OPENED.append(speaker)
-            await speaker.send("join")
-            await speaker.expect("welcome")
-            await speaker.send("start")
-            await speaker.expect("session", status="live")
+            speaker = await live_speaker(http, server.url, session_id, token(seed.speaker))
             # A browser-like publisher: keyframes only when the server asks.
             publisher = await speaker.publish((200, 40, 40), 440.0, steady=True)
 

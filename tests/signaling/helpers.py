@@ -117,6 +117,18 @@ async def connect(client: TestClient, session_id: int, user: User, **join: Any) 
     return live
 
 
+async def live_speaker(http: Any, url: str, session_id: int, bearer_token: str) -> LiveClient:
+    """The speaker's socket on a server in a process of its own (``url``), joined, the session live."""
+    ws = await http.ws_connect(f"{url}/ws/sessions/{session_id}", headers={"Authorization": f"Bearer {bearer_token}"})
+    speaker = LiveClient(ws)
+    OPENED.append(speaker)
+    await speaker.send("join")
+    await speaker.expect("welcome")
+    await speaker.send("start")
+    await speaker.expect("session", status="live")
+    return speaker
+
+
 async def add_halls(database: Database, seed: Seed, count: int, password_hash: str) -> list[tuple[BridgePoint, User]]:
     """``count`` extra bridge points with an operator each, in province A."""
     halls = []

@@ -22,7 +22,7 @@ from server.storage.db import Database
 from tests.conftest import TEST_PASSWORD, TEST_SECRET, Seed
 from tests.media.clients import Publisher, Viewer, publish, view, wait_until
 from tests.processes import ServerProcess
-from tests.signaling.helpers import OPENED, LiveClient, add_session
+from tests.signaling.helpers import OPENED, add_session, live_speaker
 
 def ice_secrets(sdp: str) -> set[str]:
     return set(re.findall(r"a=ice-(?:pwd|ufrag):(\S+)", sdp))
@@ -53,13 +53,7 @@ async def test_a_sessions_full_log_holds_no_secret(settings: Any, seed: Seed, sq
         async with http.get(f"{server.url}/api/v1/me", headers={"Authorization": "Bearer " + "x" * 40}) as response:
             assert response.status == 401
 
-        ws = await http.ws_connect(f"{server.url}/ws/sessions/{session_id}", headers=auth["speaker"])
-        speaker = LiveClient(ws)
-        OPENED.append(speaker)
-        await speaker.send("join")
-        await speaker.expect("welcome")
-        await speaker.send("start")
-        await speaker.expect("session", status="live")
+        speaker = await live_speaker(http, server.url, session_id, tokens["speaker"])
 
         async def over_socket(offer: str) -> str:
             secrets.update(ice_secrets(offer))

@@ -32,7 +32,7 @@ from server.app import create_app
 from server.config import IceSettings, Settings
 from server.media.ice import browser_ice_servers
 from tests.conftest import Seed, bearer, make_settings
-from tests.media.clients import close_to, publish, view, wait_until
+from tests.media.clients import close_to, view, wait_until
 from tests.signaling.helpers import add_session, connect
 
 SECRET = "turn-shared-secret-for-tests"
