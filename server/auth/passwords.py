@@ -75,16 +75,18 @@ class PasswordChecks:
         self._semaphore = asyncio.Semaphore(self.slots)
         self._queued = 0
         self._running = 0
-        # For the metrics: checks refused as busy, done, and the most that ran at once.
+        # For the metrics: checks refused as busy, done, the most that ran at once and that were let in at once.
         self.refused = 0
         self.done = 0
         self.peak = 0
+        self.peak_queued = 0
 
     async def _run(self, function: Any, *args: Any) -> Any:
         if self._queued >= self.slots + self.waiting:
             self.refused += 1
             raise Busy("too many sign-ins at once")
         self._queued += 1
+        self.peak_queued = max(self.peak_queued, self._queued)
         try:
             async with self._semaphore:
                 self._running += 1

@@ -71,8 +71,11 @@ async def test_a_crowd_of_sign_ins_is_bounded_and_the_rest_of_the_server_answers
     statuses, times = await asyncio.gather(crowd, meanwhile())
     assert set(statuses) <= {401, 429}
     # At most one hash per core runs, and at most `waiting` more queue: the others are told at once.
+    # (How many are hashed in all depends on how fast the first ones finish while the crowd still
+    # arrives: the bound is on what is let in at any moment, not on the total.)
     assert checks.peak <= checks.slots
-    assert statuses.count(401) <= checks.slots + checks.waiting + 5
+    assert checks.peak_queued <= checks.slots + checks.waiting
+    assert statuses.count(401) == checks.done
     assert statuses.count(429) == checks.refused > 0
     print(f"crowd of 150: {statuses.count(401)} hashed, {checks.refused} busy; "
           f"/api/v1/me meanwhile max {max(times) * 1000:.0f} ms")
