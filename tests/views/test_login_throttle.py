@@ -24,13 +24,21 @@ async def token_request(client: TestClient, username: str, password: str, **head
     return response.status
 
 
+def stop_the_throttles_clock(client: TestClient) -> None:
+    """The throttle's clock stands still for the test: its waits (1 s, 2 s …) never run out under it.
+
+    Each test here counts what a run of failures leads to; on a loaded machine
+    a few requests take more than the first wait (1 s), and a guess arriving
+    after it would rightly be let through.
+    """
+    frozen = time.monotonic()
+    client.app[keys.LOGIN_THROTTLE]._clock = lambda: frozen
+
+
 async def test_200_concurrent_wrong_passwords_for_one_account_check_only_the_free_few(
         client: TestClient, seed: Seed) -> None:
     checks = client.app[keys.PASSWORD_CHECKS]
-    # The throttle's clock stands still: on a loaded machine the 200 answers take more than the first
-    # wait (1 s), and a guess arriving after it would rightly be checked.
-    frozen = time.monotonic()
-    client.app[keys.LOGIN_THROTTLE]._clock = lambda: frozen
+    stop_the_throttles_clock(client)
     started = time.monotonic()
     statuses = await asyncio.gather(*(token_request(client, "speaker", f"guess {n}") for n in range(200)))
     assert set(statuses) <= {401, 429}, sorted(set(statuses))
@@ -95,6 +103,7 @@ async def proxied(aiohttp_client: Any, behind_proxy: Settings, seed: Seed) -> Te
 
 async def test_a_guesser_cannot_lock_the_speaker_out(proxied: TestClient, seed: Seed) -> None:
     client = proxied
+    stop_the_throttles_clock(client)
     # The speaker signed in from this browser before: it holds the account's device cookie.
     assert await token_request(client, "speaker", TEST_PASSWORD, **{"X-Forwarded-For": "203.0.113.5"}) == 201
     device = client.session.cookie_jar.filter_cookies(client.make_url("/")).get("bc_device")
@@ -118,6 +127,7 @@ async def test_a_guesser_cannot_lock_the_speaker_out(proxied: TestClient, seed: 
 
 
 async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(client: TestClient, seed: Seed) -> None:
+    stop_the_throttles_clock(client)
     # No trusted proxies: a forged header does not buy a fresh source per request.
     free = client.app[keys.SETTINGS].auth.login_free_attempts
     statuses = [await token_request(client, "member-a", "wrong", **{"X-Forwarded-For": f"192.0.2.{n}"})
@@ -126,6 +136,7 @@ async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(client: Tes
 
 
 async def test_behind_a_trusted_proxy_each_client_is_counted_apart(proxied: TestClient, seed: Seed) -> None:
+    stop_the_throttles_clock(proxied)
     free = proxied.app[keys.SETTINGS].auth.login_free_attempts
     for _ in range(free):
         assert await token_request(proxied, "member-a", "wrong", **{"X-Forwarded-For": "192.0.2.1"}) == 401
@@ -138,6 +149,7 @@ async def test_behind_a_trusted_proxy_each_client_is_counted_apart(proxied: Test
 
 async def test_the_password_form_is_throttled_like_sign_in(client: TestClient, seed: Seed) -> None:
     csrf = await login(client, "member-a")
+    stop_the_throttles_clock(client)
     free = client.app[keys.SETTINGS].auth.login_free_attempts
     statuses = []
     for _ in range(free + 1):
