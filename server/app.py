@@ -24,7 +24,9 @@ from server.recording.jobs import Mp4Jobs
 from server.recording.retention import Retention
 from server.recording.service import Archive
 from server.signaling.registry import LiveRegistry
-from server.live.bus import InMemoryEventBus
+from server.live.bus import EventBus, InMemoryEventBus
+from server.live.nodes import InMemoryNodeRegistry, NodeRegistry
+from server.signaling.cascade import RelayWatch
 from server.live.quotas import Quotas
 from server.storage.attendance import RecordKeeper, rule_from_settings
 from server.storage.live import DatabaseLiveStore, FloorGrantStore
@@ -65,6 +67,8 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SOCKETS] = set()
     app[keys.MEDIA_STATS] = MediaStats()
     app[keys.TELEMETRY] = Telemetry()
+    app[keys.RELAY_TOKENS] = {}
+    app[keys.RELAYS_SEEN] = {}
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_live)
     app.cleanup_ctx.append(telemetry_ctx)
@@ -76,8 +80,22 @@ def create_app(settings: Settings) -> web.Application:
 async def _live(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     database = app[keys.DATABASE]
-    bus = InMemoryEventBus()
+    # One node: the bus and the node registry in this process. With Redis, shared with the relays.
+    redis = None
+    bus: EventBus
+    nodes: NodeRegistry
+    if settings.cascade.redis_url:
+        from server.cascade import redis as shared
+
+        redis = shared.connect(settings.cascade.redis_url)
+        bus = shared.RedisEventBus(redis, node=settings.attendance.node_name)
+        nodes = shared.RedisNodeRegistry(redis)
+        await bus.start()
+    else:
+        bus = InMemoryEventBus()
+        nodes = InMemoryNodeRegistry()
     app[keys.EVENTS] = bus
+    app[keys.NODES] = nodes
     # Subscribers of every session, in order: the stores first (what is on
     # record before anyone is told), then the rooms.
     grant_store = FloorGrantStore(database, write_timeout=settings.attendance.write_timeout_seconds)
@@ -123,7 +141,11 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
                             quotas=quotas, thresholds=settings.quality, stats=app[keys.MEDIA_STATS],
                             prechecks=quality.prechecks)
     app[keys.LIVE] = registry
+    watch = RelayWatch(nodes, registry, interval=min(1.0, settings.cascade.heartbeat_seconds))
+    watch.start()
+    app[keys.RELAY_WATCH] = watch
     yield
+    await watch.stop()
     await archive.stop()
     await registry.close()
     await retention.stop()
@@ -141,6 +163,10 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         log.warning("attendance: records still being written at shutdown; they are computed again when needed")
     for subscription in subscriptions:
         subscription.cancel()
+    await nodes.close()
+    if redis is not None:
+        await bus.close()  # type: ignore[attr-defined]
+        await redis.aclose()
 
 
 def _program(app: web.Application, session_id: int) -> tuple[ProgramFeed, bool] | None:

@@ -1,4 +1,4 @@
-"""The ``bridgecast`` command: serve, db upgrade, demo, user add, sessions, token, report."""
+"""The ``bridgecast`` command: serve, db upgrade, demo, user add, sessions, token, report, relay."""
 
 from __future__ import annotations
 
@@ -55,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("username")
     token.add_argument("--session", type=int, help="limit the token to one session")
     token.add_argument("--ttl", type=int, help="lifetime in seconds (default: auth.token_ttl_seconds)")
+
+    relay = commands.add_parser("relay", help="relay nodes of the cascade (docs/operations.md)")
+    relay_commands = relay.add_subparsers(dest="relay_command", required=True)
+    relay_add = relay_commands.add_parser("add", help="register a relay; its token is printed on the last line")
+    relay_add.add_argument("name")
+    relay_add.add_argument("--unit", required=True, help="the slug of the unit it serves (a province, a commune)")
+    relay_add.add_argument("--url", required=True, help="the base URL viewers reach it at")
+    relay_add.add_argument("--parent", help="the relay above it (default: the hub)")
+    relay_list = relay_commands.add_parser("list", help="the registered relays, their state and last heartbeat")
+    relay_list.add_argument("--json", action="store_true", help="print JSON")
+    relay_serve = relay_commands.add_parser("serve", help="run a relay node until stopped (SIGTERM: cleanly)")
+    relay_serve.add_argument("--hub", required=True, help="the hub's base URL")
+    relay_serve.add_argument("--token", required=True, help="the relay's token (relay add printed it)")
+    relay_serve.add_argument("--host")
+    relay_serve.add_argument("--port", type=int)
     return parser
 
 
@@ -253,6 +268,102 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
+def _relay(settings: Settings, args: argparse.Namespace) -> int:
+    return {"add": _relay_add, "list": _relay_list, "serve": _relay_serve}[args.relay_command](settings, args)
+
+
+def _relay_add(settings: Settings, args: argparse.Namespace) -> int:
+    from server.storage.relays import create_relay
+
+    async def work(database: storage.Database) -> int:
+        async with database.session() as db:
+            relay, token = await create_relay(db, name=args.name, unit_slug=args.unit, url=args.url,
+                                              parent_name=args.parent)
+        print(f"registered relay {relay.name} for unit {relay.unit_slug} at {relay.url}, parent "
+              f"{relay.parent or 'the hub'}; its token (shown once):")
+        print(token)
+        return 0
+
+    return _run(settings, work)
+
+
+def _relay_list(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from server.storage.relays import list_relays
+
+    async def work(database: storage.Database) -> int:
+        async with database.session() as db:
+            relays = await list_relays(db)
+        beats = await _heartbeats(settings)
+        now = time.time()
+        listing = []
+        for relay in relays:
+            item = relay.api()
+            beat = beats.get(relay.name)
+            seen = beat.beat_at if beat is not None else (relay.last_seen_at.timestamp() if relay.last_seen_at
+                                                         else None)
+            if not relay.active:
+                state = "disabled"
+            elif seen is None:
+                state = "never seen"
+            elif beat is not None or now - seen <= settings.cascade.ttl_seconds:
+                state = "alive"
+            else:
+                state = "silent"
+            item.update(state=state, last_heartbeat=_iso(seen), sessions=list(beat.sessions) if beat else [],
+                        viewers=beat.viewers if beat else 0)
+            listing.append(item)
+        if args.json:
+            print(json.dumps(listing, ensure_ascii=False, indent=2))
+        else:
+            for item in listing:
+                print(f"{item['name']:<20} {item['unit']:<16} {item['parent'] or 'hub':<16} {item['state']:<10} "
+                      f"{item['last_heartbeat'] or '-'}")
+        return 0
+
+    return _run(settings, work)
+
+
+def _iso(seconds: float | None) -> str | None:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds") if seconds else None
+
+
+async def _heartbeats(settings: Settings) -> dict[str, Any]:
+    """The relays' live heartbeats, from Redis when the nodes share it (else the hub's records say)."""
+    if not settings.cascade.redis_url:
+        return {}
+    from server.cascade.redis import RedisNodeRegistry, connect
+
+    client = connect(settings.cascade.redis_url)
+    try:
+        return dict(await RedisNodeRegistry(client).alive())
+    finally:
+        await client.aclose()
+
+
+def _relay_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from server.cascade.relay import create_relay_app
+    from server.media.peer import IceConfig
+    from server.storage.relays import check_url, looks_like_relay_token
+
+    if not looks_like_relay_token(args.token):
+        print("bridgecast: --token is not a relay token (relay add prints one)", file=sys.stderr)
+        return 2
+    hub = check_url(args.hub)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    print(f"Bridgecast relay serving on http://{host}:{port}, hub {hub}", flush=True)
+    app = create_relay_app(hub, args.token, IceConfig.from_settings(settings.ice),
+                           heartbeat_seconds=settings.cascade.heartbeat_seconds)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": _serve,
     "db": _db,
@@ -261,6 +372,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "sessions": _sessions,
     "token": _token,
     "report": _report,
+    "relay": _relay,
 }
 
 if __name__ == "__main__":

@@ -193,6 +193,24 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class CascadeSettings:
+    # Empty: one node, the event bus and the node registry in this process. Set (redis://host:port/db):
+    # the hub and its relays share them through Redis (server/cascade/redis.py).
+    redis_url: str = field(default="", repr=False)
+    # A relay beats this often; the hub stops directing viewers to one silent for ttl_seconds.
+    heartbeat_seconds: float = 2.0
+    ttl_seconds: float = 6.0
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.heartbeat_seconds <= 60:
+            raise ConfigError("cascade.heartbeat_seconds must be between 0.1 and 60")
+        if not self.heartbeat_seconds * 2 <= self.ttl_seconds <= 300:
+            raise ConfigError("cascade.ttl_seconds must be at least two heartbeats and at most 300")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("cascade.redis_url must start with redis://, rediss:// or unix://")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -209,6 +227,7 @@ class Settings:
     quality: Thresholds = field(default_factory=Thresholds)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    cascade: CascadeSettings = field(default_factory=CascadeSettings)
 
     @property
     def effective_database_url(self) -> str:

@@ -9,6 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 
+def error_body(code: str, message: str, details: object = None) -> dict[str, object]:
+    """The one error shape of every JSON answer (the hub's and a relay's)."""
+    error: dict[str, object] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
 class AppError(Exception):
     status = 400
     code = "bad_request"

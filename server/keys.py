@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from server.storage.live import FloorGrantStore
     from server.storage.presence import PresenceRecorder
     from server.storage.quality import QualityStore
+    from server.live.nodes import NodeRegistry
+    from server.signaling.cascade import RelayWatch
+    from server.storage.relays import RelayRecord
 
 SETTINGS = web.AppKey("settings", "Settings")
 DATABASE = web.AppKey("database", "Database")
@@ -51,6 +54,13 @@ RECORDS = web.AppKey("records", "RecordKeeper")
 MEDIA_STATS = web.AppKey("media_stats", "MediaStats")
 TELEMETRY = web.AppKey("telemetry", "Telemetry")
 QUALITY = web.AppKey("quality", "QualityStore")
+# The cascade (issue 14): the node registry, the hub's watch over its relays, relay tokens
+# recently checked (digest -> record, valid until a monotonic time) and when each relay was last
+# written down as seen.
+NODES = web.AppKey("nodes", "NodeRegistry")
+RELAY_WATCH = web.AppKey("relay_watch", "RelayWatch")
+RELAY_TOKENS = web.AppKey("relay_tokens", "dict[str, tuple[RelayRecord, float]]")
+RELAYS_SEEN = web.AppKey("relays_seen", "dict[int, float]")
 
 # Per-request values, set by the middlewares and the auth helpers.
 PRINCIPAL = web.RequestKey("principal", object)  # Principal | None

@@ -140,3 +140,26 @@ ATTENDANCE_CORRECTION = Schema(
     ),
     "Give username or user_id, and status or credited_seconds (or both).",
 )
+
+
+# The cascade (issue 14): what a relay sends the hub.
+RELAY_HEARTBEAT = Schema(
+    "RelayHeartbeat",
+    (
+        Field("sessions", "integer_list", required=False, max_items=1000, default=[],
+              description="The live sessions whose uplink is up on the relay"),
+        Field("viewers", "integer", required=False, minimum=0, maximum=1_000_000, default=0),
+        Field("cpu_percent", "integer", required=False, minimum=0, maximum=100_000, default=0),
+        Field("rss_mib", "integer", required=False, minimum=0, maximum=10_000_000, default=0),
+    ),
+)
+
+RELAY_VIEWER = Schema(
+    "RelayViewer",
+    (
+        Field("endpoint", pattern=r"[0-9a-f]{32}", max_length=32, description="The relay's id for the viewer"),
+        Field("token", max_length=4096, description="The viewer's bearer token, or the hub's redirect ticket"),
+    ),
+)
+
+RELAY_VIEWER_STATE = Schema("RelayViewerState", (Field("receiving", "boolean"),))

@@ -68,18 +68,29 @@ def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
 # latency, a link shaped in a namespace, a browser, a server killed) form one group, run one after the
 # other on one worker as they would alone; everything else runs on the other worker beside them, at a
 # lower CPU priority, so that a media test never waits for a core behind a table-driven case.
+#
+# The fault tests (a server, a database or a link cut for 5 to 30 s, with bounds of seconds) mostly
+# wait: they form a second timed group that the other worker takes last, once its own tests are done,
+# so the two groups end together rather than one after the other.
 
 TIMED = ("e2e", "faults", "media", "recording")
 # Elsewhere, every file whose tests send media in real time or wait on a server's clock: beside a
 # timed test, at nice 10, they would get a tenth of a core.
 TIMED_FILES = {"test_attendance_faults.py", "test_live_session.py", "test_turn.py", "test_whip_whep.py",
                "test_precheck.py", "test_log_secrets.py", "test_metrics.py", "test_live_room.py", "test_limits.py",
-               "test_authority.py", "test_sdp_fuzz.py"}
+               "test_authority.py", "test_sdp_fuzz.py", "test_cascade.py"}
+LATE = ("faults",)
+LATE_FILES = {"test_attendance_faults.py"}
 
 
 def _timed_path(path: str) -> bool:
     parts = Path(path).parts
     return (len(parts) > 1 and parts[0] == "tests" and parts[1] in TIMED) or Path(path).name in TIMED_FILES
+
+
+def _late_path(path: str) -> bool:
+    parts = Path(path).parts
+    return (len(parts) > 1 and parts[0] == "tests" and parts[1] in LATE) or Path(path).name in LATE_FILES
 
 
 def _timed(item: pytest.Item) -> bool:
@@ -88,12 +99,21 @@ def _timed(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Every timed test in one unit of work (one worker, in order); each other test on its own."""
+    """The timed tests in two units of work (each on one worker, in order), the faults given out last;
+    each other test on its own."""
     from xdist.scheduler import LoadScopeScheduling
 
     class TimedTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "timed" if _timed_path(nodeid.split("::", 1)[0]) else nodeid
+            path = nodeid.split("::", 1)[0]
+            if _late_path(path):
+                return "timed-late"
+            return "timed" if _timed_path(path) else nodeid
+
+        def _assign_work_unit(self, node: Any) -> None:
+            if len(self.workqueue) > 1 and next(iter(self.workqueue)) == "timed-late":
+                self.workqueue.move_to_end("timed-late")
+            super()._assign_work_unit(node)
 
     return TimedTogether(config, log)
 

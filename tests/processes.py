@@ -1,4 +1,4 @@
-"""The server in a process of its own (``bridgecast serve``), for tests that kill it."""
+"""The server (``bridgecast serve``) or a relay (``bridgecast relay serve``) in a process of its own."""
 
 from __future__ import annotations
 
@@ -39,17 +39,19 @@ class ServerProcess:
                     "BRIDGECAST_RECORDINGS_DIR": str(data_dir / "recordings"),
                     **environment}
         self.process: subprocess.Popen[bytes] | None = None
+        self.command = ["serve"]
+        self.ready_path = "/readyz"
 
     async def start(self) -> None:
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=self.env,
+            self.process = subprocess.Popen([sys.executable, "-m", "server", *self.command], cwd=ROOT, env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession() as http:
             while True:
                 assert self.process.poll() is None, self.log.read_text()[-2000:]
                 try:
-                    async with http.get(f"{self.url}/readyz") as response:
+                    async with http.get(f"{self.url}{self.ready_path}") as response:
                         if response.status == 200:
                             return
                 except aiohttp.ClientError:
@@ -70,3 +72,26 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+class RelayProcess(ServerProcess):
+    """``bridgecast relay serve`` in a process of its own: a relay of the hub at ``hub_url``.
+
+    It has a data folder of its own and no database: everything it knows, it
+    learns from the hub.
+    """
+
+    def __init__(self, data_dir: Path, hub_url: str, token: str, *, port: int | None = None,
+                 **environment: str) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(data_dir, "sqlite+aiosqlite:///unused-by-a-relay.db", **environment)
+        if port is not None:
+            self.port, self.url = port, f"http://127.0.0.1:{port}"
+        self.env.pop("BRIDGECAST_AUTH_JWT_SECRET")  # a relay signs nothing
+        self.command = ["relay", "serve", "--hub", hub_url, "--token", token, "--host", "127.0.0.1",
+                        "--port", str(self.port)]
+        self.ready_path = "/healthz"
+
+    async def health(self) -> dict[str, object]:
+        async with aiohttp.ClientSession() as http, http.get(f"{self.url}/healthz") as response:
+            return await response.json()

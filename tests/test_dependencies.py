@@ -48,6 +48,8 @@ def offending(paths: list[Path], forbidden: tuple[str, ...]) -> dict[str, list[s
     ("signaling", ("aiohttp", "aiortc", "aioice", "sqlalchemy", "server.storage", "server.views")),
     # The archive is a subscriber: it knows the bus and the program feed, never the web or the live room.
     ("recording", ("aiohttp", "aiortc", "aioice", "server.views", "server.signaling")),
+    # A relay moves media and asks the hub: no database, no live room of its own.
+    ("cascade", ("aiortc", "aioice", "sqlalchemy", "server.storage", "server.signaling")),
 ])
 def test_packages_import_only_inward(package: str, forbidden: tuple[str, ...]) -> None:
     assert offending(modules(package), forbidden) == {}

@@ -37,6 +37,13 @@ class Claims:
     token_id: str
     # A token may be scoped to one live session (for WHIP/WHEP and scripts).
     session_id: int | None = None
+    # A redirect ticket (the hub's 307 to a relay) is taken within a minute, but the connection it
+    # opens lasts as long as the token it was issued for: until then (Unix seconds).
+    connection_until: int | None = None
+
+    @property
+    def connection_expires_at(self) -> int:
+        return self.connection_until if self.connection_until is not None else self.expires_at
 
 
 def issue_token(
@@ -47,6 +54,7 @@ def issue_token(
     *,
     session_id: int | None = None,
     now: float | None = None,
+    connection_until: int | None = None,
 ) -> str:
     issued = int(time.time() if now is None else now)
     payload: dict[str, object] = {
@@ -59,6 +67,8 @@ def issue_token(
     }
     if session_id is not None:
         payload["sid"] = session_id
+    if connection_until is not None:
+        payload["until"] = int(connection_until)
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
@@ -96,6 +106,9 @@ def verify_token(secret: str, token: str, *, now: float | None = None) -> Claims
         raise TokenError("invalid_token", "the token is not valid yet")
     try:
         session_id = payload.get("sid")
+        until = payload.get("until")
+        if until is not None and (isinstance(until, bool) or not isinstance(until, int) or session_id is None):
+            raise TokenError("invalid_token", "malformed ticket")
         return Claims(
             user_id=int(payload["sub"]),
             token_version=int(payload["ver"]),
@@ -103,6 +116,7 @@ def verify_token(secret: str, token: str, *, now: float | None = None) -> Claims
             expires_at=int(payload["exp"]),
             token_id=str(payload.get("jti", "")),
             session_id=None if session_id is None else int(session_id),
+            connection_until=until,
         )
     except (TypeError, ValueError):
         raise TokenError("invalid_token", "malformed claims") from None

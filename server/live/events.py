@@ -64,6 +64,11 @@ def user_key(user_id: int) -> str:
     return f"user:{user_id}"
 
 
+def relay_key(node: str) -> str:
+    """The media key of a relay's uplink: a subscriber of the program, never a participant."""
+    return f"relay:{node}"
+
+
 @dataclass(frozen=True, slots=True)
 class ParticipantRef:
     """Who an event is about: enough for any consumer without asking the roster.

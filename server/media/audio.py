@@ -130,9 +130,11 @@ class ProgramAudio:
         # Off before the session starts; muted inputs are left out of every mix.
         self.enabled = True
         self.muted: set[str] = set()
+        # A relay's program: mixed upstream, forwarded as it comes (forward()), never mixed here.
+        self.forwarding = False
 
     def start(self) -> None:
-        if self._task is None:
+        if self._task is None and not self.forwarding:
             self._task = asyncio.create_task(self._run(), name="program-audio")
 
     def add_input(self, source: AudioInput) -> None:
@@ -148,6 +150,17 @@ class ProgramAudio:
 
     def discard(self, track: ForwardTrack) -> None:
         self.viewers.pop(track, None)
+
+    def forward(self, packet: av.Packet) -> None:
+        """One packet of a mix made upstream (a relay's uplink): to every viewer as it is."""
+        self.forwarding = True
+        if not self.enabled:
+            return
+        for track in list(self.viewers):
+            if track.readyState != "live":
+                del self.viewers[track]
+                continue
+            track.push(packet)
 
     async def _run(self) -> None:
         started = time.monotonic()

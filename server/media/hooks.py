@@ -40,6 +40,7 @@ here.  What each hook is for:
 from __future__ import annotations
 
 import asyncio
+import fractions
 import ipaddress
 import logging
 import queue
@@ -49,6 +50,7 @@ from typing import Any, Protocol
 
 import aioice.ice
 import aiortc.codecs
+import av
 import ifaddr
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc.codecs.h264 import H264Encoder
@@ -65,6 +67,8 @@ from aiortc.utils import random32, uint16_add, uint32_add
 from server.media.codecs import VIDEO_CODECS, EncodedFrame, ParameterSets, VideoCodec, is_vp8_keyframe, parse_sprop
 
 log = logging.getLogger(__name__)
+
+_OPUS_TIME_BASE = fractions.Fraction(1, 48000)
 
 
 
@@ -102,6 +106,13 @@ class _EncodedFrameQueue:
                     _sprop(self._pc, codec.payloadType))
             data, keyframe = sets.repair(frame.data)
             encoded = EncodedFrame("h264", data, frame.timestamp, keyframe)
+        elif name == "opus":
+            # A relay's uplink: the parent's mix, forwarded as it came (server/media/uplink.py).
+            packet = av.Packet(frame.data)
+            packet.pts = frame.timestamp
+            packet.time_base = _OPUS_TIME_BASE
+            self._receiver._track._queue.put_nowait(packet)
+            return
         else:  # only VP8 and H.264 are ever negotiated for video
             return
         self._receiver._track._queue.put_nowait(encoded)
@@ -153,6 +164,9 @@ class MarkerJitterBuffer(JitterBuffer):
 
 def receive_encoded(receiver: RTCRtpReceiver, pc: RTCPeerConnection | None = None) -> None:
     """Make ``receiver``'s video track yield :class:`~server.media.codecs.EncodedFrame`\\ s (pts in RTP clock units).
+
+    On an audio receiver (a relay's uplink) the track yields the Opus packets
+    as ``av.Packet``\\ s, pts in 1/48000 s.
 
     ``pc`` is the receiver's connection: its remote description gives the
     H.264 parameter sets of the SDP. Call it before the connection starts

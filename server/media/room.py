@@ -287,10 +287,15 @@ class MediaRoom:
 
     # viewing ---------------------------------------------------------------------
 
-    async def view(self, key: str, offer_sdp: str, *, on_close: Callable[[], None] | None = None) -> Answer:
-        """Accept a viewer's offer: it receives the program video and its audio mix (without its own voice)."""
+    async def view(self, key: str, offer_sdp: str, *, on_close: Callable[[], None] | None = None,
+                   endpoint_id: str | None = None) -> Answer:
+        """Accept a viewer's offer: it receives the program video and its audio mix (without its own voice).
+
+        ``endpoint_id`` names the endpoint when the caller chose it already (a
+        relay's viewer, on record at the hub under that id).
+        """
         self._check_offer(offer_sdp, on_close)
-        endpoint_id = uuid.uuid4().hex
+        endpoint_id = endpoint_id or uuid.uuid4().hex
         with logs.bind(endpoint=endpoint_id):
             return await self._view(endpoint_id, key, offer_sdp, on_close)
 

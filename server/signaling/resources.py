@@ -8,8 +8,10 @@ WHEP shows on the roll call and a member's player counts toward attendance.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from server.auth.principal import Principal
@@ -29,6 +31,12 @@ class Resource:
     connection_id: str  # the roster endpoint
     key: str
     principal: Principal  # who opened it, with the token it came with
+    # The relay whose media serves it (issue 14); None: this server's own media room.
+    node: str | None = None
+    # A relay's viewer: its quota ticket (the media room holds a local one's), and whether the
+    # program reaches it, as the relay reported.
+    release: Callable[[], None] | None = field(default=None, compare=False)
+    receiving: bool = False
 
     @property
     def user_id(self) -> int:
@@ -62,6 +70,13 @@ class Resources:
 
     def all(self) -> list[Resource]:
         return list(self._by_endpoint.values())
+
+    def served_by(self, node: str) -> list[Resource]:
+        return [r for r in self._by_endpoint.values() if r.node == node]
+
+    def remote_receiving(self, key: str) -> bool:
+        """A relay reported that the program reaches one of ``key``'s viewers there."""
+        return any(r.key == key and r.node is not None and r.receiving for r in self._by_endpoint.values())
 
 
 async def open_resource(room: LiveRoom, principal: Principal, pc: str, sdp: str) -> Answer:
@@ -101,13 +116,59 @@ async def open_resource(room: LiveRoom, principal: Principal, pc: str, sdp: str)
     return answer
 
 
+async def open_relayed_view(room: LiveRoom, principal: Principal, node: str, endpoint_id: str) -> Resource:
+    """A viewer whose media a relay serves (WHEP there): in the roster and on record here, like a local one.
+
+    The relay names the endpoint; asked again with the same name (it resent a
+    request whose answer it lost) the answer is the same resource, joined once.
+    """
+    existing = room.resources.get(endpoint_id)
+    if existing is not None:
+        if existing.node != node or existing.user_id != principal.user_id:
+            raise LiveError("endpoint_taken", "another viewer holds this endpoint id")
+        return existing
+    connection_id = f"whep:{endpoint_id}"
+    ticket = room.endpoint_ticket(principal)
+    try:
+        async with room.lock:
+            participant, events = room.session.join(connection_id, "whep", principal)
+            delivery = await room.commit(events)
+    except BaseException:
+        ticket.release()
+        raise
+    if not await delivery.settled():
+        ticket.release()
+        async with room.lock:
+            await room.commit(room.session.leave(connection_id, dropped=False))
+        raise LiveError("try_again", "the join could not be recorded: try again")
+    resource = Resource(endpoint_id, connection_id, participant.key, principal, node=node, release=ticket.release)
+    room.resources.add(resource)
+    return resource
+
+
+async def relayed_receiving(room: LiveRoom, endpoint_id: str) -> bool:
+    """The relay says the program reaches this viewer now (the roll call shows it)."""
+    resource = room.resources.get(endpoint_id)
+    if resource is None or resource.node is None:
+        return False
+    if not resource.receiving:
+        room.resources.add(dataclasses.replace(resource, receiving=True))
+        async with room.lock:
+            await room.commit(room.media_state(resource.key))
+    return True
+
+
 async def close_resource(room: LiveRoom, endpoint_id: str, *, dropped: bool = False) -> bool:
-    """End a resource: its DELETE (``dropped`` False), or its peer connection failed (True)."""
+    """End a resource: its DELETE (``dropped`` False), or its peer connection (or its relay) failed (True)."""
     resource = room.resources.pop(endpoint_id)
     if resource is None:
         return False
+    if resource.release is not None:
+        resource.release()
     async with room.lock:
         await room.media.close_endpoint(endpoint_id)
         await room.commit(room.session.leave(resource.connection_id, dropped=dropped))
+        if resource.node is not None:
+            await room.commit(room.media_state(resource.key))
     room.check_idle()
     return True

@@ -26,7 +26,7 @@ from server.auth.principal import Principal
 from server.errors import AppError
 from server.live.bus import Delivery, EventBus, Subscription
 from server.live.errors import LiveError
-from server.live.events import Event, LiveRole
+from server.live.events import Event, LiveRole, relay_key
 from server.live.lifecycle import SessionAction, SessionStatus
 from server.live.quotas import QuotaExceeded, Quotas, Ticket
 from server.live.permissions import Action, PermissionDenied, require
@@ -57,7 +57,8 @@ from server.signaling.precheck import start_precheck
 from server.signaling.quality import QualityMonitor
 from server.signaling.handlers import HANDLERS, UNLOCKED
 from server.signaling.messages import ProtocolError
-from server.signaling.resources import Resources, close_resource, open_resource
+from server.signaling.resources import (Resource, Resources, close_resource, open_relayed_view, open_resource,
+                                        relayed_receiving)
 from server.media.room import Answer
 
 log = logging.getLogger(__name__)
@@ -306,15 +307,53 @@ class LiveRoom:
         resource = self.resources.get(endpoint_id)
         return resource.connection_id.split(":", 1)[0] if resource else None
 
-    async def close_resource(self, endpoint_id: str) -> bool:
-        return await close_resource(self, endpoint_id)
+    async def close_resource(self, endpoint_id: str, *, dropped: bool = False) -> bool:
+        return await close_resource(self, endpoint_id, dropped=dropped)
+
+    # the cascade (issue 14) -------------------------------------------------------------
+
+    async def open_uplink(self, node: str, sdp: str) -> Answer:
+        """A relay's one subscription to the program: it hears everything (its viewers' mixes are its to make).
+
+        A relay that connects again replaces its previous uplink: one per relay, always.
+        """
+        if self.info.status is not SessionStatus.LIVE:
+            raise LiveError("not_live", f"the session is {self.info.status.value}: nothing to relay")
+        key = relay_key(node)
+        await self.media.close_key(key, "view")
+        return await self.media.view(key, sdp)
+
+    def uplinks(self) -> dict[str, int]:
+        """The relays holding an uplink to this room's program: how many each (one, but for a moment)."""
+        counts: dict[str, int] = {}
+        for endpoint in self.media.endpoints():
+            if endpoint.kind == "view" and endpoint.key.startswith("relay:") and not endpoint.closed:
+                name = endpoint.key.split(":", 1)[1]
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    async def open_relayed_view(self, principal: Principal, node: str, endpoint_id: str) -> Resource:
+        if self.info.status in (SessionStatus.ENDED, SessionStatus.CANCELLED):
+            raise LiveError("session_closed", f"the session is {self.info.status.value}")
+        return await open_relayed_view(self, principal, node, endpoint_id)
+
+    async def relayed_receiving(self, endpoint_id: str) -> bool:
+        return await relayed_receiving(self, endpoint_id)
+
+    async def drop_node(self, node: str) -> int:
+        """A relay died: its viewers are dropped here (the gap is on record), its uplink closed."""
+        lost = self.resources.served_by(node)
+        for resource in lost:
+            await close_resource(self, resource.endpoint_id, dropped=True)
+        await self.media.close_key(relay_key(node), "view")
+        return len(lost)
 
     # media callbacks ------------------------------------------------------------------
 
     def media_state(self, key: str) -> list[Event]:
-        """The domain's view of ``key``'s media, refreshed from the media room."""
-        return self.session.media_state(key, receiving=self.media.is_receiving(key),
-                                        publishing=self.media.is_publishing(key))
+        """The domain's view of ``key``'s media, refreshed from the media room (and the relays serving it)."""
+        receiving = self.media.is_receiving(key) or self.resources.remote_receiving(key)
+        return self.session.media_state(key, receiving=receiving, publishing=self.media.is_publishing(key))
 
     def _media_changed(self, state: EndpointState) -> None:
         """A media endpoint connected, started receiving or closed."""

@@ -531,3 +531,31 @@ class QualityEvent(Base):
     audio: Mapped[bool | None] = mapped_column(Boolean)
     detail: Mapped[str] = mapped_column(String(200), default="")
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+# The cascade --------------------------------------------------------------------------------------
+
+
+class Relay(Base):
+    """A relay node (issue 14): it takes its parent's program once and serves the points of its unit.
+
+    ``parent_id`` None: its parent is the hub. The relay proves who it is with
+    its own token, of which only a SHA-256 digest is kept (the token is 256
+    random bits: a slow hash adds nothing, and a relay authenticates often).
+    """
+
+    __tablename__ = "relays"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    url: Mapped[str] = mapped_column(String(300))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("relays.id", ondelete="RESTRICT"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Its last heartbeat as the hub last wrote it down (every few seconds at most): `relay list`
+    # without Redis. Whether it is alive now is the node registry's to say (a key with a TTL).
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    unit: Mapped[Unit] = relationship(lazy="raise")

@@ -43,7 +43,7 @@ async def principal_from_token(app: web.Application, token: str) -> Principal:
     if revoked:
         raise TokenError("token_revoked", "the token was signed out")
     return principal_of(user, session_scope=claims.session_id, token_id=claims.token_id,
-                        expires_at=claims.expires_at)
+                        expires_at=claims.connection_expires_at)
 
 
 def principal_of(user: User, session_scope: int | None = None, *, token_id: str = "",

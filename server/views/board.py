@@ -9,6 +9,7 @@ figures are live; otherwise every point is ``absent`` with its last test.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp import web
 from server import keys
 from server.auth.roles import Role
 from server.errors import Forbidden
+from server.live.events import hall_key
 from server.live.quality import ATTENTION, PointQuality
 from server.live.roles import may_host
 from server.signaling import outgoing
@@ -39,6 +41,18 @@ async def _board(request: web.Request) -> dict[str, Any]:
     store = request.app[keys.QUALITY]
     room = request.app[keys.LIVE].existing(session_id)
     alarms = await store.alarms(session_id)
+    served: dict[str, str] = {}
+    relays: list[dict[str, Any]] = []
+    if room is not None and not room.closed:
+        served = {r.key: r.node for r in room.resources.all() if r.node is not None}
+        uplinks = room.uplinks()
+        for info in sorted((await request.app[keys.RELAY_WATCH].alive()).values(), key=lambda n: n.name):
+            if session_id in info.sessions or info.name in uplinks:
+                relays.append({"name": info.name, "unit_id": info.unit_id, "url": info.url, "parent": info.parent,
+                               "uplinks": uplinks.get(info.name, 0),
+                               "carrying": session_id in info.sessions, "viewers": info.viewers,
+                               "cpu_percent": info.health.get("cpu_percent"), "rss_mib": info.health.get("rss_mib"),
+                               "beat_age_seconds": round(max(0.0, time.time() - info.beat_at), 1)})
     if room is not None and not room.closed:
         live = room.session
         quality = {p.point_id: p for p in live.quality_points()}
@@ -56,6 +70,8 @@ async def _board(request: web.Request) -> dict[str, Any]:
         row = outgoing.quality_point(entry, point.name, prechecks.get(point_id))
         state = states.get(point_id)
         row["roll_call"] = state.state if state is not None else "not_connected"
+        # Whose media reaches it: a relay's name, or the hub ("hub" also before it connects).
+        row["served_by"] = served.get(hall_key(point_id), "hub")
         rows.append((entry, row))
     rows.sort(key=lambda item: (item[0].alarm is None, ATTENTION[item[0].grade], item[1]["name"]))
     thresholds = request.app[keys.SETTINGS].quality
@@ -64,7 +80,7 @@ async def _board(request: web.Request) -> dict[str, Any]:
                            "loss_pct": [thresholds.loss_amber_pct, thresholds.loss_red_pct],
                            "jitter_ms": [thresholds.jitter_amber_ms, thresholds.jitter_red_ms],
                            "freezes_per_min": [thresholds.freezes_amber, thresholds.freezes_red]},
-            "points": [row for _, row in rows], "alarms": alarms}
+            "points": [row for _, row in rows], "alarms": alarms, "relays": relays}
 
 
 @require(Role.ADMIN, Role.SPEAKER, scoped=True)

@@ -12,6 +12,7 @@ import binascii
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from server import keys
 from server.auth.principal import Principal
 from server.auth.roles import Role
+from server.auth.tokens import issue_token
 from server.errors import (AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests,
                            UnsupportedMediaType)
 from server.live.errors import LiveError
@@ -272,6 +274,8 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
     await _admit(request, principal, session_id)
     sdp = await _read_sdp(request)
     room = await _room(request, session_id)
+    if pc == "view":
+        await _to_relay(request, room, principal)
     with _answer_errors():
         answer = await room.open_resource(principal, pc, sdp)
     location = f"/{prefix}/sessions/{session_id}/{answer.endpoint_id}"
@@ -284,6 +288,32 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
             headers.setdefault("Link", "")
             headers["Link"] = f"{headers['Link']}, {link}" if headers["Link"] else link
     return web.Response(status=201, text=answer.sdp, content_type="application/sdp", headers=headers)
+
+
+# A redirect's ticket is taken at once; the connection it opens lasts as long as the caller's token.
+TICKET_SECONDS = 60
+
+
+async def _to_relay(request: web.Request, room: LiveRoom, principal: Principal) -> None:
+    """Send a hall or member to the relay serving its unit (307, RFC 9725 section 4.6), if one is alive.
+
+    The redirect's URL carries a ticket: a client drops its Authorization
+    header when it follows a redirect to another origin. The ticket is a
+    token for this session only, to be taken within a minute.
+    """
+    if principal.unit_id is None or live_role(principal, room.info).role is LiveRole.HOST:
+        return
+    if request.query.get("relay") == "no":
+        return  # the relay sent it back (it could not reach the program): the hub serves it
+    from server.views.relays import relay_units
+
+    relay = await request.app[keys.RELAY_WATCH].serving(await relay_units(request, principal.unit_id), room.info.id)
+    if relay is None:
+        return
+    until = principal.expires_at or int(time.time()) + request.app[keys.SETTINGS].auth.token_ttl_seconds
+    ticket = issue_token(request.app[keys.JWT_SECRET], principal.user_id, principal.token_version, TICKET_SECONDS,
+                         session_id=room.info.id, connection_until=until)
+    raise web.HTTPTemporaryRedirect(f"{relay.url}/whep/sessions/{room.info.id}?ticket={ticket}")
 
 
 async def _delete_resource(request: web.Request) -> web.StreamResponse:

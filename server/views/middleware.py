@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server import keys, logs
-from server.errors import AppError, Forbidden, Unauthorized
+from server.errors import AppError, Forbidden, Unauthorized, error_body
 from server.logs import Throttled
 from server.storage.db import database_unavailable
 from server.views.auth import CSRF_COOKIE, apply_cookies, authenticate, is_api
@@ -27,13 +27,6 @@ CSP = (
     "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
-
-
-def error_body(code: str, message: str, details: object = None) -> dict[str, object]:
-    error: dict[str, object] = {"code": code, "message": message}
-    if details:
-        error["details"] = details
-    return {"error": error}
 
 
 _HTTP_CODES = {
@@ -97,8 +90,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/static/") or request.path == "/metrics":
-        # /metrics has a bearer of its own (the scraper's token, not a user's): see server/views/metrics.py.
+    if request.path.startswith(("/static/", RELAY_API)) or request.path == "/metrics":
+        # /metrics has a bearer of its own (the scraper's token, not a user's): see server/views/metrics.py;
+        # so has the relays' API (a relay's token): see server/views/relays.py.
         request[keys.PRINCIPAL] = None
         return await handler(request)
     principal = await authenticate(request)
@@ -109,6 +103,7 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
 
 
+RELAY_API = "/api/v1/relay/"
 _SESSION_PATH = re.compile(r"^/(?:api/v1/|ws/|whip/|whep/)?sessions/(\d{1,12})(?:/|$)")
 
 

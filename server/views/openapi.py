@@ -303,8 +303,19 @@ def _roll_call() -> dict[str, Any]:
     point = {**QUALITY_POINT, "properties": {
         **QUALITY_POINT["properties"],
         "roll_call": {"enum": ["not_connected", "reconnecting", "connected", "receiving", "floor"],
-                      "description": "The point's seat in the session (the console's roll call)"}},
-        "required": [*QUALITY_POINT["required"], "roll_call"]}
+                      "description": "The point's seat in the session (the console's roll call)"},
+        "served_by": {"type": "string", "description": "The relay whose media reaches the point, or \"hub\""}},
+        "required": [*QUALITY_POINT["required"], "roll_call", "served_by"]}
+    relay = {"type": "object", "required": ["name", "unit_id", "url", "uplinks", "carrying", "viewers"],
+             "properties": {
+        "name": {"type": "string"}, "unit_id": {"type": "integer"}, "url": {"type": "string"},
+        "parent": {"type": ["string", "null"]},
+        "uplinks": {"type": "integer", "description": "Its uplinks to this session's program (one)"},
+        "carrying": {"type": "boolean",
+                     "description": "Its uplink is up, by its last heartbeat: the hub sends its unit's viewers to it"},
+        "viewers": {"type": "integer", "description": "Viewers it serves, all sessions"},
+        "cpu_percent": {"type": ["integer", "null"]}, "rss_mib": {"type": ["integer", "null"]},
+        "beat_age_seconds": {"type": "number", "description": "Since its last heartbeat"}}}
     pair = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
             "description": "[amber at, red at]"}
     alarm = {"type": "object", "required": ["id", "at", "bridge_point", "alarm", "reasons"], "properties": {
@@ -313,7 +324,8 @@ def _roll_call() -> dict[str, Any]:
         "reasons": {"type": "array", "items": {"type": "string"}},
         "rtt_ms": {"type": ["number", "null"]}, "loss_pct": {"type": ["number", "null"]},
         "jitter_ms": {"type": ["number", "null"]}}}
-    return {"type": "object", "required": ["session_id", "title", "status", "thresholds", "points", "alarms"],
+    return {"type": "object", "required": ["session_id", "title", "status", "thresholds", "points", "alarms",
+                                           "relays"],
             "properties": {
                 "session_id": {"type": "integer"}, "title": {"type": "string"},
                 "status": {"enum": ["scheduled", "live", "ended", "cancelled"]},
@@ -321,7 +333,9 @@ def _roll_call() -> dict[str, Any]:
                     "rtt_ms": pair, "loss_pct": pair, "jitter_ms": pair, "freezes_per_min": pair}},
                 "points": {"type": "array", "items": point,
                            "description": "Every invited point, those needing attention first"},
-                "alarms": {"type": "array", "items": alarm, "description": "The session's alarms, newest first"}}}
+                "alarms": {"type": "array", "items": alarm, "description": "The session's alarms, newest first"},
+                "relays": {"type": "array", "items": relay,
+                           "description": "The live relays carrying the session (issue 14's cascade)"}}}
 
 
 RESPONSES["RollCall"] = _roll_call()

@@ -9,8 +9,8 @@ from aiohttp import web
 
 from server import schemas
 from server.validation import Schema
-from server.views import (account_pages, admin_pages, api, board, checkins, health, live, metrics, recordings, reports,
-                          session_pages)
+from server.views import (account_pages, admin_pages, api, board, checkins, health, live, metrics, recordings, relays,
+                          reports, session_pages)
 from server.views.openapi import openapi_document
 
 ID = r"{id:\d+}"
@@ -203,7 +203,25 @@ MEDIA = [
     Route("PATCH", f"/whep/sessions/{ID}/{RESOURCE}", live.resource_patch),
 ]
 
-ROUTES = PAGES + API + MEDIA
+# The hub's API for its relays (server/views/relays.py): a relay's token, never a user's.
+RELAY = "/api/v1/relay"
+CASCADE = [
+    Route("POST", f"{RELAY}/heartbeat", relays.heartbeat, "A relay is alive; the sessions it should carry",
+          public=True),
+    Route("DELETE", f"{RELAY}/heartbeat", relays.forget, "A relay stops: send no viewer to it", public=True),
+    Route("POST", f"{RELAY}/sessions/{ID}/feed", relays.feed, "A relay's uplink: the program once (SDP)",
+          public=True),
+    Route("DELETE", f"{RELAY}/sessions/{ID}/feed/{RESOURCE}", relays.feed_close, "A relay ends its uplink",
+          public=True),
+    Route("POST", f"{RELAY}/sessions/{ID}/viewers", relays.viewer_open, "A viewer at the relay joins",
+          public=True),
+    Route("PATCH", f"{RELAY}/sessions/{ID}/viewers/{RESOURCE}", relays.viewer_update,
+          "The program reaches a viewer at the relay", public=True),
+    Route("DELETE", f"{RELAY}/sessions/{ID}/viewers/{RESOURCE}", relays.viewer_close,
+          "A viewer at the relay left (?dropped=1: was lost)", public=True),
+]
+
+ROUTES = PAGES + API + MEDIA + CASCADE
 
 
 async def _openapi(request: web.Request) -> web.StreamResponse:

@@ -382,6 +382,20 @@ ROUTES: dict[tuple[str, str], Row] = {
         outcomes(401, 403, member_b=frozenset({403, 404}), op_b=frozenset({403, 404}),
                  speaker_2=frozenset({403, 404}), member_a=200, admin=200), resource("whep", "member_a")),
     ("PATCH", "/whep/sessions/{id}/{resource}"): Row(signed_in(405, 401), at("/whep/sessions/{S}/{resource}")),
+    # The hub's API for its relays: a relay's token only, never a user's, an administrator's included
+    # (tests/cascade/test_relay_cli.py: what a relay's token opens).
+    ("POST", "/api/v1/relay/heartbeat"): Row(public(401), at("/api/v1/relay/heartbeat", json={})),
+    ("DELETE", "/api/v1/relay/heartbeat"): Row(public(401), at("/api/v1/relay/heartbeat")),
+    ("POST", "/api/v1/relay/sessions/{id}/feed"): Row(public(401), at("/api/v1/relay/sessions/{S}/feed", data=BAD_SDP,
+                                                                       content_type="application/sdp")),
+    ("DELETE", "/api/v1/relay/sessions/{id}/feed/{resource}"): Row(public(401),
+                                                                   at("/api/v1/relay/sessions/{S}/feed/{resource}")),
+    ("POST", "/api/v1/relay/sessions/{id}/viewers"): Row(public(401), at("/api/v1/relay/sessions/{S}/viewers", json={
+        "endpoint": "a" * 32, "token": "x"})),
+    ("PATCH", "/api/v1/relay/sessions/{id}/viewers/{resource}"): Row(
+        public(401), at("/api/v1/relay/sessions/{S}/viewers/{resource}", json={"receiving": True})),
+    ("DELETE", "/api/v1/relay/sessions/{id}/viewers/{resource}"): Row(
+        public(401), at("/api/v1/relay/sessions/{S}/viewers/{resource}")),
 }
 
 

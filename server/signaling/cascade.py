@@ -1,0 +1,86 @@
+"""The hub's side of the cascade (issue 14): which relay serves a viewer, and what a relay's death costs.
+
+Relays beat into the node registry (a key with a TTL: in this process, or in
+Redis). A viewer is sent to the relay of its unit (the nearest one up the
+unit's chain: a commune's relay before its province's) while that relay is
+alive and carries the session. A relay whose heartbeat expired is dead: the
+viewers it served are dropped here, so attendance shows a gap rather than an
+absence, and its uplink is closed without waiting for ICE to notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from server.live.nodes import NodeInfo, NodeRegistry
+from server.signaling.registry import LiveRegistry
+
+log = logging.getLogger(__name__)
+
+
+class RelayWatch:
+    def __init__(self, registry: NodeRegistry, live: LiveRegistry, *, interval: float = 1.0) -> None:
+        self.registry = registry
+        self._live = live
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._alive: dict[str, NodeInfo] = {}
+        self._alive_at = -1e9
+        self.dropped = 0  # viewers dropped because their relay died (/metrics, tests)
+
+    async def alive(self, max_age: float = 0.5) -> dict[str, NodeInfo]:
+        """The live relays (read at most every ``max_age`` s: a storm of joins asks once)."""
+        now = time.monotonic()
+        if now - self._alive_at > max_age:
+            nodes = await self.registry.alive()
+            self._alive = {name: info for name, info in nodes.items() if info.kind == "relay"}
+            self._alive_at = now
+        return self._alive
+
+    async def serving(self, units: Sequence[int], session_id: int) -> NodeInfo | None:
+        """The relay that serves a viewer of ``units`` (its unit, nearest first) in this session, or None."""
+        try:
+            alive = await self.alive()
+        except Exception:  # noqa: BLE001 - a registry that is away: the hub serves everyone itself
+            log.warning("the node registry did not answer: viewers are served by the hub", exc_info=True)
+            return None
+        for unit in units:
+            for info in sorted(alive.values(), key=lambda n: n.name):
+                if info.unit_id == unit and session_id in info.sessions:
+                    return info
+        return None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="relay-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.check()
+            except Exception:  # noqa: BLE001 - the next round tries again; nobody is dropped on a doubt
+                log.warning("relay watch: the node registry did not answer", exc_info=True)
+
+    async def check(self) -> int:
+        """Drop what relays that are no longer alive served; the number of viewers dropped."""
+        alive = await self.alive(max_age=0)
+        dropped = 0
+        for room in list(self._live.rooms.values()):
+            nodes = {r.node for r in room.resources.all() if r.node is not None} | set(room.uplinks())
+            for node in sorted(nodes - alive.keys()):
+                count = await room.drop_node(node)
+                dropped += count
+                log.warning("relay %s is silent: %d of its viewers dropped in session %s", node, count, room.info.id)
+        self.dropped += dropped
+        return dropped

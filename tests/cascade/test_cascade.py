@@ -1,0 +1,203 @@
+"""One lecture through two relays on loopback: the hub and each relay a process of its own (issue 14).
+
+The speaker publishes to the hub over WHIP-like signaling (its socket);
+viewers of province A and of province B ask the hub for the program
+(``POST /whep/sessions/{id}``) and are sent on with a 307 to their
+province's relay, which takes the program from the hub once. Pictures and
+tones are decoded at every viewer; the hub's roll call shows one uplink per
+relay whatever the number of viewers behind it, and who serves whom. Then a
+relay is killed (SIGKILL): within 10 s the hub serves that province itself,
+and the killed relay's viewers are on record as dropped, not as leaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from sqlalchemy import select
+
+from server.storage.db import Database
+from server.storage.models import PresenceEvent
+from server.storage.relays import create_relay
+from tests.conftest import Seed
+from tests.faults.agents import token
+from tests.media.clients import Publisher, Viewer, close_to, view, wait_until
+from tests.processes import RelayProcess, ServerProcess, _free_port
+from tests.signaling.helpers import OPENED, add_session, live_speaker
+
+RED = (200, 40, 40)
+TONE = 440.0
+KILL_BOUND = 10.0
+
+
+class Redirected:
+    """A viewer's WHEP through the hub: the 307 it got, and its resource at the relay."""
+
+    def __init__(self) -> None:
+        self.redirected_to: str | None = None
+        self.resource: str | None = None
+
+
+def via_hub(http: aiohttp.ClientSession, hub: str, session_id: int, bearer: str,
+            seen: Redirected) -> Callable[[str], Awaitable[str]]:
+    async def answer(offer: str) -> str:
+        headers = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/sdp"}
+        async with http.post(f"{hub}/whep/sessions/{session_id}", data=offer, headers=headers,
+                             allow_redirects=False) as response:
+            if response.status == 201:
+                seen.resource = hub + response.headers["Location"]
+                return await response.text()
+            assert response.status == 307, (response.status, await response.text())
+            seen.redirected_to = response.headers["Location"]
+        # The ticket in the URL stands for the token: a client drops Authorization on another origin.
+        async with http.post(seen.redirected_to, data=offer, headers={"Content-Type": "application/sdp"}) as response:
+            assert response.status == 201, (response.status, await response.text())
+            relay = seen.redirected_to.split("/whep/", 1)[0]
+            seen.resource = relay + response.headers["Location"]
+            return await response.text()
+
+    return answer
+
+
+async def roll_call(http: aiohttp.ClientSession, hub: str, session_id: int, bearer: str) -> dict[str, Any]:
+    async with http.get(f"{hub}/api/v1/sessions/{session_id}/roll-call",
+                        headers={"Authorization": f"Bearer {bearer}"}) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def presence(database: Database, session_id: int, user_id: int) -> list[str]:
+    async with database.session() as db:
+        rows = await db.scalars(select(PresenceEvent.kind).where(PresenceEvent.session_id == session_id,
+                                                                 PresenceEvent.user_id == user_id,
+                                                                 PresenceEvent.endpoint_kind == "whep")
+                                .order_by(PresenceEvent.at, PresenceEvent.id))
+        return list(rows)
+
+
+async def hub_redirects(http: aiohttp.ClientSession, hub: str, session_id: int, bearer: str) -> bool:
+    """Whether the hub still sends this viewer to a relay: an offer it cannot use, 307 or 400."""
+    headers = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/sdp"}
+    async with http.post(f"{hub}/whep/sessions/{session_id}", data="v=0\r\n", headers=headers,
+                         allow_redirects=False) as response:
+        assert response.status in (307, 400), (response.status, await response.text())
+        return response.status == 307
+
+
+def sees_the_program(viewer: Viewer) -> bool:
+    return viewer.frames >= 30 and close_to(viewer.colours[-1], RED) and viewer.tone_energy(TONE) > 0.5
+
+
+async def test_a_lecture_through_two_relays_one_uplink_each_and_a_killed_relay_costs_seconds(
+        settings: Any, seed: Seed, sqlite_database: Database) -> None:
+    database = sqlite_database
+    session_id = await add_session(database, seed, [seed.point_a.id, seed.point_b.id])
+    ports = {"a": _free_port(), "b": _free_port()}
+    tokens = {}
+    for name, unit in (("a", "tinh-a"), ("b", "tinh-b")):
+        async with database.session() as db:
+            _, tokens[name] = await create_relay(db, name=f"relay-{name}", unit_slug=unit,
+                                                 url=f"http://127.0.0.1:{ports[name]}")
+    hub = ServerProcess(settings.data_dir, settings.effective_database_url,
+                        BRIDGECAST_CASCADE_HEARTBEAT_SECONDS="0.5", BRIDGECAST_CASCADE_TTL_SECONDS="2")
+    relays = {name: RelayProcess(settings.data_dir / f"relay-{name}", hub.url, tokens[name], port=ports[name])
+              for name in ("a", "b")}
+    http = aiohttp.ClientSession()
+    publisher: Publisher | None = None
+    viewers: list[Viewer] = []
+    try:
+        await hub.start()
+        speaker = await live_speaker(http, hub.url, session_id, token(seed.speaker))
+        publisher = await speaker.publish(RED, TONE)
+        for relay in relays.values():
+            await relay.start()
+
+        async def carrying() -> bool:
+            """The hub's word: both relays hold their uplink and said so in a heartbeat."""
+            board = await roll_call(http, hub.url, session_id, token(seed.speaker))
+            return {r["name"]: r["carrying"] for r in board["relays"]} == {"relay-a": True, "relay-b": True}
+
+        deadline = time.monotonic() + 30
+        while not await carrying():
+            assert time.monotonic() < deadline, [await r.health() for r in relays.values()]
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.6)  # the hub reads the registry at most every 0.5 s (RelayWatch.alive)
+
+        # Two viewers of province A (a member, the hall), one of province B.
+        seen = {"member-a": Redirected(), "hall-a": Redirected(), "member-b": Redirected()}
+        users = {"member-a": seed.member, "hall-a": seed.operator, "member-b": seed.member_b}
+        for who, user in users.items():
+            viewers.append(await view(via_hub(http, hub.url, session_id, token(user), seen[who])))
+        assert seen["member-a"].redirected_to and seen["member-a"].redirected_to.startswith(relays["a"].url)
+        assert seen["hall-a"].redirected_to and seen["hall-a"].redirected_to.startswith(relays["a"].url)
+        assert seen["member-b"].redirected_to and seen["member-b"].redirected_to.startswith(relays["b"].url)
+        try:
+            await wait_until(lambda: all(sees_the_program(v) for v in viewers), timeout=30, step=0.1)
+        except AssertionError:
+            raise AssertionError([(v.frames, v.colours[-1:], round(v.tone_energy(TONE), 2)) for v in viewers]
+                                 + [hub.log.read_text()[-3000:]]) from None
+
+        # The hub: one uplink per relay, and who serves whom.
+        board = await roll_call(http, hub.url, session_id, token(seed.speaker))
+        uplinks = {r["name"]: r["uplinks"] for r in board["relays"]}
+        assert uplinks == {"relay-a": 1, "relay-b": 1}, board["relays"]
+        served = {p["bridge_point"]: p["served_by"] for p in board["points"]}
+        assert served[seed.point_a.id] == "relay-a" and served[seed.point_b.id] == "hub", served
+        for relay in relays.values():
+            health = (await relay.health())["sessions"][str(session_id)]
+            assert health["uplinks_made"] == 1 and health["uplink_video_frames"] > 0, health
+        assert (await relays["a"].health())["sessions"][str(session_id)]["viewers"] == 2
+        print(f"\ncascade: 3 viewers on 2 relays, {[v.frames for v in viewers]} frames decoded; the hub holds "
+              f"{uplinks} uplinks")
+
+        # A viewer that leaves at its relay leaves at the hub (a leave, not a drop).
+        member_b = seen["member-b"].resource
+        assert member_b is not None
+        async with http.delete(member_b) as response:
+            assert response.status == 200
+        deadline = time.monotonic() + 10
+        while "leave" not in await presence(database, session_id, seed.member_b.id):
+            assert time.monotonic() < deadline, await presence(database, session_id, seed.member_b.id)
+            await asyncio.sleep(0.2)
+
+        # Relay A killed: within 10 s the hub serves province A itself; its viewers are on record as dropped.
+        relays["a"].kill()
+        killed = time.monotonic()
+        while await hub_redirects(http, hub.url, session_id, token(seed.member)):
+            assert time.monotonic() - killed < KILL_BOUND + 5, "the hub still sends province A to a dead relay"
+            await asyncio.sleep(0.1)
+        redirected_for = time.monotonic() - killed
+        direct = Redirected()
+        viewers.append(await view(via_hub(http, hub.url, session_id, token(seed.member), direct)))
+        assert direct.redirected_to is None and direct.resource and direct.resource.startswith(hub.url)
+        await wait_until(lambda: sees_the_program(viewers[-1]), timeout=20, step=0.1)
+        print(f"cascade: relay A killed; the hub serves province A itself {redirected_for:.1f} s later "
+              f"(bound {KILL_BOUND:.0f} s)")
+        assert redirected_for <= KILL_BOUND
+        deadline = time.monotonic() + 10
+        while "drop" not in await presence(database, session_id, seed.operator.id):
+            assert time.monotonic() < deadline, await presence(database, session_id, seed.operator.id)
+            await asyncio.sleep(0.2)
+        kinds = await presence(database, session_id, seed.member.id)
+        assert kinds[:2] == ["join", "drop"] and "leave" not in kinds[:2], kinds
+        # Province B's relay never noticed: the same uplink, still carrying.
+        health = (await relays["b"].health())["sessions"][str(session_id)]
+        assert health["carrying"] and health["uplinks_made"] == 1, health
+        board = await roll_call(http, hub.url, session_id, token(seed.speaker))
+        assert [r["name"] for r in board["relays"]] == ["relay-b"], board["relays"]
+        assert {p["bridge_point"]: p["served_by"] for p in board["points"]}[seed.point_a.id] == "hub"
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        if publisher is not None:
+            await publisher.close()
+        for live in list(OPENED):
+            live._reader.cancel()
+        await http.close()
+        for relay in relays.values():
+            relay.stop()
+        hub.stop()

@@ -1,0 +1,128 @@
+"""``bridgecast relay add`` and ``relay list``, as real processes on a real SQLite file, and what a relay token opens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.storage.db import Database
+from server.storage.relays import create_relay
+from tests.conftest import Seed, bearer
+from tests.test_cli import bridgecast
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("relay-cli") / "data"
+    assert bridgecast(data_dir, "db", "upgrade").returncode == 0
+    assert bridgecast(data_dir, "demo").returncode == 0
+    return data_dir
+
+
+def test_relay_add_prints_the_token_last_and_list_shows_it(demo_dir: Path) -> None:
+    added = bridgecast(demo_dir, "relay", "add", "hai-phong", "--unit", "hai-phong", "--url", "http://10.1.0.2:8081/")
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.strip().splitlines()[-1]
+    assert token.startswith("bcr_") and len(token) > 30
+    assert "hai-phong" in added.stdout and "the hub" in added.stdout
+
+    listing = bridgecast(demo_dir, "relay", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    relays = json.loads(listing.stdout)
+    assert [(r["name"], r["unit"], r["url"], r["parent"], r["state"], r["last_heartbeat"]) for r in relays] == [
+        ("hai-phong", "hai-phong", "http://10.1.0.2:8081", None, "never seen", None)]
+    assert token not in listing.stdout  # only its digest is kept
+
+    text = bridgecast(demo_dir, "relay", "list")
+    assert text.returncode == 0 and "hai-phong" in text.stdout and "never seen" in text.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["Bad Name", "--unit", "hai-phong", "--url", "http://x:1"], "lowercase letters"),
+    (["r1", "--unit", "no-such-unit", "--url", "http://x:1"], "no unit with slug"),
+    (["r2", "--unit", "hai-phong", "--url", "ftp://x"], "must start with http"),
+    (["r3", "--unit", "hai-phong", "--url", "http://u:p@x:1"], "credentials"),
+    (["r4", "--unit", "hai-phong", "--url", "http://x:99999"], "is not a URL"),
+    (["r5", "--unit", "hai-phong", "--url", "http://x:1", "--parent", "nobody"], "no relay named"),
+    # A relay below another serves a unit below the other's: not a sibling province.
+    (["r6", "--unit", "thai-nguyen", "--url", "http://x:1", "--parent", "hai-phong-2"], "does not serve a unit above"),
+])
+def test_relay_add_refuses_bad_input(demo_dir: Path, args: list[str], message: str) -> None:
+    bridgecast(demo_dir, "relay", "add", "hai-phong-2", "--unit", "hai-phong", "--url", "http://10.1.0.3:8081")
+    refused = bridgecast(demo_dir, "relay", "add", *args)
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert message in refused.stderr, refused.stderr
+    assert refused.stdout == ""
+
+
+def test_a_second_relay_of_the_same_name_is_refused(demo_dir: Path) -> None:
+    bridgecast(demo_dir, "relay", "add", "can-tho", "--unit", "can-tho", "--url", "http://10.1.0.9:8081")
+    again = bridgecast(demo_dir, "relay", "add", "can-tho", "--unit", "can-tho", "--url", "http://10.1.0.9:8081")
+    assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_relay_serve_refuses_a_token_that_is_not_a_relays(demo_dir: Path) -> None:
+    refused = bridgecast(demo_dir, "relay", "serve", "--hub", "http://127.0.0.1:9", "--token", "eyJhbGciOi.x.y")
+    assert refused.returncode == 2 and "not a relay token" in refused.stderr
+
+
+# What a relay token opens, and what it does not ------------------------------------------------
+
+async def _relay_token(database: Database, seed: Seed) -> str:
+    async with database.session() as db:
+        _, token = await create_relay(db, name="relay-a", unit_slug=seed.province_a.slug,
+                                      url="http://127.0.0.1:9")
+    return token
+
+
+async def test_a_relay_token_opens_the_relay_api_and_nothing_else(client: TestClient, seed: Seed,
+                                                                   sqlite_database: Database) -> None:
+    token = await _relay_token(sqlite_database, seed)
+    relay = {"Authorization": f"Bearer {token}"}
+    beat = await client.post("/api/v1/relay/heartbeat", json={"sessions": [], "viewers": 0}, headers=relay)
+    assert beat.status == 200
+    body = await beat.json()
+    assert body["relay"] == "relay-a" and body["sessions"] == [] and body["parent_url"] is None
+    for path in ("/api/v1/me", "/api/v1/sessions", "/api/v1/units"):
+        refused = await client.get(path, headers=relay)
+        assert refused.status == 401, (path, refused.status)
+    # A user's token, an admin's included, opens no relay route.
+    for user in (seed.admin, seed.member):
+        refused = await client.post("/api/v1/relay/heartbeat", json={}, headers=bearer(client.app, user))
+        assert refused.status == 401
+        assert (await refused.json())["error"]["code"] == "relay_token"
+    # A token that looks like a relay's but is none.
+    forged = await client.post("/api/v1/relay/heartbeat", json={},
+                               headers={"Authorization": f"Bearer bcr_{'x' * 40}"})
+    assert forged.status == 401 and (await forged.json())["error"]["code"] == "invalid_token"
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/api/v1/relay/heartbeat", {"sessions": "x"}),
+    ("POST", "/api/v1/relay/heartbeat", {"sessions": [1], "viewers": -1}),
+    ("POST", "/api/v1/relay/heartbeat", {"unknown": 1}),
+    ("POST", "/api/v1/relay/heartbeat", "[" * 100_000),
+    ("POST", "/api/v1/relay/sessions/1/viewers", {"endpoint": "x", "token": "y"}),
+    ("POST", "/api/v1/relay/sessions/1/viewers", {"endpoint": "a" * 32}),
+    ("POST", "/api/v1/relay/sessions/99999999999999999999999/viewers", {"endpoint": "a" * 32, "token": "y"}),
+    ("PATCH", f"/api/v1/relay/sessions/1/viewers/{'a' * 32}", {"receiving": "yes"}),
+    ("DELETE", f"/api/v1/relay/sessions/1/viewers/{'a' * 32}", None),
+    ("POST", "/api/v1/relay/sessions/1/feed", None),
+    ("DELETE", f"/api/v1/relay/sessions/1/feed/{'a' * 32}", None),
+])
+async def test_bad_relay_requests_get_a_4xx(client: TestClient, seed: Seed, sqlite_database: Database,
+                                            method: str, path: str, body: Any) -> None:
+    token = await _relay_token(sqlite_database, seed)
+    kwargs: dict[str, Any] = {"headers": {"Authorization": f"Bearer {token}"}}
+    if isinstance(body, str):
+        kwargs["data"] = body
+        kwargs["headers"]["Content-Type"] = "application/json"
+    elif body is not None:
+        kwargs["json"] = body
+    response = await client.request(method, path, **kwargs)
+    assert 400 <= response.status < 500, (response.status, await response.text())
+    assert "error" in await response.json()
