@@ -142,6 +142,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
                             prechecks=quality.prechecks)
     app[keys.LIVE] = registry
     watch = RelayWatch(nodes, registry, interval=min(1.0, settings.cascade.heartbeat_seconds))
+    subscriptions.append(watch.subscribe(bus))
     watch.start()
     app[keys.RELAY_WATCH] = watch
     yield

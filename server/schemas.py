@@ -162,4 +162,9 @@ RELAY_VIEWER = Schema(
     ),
 )
 
+RELAY_CHILD = Schema(
+    "RelayChild",
+    (Field("token", max_length=200, description="The token a relay below the caller showed it"),),
+)
+
 RELAY_VIEWER_STATE = Schema("RelayViewerState", (Field("receiving", "boolean"),))

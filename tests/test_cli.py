@@ -16,11 +16,12 @@ SLUGS = ["hai-phong", "thai-nguyen", "tuyen-quang", "son-la", "ha-tinh", "dak-la
          "binh-duong"]
 
 
-def bridgecast(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def bridgecast(data_dir: Path, *args: str, stdin: str = "", python: bool = False) -> subprocess.CompletedProcess[str]:
+    """``python -m server ARGS`` on ``data_dir``; ``python=True``: ``python ARGS`` (a script that calls the CLI)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("BRIDGECAST_")}
     env["BRIDGECAST_DATA_DIR"] = str(data_dir)
-    return subprocess.run([sys.executable, "-m", "server", *args], input=stdin, capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+    command = [sys.executable, *args] if python else [sys.executable, "-m", "server", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 @pytest.fixture(scope="module")

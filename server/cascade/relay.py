@@ -23,6 +23,10 @@ every record (the roster, attendance, the floor); a relay only moves media:
   leaves or is lost, the hub is told, so the roll call and the attendance
   record are the hub's as for any viewer.
 
+- **relays below.** A relay whose parent is this one takes its uplink here
+  (``POST /api/v1/relay/sessions/{id}/feed`` with its own token, which the
+  hub vouches for): one more subscriber of this node's program.
+
 The resource URL (``Location``) holds a random 128-bit id: as at the hub
 (RFC 9725), whoever holds it may end it with ``DELETE``.
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -57,6 +62,7 @@ MAX_SDP_BYTES = 200_000
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 HUB_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
+CHILDREN_FOR_SECONDS = 5.0
 RELAY_NODE: web.AppKey[RelayNode] = web.AppKey("relay_node")
 
 
@@ -116,6 +122,12 @@ class HubClient:
     async def close_feed(self, location: str) -> None:
         await self._call("DELETE", location)
 
+    async def child(self, token: str) -> dict[str, Any]:
+        """Whose token a relay below this one showed (404 from the hub: none of ours)."""
+        _, body, _ = await self._call("POST", f"{self.hub_url}/api/v1/relay/children", json={"token": token})
+        assert isinstance(body, dict)
+        return body
+
     async def admit(self, session_id: int, token: str, endpoint: str) -> dict[str, Any]:
         _, body, _ = await self._call("POST", f"{self.hub_url}/api/v1/relay/sessions/{session_id}/viewers",
                                       json={"endpoint": endpoint, "token": token})
@@ -172,6 +184,8 @@ class RelayNode:
         self._beat_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._cpu_at = (time.monotonic(), time.process_time())
+        # Relays below this one, by their token's digest: (name, known until) (asked of the hub every 5 s).
+        self._children: dict[str, tuple[str, float]] = {}
 
     # the heartbeat -------------------------------------------------------------------
 
@@ -364,6 +378,46 @@ class RelayNode:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # relays below this one ------------------------------------------------------------
+
+    async def child_of(self, token: str) -> str:
+        """The name of the relay below this one that holds ``token`` (the hub says), or Unauthorized."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        known = self._children.get(digest)
+        if known is not None and known[1] > now:
+            return known[0]
+        try:
+            child = await self.hub.child(token)
+        except HubRefused as exc:
+            if exc.status in (401, 404, 422):
+                raise Unauthorized("this token is no relay's below this one", code="invalid_token") from None
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise ServiceUnavailable(f"the hub did not answer ({type(exc).__name__})", code="hub_unavailable"
+                                     ) from None
+        if len(self._children) > 1000:
+            self._children.clear()
+        self._children[digest] = (str(child["name"]), now + CHILDREN_FOR_SECONDS)
+        return str(child["name"])
+
+    async def open_feed(self, session_id: int, child: str, sdp: str) -> tuple[str, str]:
+        """A relay below takes its uplink here: one subscription of this node's program (one per child)."""
+        carried = self.carried.get(session_id)
+        if carried is None or not carried.carrying:
+            raise NotFound("this relay does not carry the session now", code="not_carried")
+        key = f"relay:{child}"
+        await carried.media.close_key(key, "view")
+        answer = await carried.media.view(key, sdp)
+        return answer.endpoint_id, answer.sdp
+
+    async def close_feed(self, session_id: int, child: str, endpoint: str) -> bool:
+        carried = self.carried.get(session_id)
+        if carried is None or not any(e.id == endpoint for e in carried.media.endpoints(f"relay:{child}")):
+            return False
+        await carried.media.close_endpoint(endpoint)
+        return True
+
     # stopping --------------------------------------------------------------------------
 
     async def stop(self) -> None:
@@ -392,7 +446,9 @@ class RelayNode:
             "sessions": {
                 str(sid): {"carrying": c.carrying, "uplinks_made": c.uplinks_made, "viewers": len(c.viewers),
                            "uplink_video_frames": c.uplink.video_frames if c.uplink else 0,
-                           "uplink_audio_packets": c.uplink.audio_packets if c.uplink else 0}
+                           "uplink_audio_packets": c.uplink.audio_packets if c.uplink else 0,
+                           "children": sorted(e.key.split(":", 1)[1] for e in c.media.endpoints()
+                                              if e.key.startswith("relay:") and not e.closed)}
                 for sid, c in sorted(self.carried.items())
             },
         }
@@ -418,17 +474,21 @@ def _viewer_token(request: web.Request) -> str:
     raise Unauthorized("sign in: a bearer token, or the ticket of the hub's redirect", code="unauthorized")
 
 
-async def whep_view(request: web.Request) -> web.StreamResponse:
-    node = request.app[RELAY_NODE]
-    session_id = _session_id(request)
-    token = _viewer_token(request)
+async def _read_sdp(request: web.Request) -> str:
     if request.content_type != "application/sdp":
         raise UnsupportedMediaType("send the offer as application/sdp")
     raw = await read_body(request, MAX_SDP_BYTES, "the offer")
     try:
-        sdp = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise AppError("the offer is not UTF-8 text", code="bad_sdp") from None
+
+
+async def whep_view(request: web.Request) -> web.StreamResponse:
+    node = request.app[RELAY_NODE]
+    session_id = _session_id(request)
+    token = _viewer_token(request)
+    sdp = await _read_sdp(request)
     try:
         endpoint, answer = await node.open_viewer(session_id, token, sdp)
     except MediaError as exc:
@@ -436,6 +496,35 @@ async def whep_view(request: web.Request) -> web.StreamResponse:
     location = f"/whep/sessions/{session_id}/{endpoint}"
     return web.Response(status=201, text=answer, content_type="application/sdp",
                         headers={"Location": location, "ETag": f'"{endpoint}"'})
+
+
+def _bearer(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("a relay token is needed here", code="relay_token")
+    return token.strip()
+
+
+async def feed(request: web.Request) -> web.StreamResponse:
+    """A relay below this one takes its uplink (the hub's ``feed``, answered here)."""
+    node = request.app[RELAY_NODE]
+    child = await node.child_of(_bearer(request))
+    session_id = _session_id(request)
+    sdp = await _read_sdp(request)
+    try:
+        endpoint, answer = await node.open_feed(session_id, child, sdp)
+    except MediaError as exc:
+        raise AppError(exc.message, code=exc.code) from None
+    return web.Response(status=201, text=answer, content_type="application/sdp",
+                        headers={"Location": f"/api/v1/relay/sessions/{session_id}/feed/{endpoint}"})
+
+
+async def feed_close(request: web.Request) -> web.StreamResponse:
+    node = request.app[RELAY_NODE]
+    child = await node.child_of(_bearer(request))
+    if not await node.close_feed(_session_id(request), child, request.match_info["resource"]):
+        raise NotFound("no such uplink")
+    return web.Response(status=204)
 
 
 async def whep_delete(request: web.Request) -> web.StreamResponse:
@@ -495,6 +584,8 @@ def create_relay_app(hub_url: str, token: str, ice: IceConfig, *, heartbeat_seco
     app.router.add_route("OPTIONS", f"/whep/sessions/{route_id}", whep_options)
     app.router.add_delete(f"/whep/sessions/{route_id}/{resource}", whep_delete)
     app.router.add_patch(f"/whep/sessions/{route_id}/{resource}", whep_patch)
+    app.router.add_post(f"/api/v1/relay/sessions/{route_id}/feed", feed)
+    app.router.add_delete(f"/api/v1/relay/sessions/{route_id}/feed/{resource}", feed_close)
     app.router.add_get("/healthz", healthz)
 
     async def lifetime(app: web.Application) -> Any:

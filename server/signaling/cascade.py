@@ -6,6 +6,12 @@ unit's chain: a commune's relay before its province's) while that relay is
 alive and carries the session. A relay whose heartbeat expired is dead: the
 viewers it served are dropped here, so attendance shows a gap rather than an
 absence, and its uplink is closed without waiting for ICE to notice.
+
+The floor holder hears the program without its own voice: the hub mixes
+that for each publisher, a relay forwards the hub's full mix. So a hall
+given the floor watches at the hub: its views through a relay are ended
+when the floor is granted (its player asks the hub again, and is not
+redirected while it holds the floor).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import logging
 import time
 from collections.abc import Sequence
 
+from server.live import events as ev
+from server.live.bus import EventBus, Subscription, dispatcher
 from server.live.nodes import NodeInfo, NodeRegistry
 from server.signaling.registry import LiveRegistry
 
@@ -30,6 +38,28 @@ class RelayWatch:
         self._alive: dict[str, NodeInfo] = {}
         self._alive_at = -1e9
         self.dropped = 0  # viewers dropped because their relay died (/metrics, tests)
+        self._work: set[asyncio.Task[None]] = set()
+
+    def subscribe(self, bus: EventBus) -> Subscription:
+        return bus.subscribe(dispatcher({ev.FloorGranted: self._floor_granted}), name="relay-watch")
+
+    async def _floor_granted(self, event: ev.FloorGranted) -> None:
+        # Published under the room's lock: the views are ended by a task of its own, after it.
+        if event.session_id is None:
+            return
+        task = asyncio.create_task(self._to_the_hub(event.session_id, ev.hall_key(event.point_id)),
+                                   name="floor-to-the-hub")
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+
+    async def _to_the_hub(self, session_id: int, key: str) -> None:
+        room = self._live.existing(session_id)
+        if room is None:
+            return
+        for resource in room.resources.all():
+            if resource.key == key and resource.node is not None:
+                log.info("the floor holder %s watched through relay %s: its view there is ended", key, resource.node)
+                await room.close_resource(resource.endpoint_id)
 
     async def alive(self, max_age: float = 0.5) -> dict[str, NodeInfo]:
         """The live relays (read at most every ``max_age`` s: a storm of joins asks once)."""
@@ -57,6 +87,8 @@ class RelayWatch:
         self._task = asyncio.create_task(self._run(), name="relay-watch")
 
     async def stop(self) -> None:
+        for task in list(self._work):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             try:

@@ -301,8 +301,11 @@ async def _to_relay(request: web.Request, room: LiveRoom, principal: Principal) 
     header when it follows a redirect to another origin. The ticket is a
     token for this session only, to be taken within a minute.
     """
-    if principal.unit_id is None or live_role(principal, room.info).role is LiveRole.HOST:
+    seat = live_role(principal, room.info)
+    if principal.unit_id is None or seat.role is LiveRole.HOST:
         return
+    if seat.role is LiveRole.HALL and seat.point_id is not None and seat.point_id == room.session.floor.holder:
+        return  # it hears the program without its own voice only here (server/signaling/cascade.py)
     if request.query.get("relay") == "no":
         return  # the relay sent it back (it could not reach the program): the hub serves it
     from server.views.relays import relay_units

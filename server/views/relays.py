@@ -8,7 +8,8 @@ and no other route accepts it. What a relay may do:
   sessions' uplinks and serves this many viewers; the answer says which live
   sessions it should carry and who its parent is;
 - take the program once per session (``POST …/sessions/{id}/feed``, SDP in,
-  SDP out): the uplink;
+  SDP out): the uplink (a relay below a relay takes it from its parent, which
+  asks here who the token belongs to: ``POST …/children``);
 - vouch for a viewer (``POST …/sessions/{id}/viewers``): the viewer's own
   token (or the ticket of the hub's redirect) goes with it, and the viewer
   joins the roster and the attendance record here as if it watched here;
@@ -123,6 +124,20 @@ async def feed(request: web.Request) -> web.StreamResponse:
         answer = await room.open_uplink(relay.name, sdp)
     location = f"/api/v1/relay/sessions/{session_id}/feed/{answer.endpoint_id}"
     return web.Response(status=201, text=answer.sdp, content_type="application/sdp", headers={"Location": location})
+
+
+async def child(request: web.Request) -> web.StreamResponse:
+    """A relay asks who shows it this token: one of the relays below it (to take its uplink there), or 404."""
+    relay = await relay_of(request)
+    values = await read_json(request, schemas.RELAY_CHILD)
+    token = values["token"]
+    found = None
+    if relay_store.looks_like_relay_token(token):
+        async with request.app[keys.DATABASE].session() as db:
+            found = await relay_store.relay_by_token(db, token)
+    if found is None or found.parent != relay.name:
+        raise NotFound("no relay below this one holds that token", code="not_a_child")
+    return web.json_response({"name": found.name, "unit_id": found.unit_id})
 
 
 async def feed_close(request: web.Request) -> web.StreamResponse:

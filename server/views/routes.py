@@ -209,6 +209,8 @@ CASCADE = [
     Route("POST", f"{RELAY}/heartbeat", relays.heartbeat, "A relay is alive; the sessions it should carry",
           public=True),
     Route("DELETE", f"{RELAY}/heartbeat", relays.forget, "A relay stops: send no viewer to it", public=True),
+    Route("POST", f"{RELAY}/children", relays.child, "Whether a token is a relay's below the caller",
+          public=True),
     Route("POST", f"{RELAY}/sessions/{ID}/feed", relays.feed, "A relay's uplink: the program once (SDP)",
           public=True),
     Route("DELETE", f"{RELAY}/sessions/{ID}/feed/{RESOURCE}", relays.feed_close, "A relay ends its uplink",

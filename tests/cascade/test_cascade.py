@@ -21,16 +21,19 @@ import aiohttp
 from sqlalchemy import select
 
 from server.storage.db import Database
-from server.storage.models import PresenceEvent
+from server.auth.roles import Role
+from server.storage.models import BridgePoint, PresenceEvent, Unit, UnitLevel, User
 from server.storage.relays import create_relay
 from tests.conftest import Seed
 from tests.faults.agents import token
 from tests.media.clients import Publisher, Viewer, close_to, view, wait_until
 from tests.processes import RelayProcess, ServerProcess, _free_port
-from tests.signaling.helpers import OPENED, add_session, live_speaker
+from tests.signaling.helpers import OPENED, LiveClient, add_session, live_speaker
 
 RED = (200, 40, 40)
+GREEN = (40, 200, 40)
 TONE = 440.0
+HALL_TONE = 1000.0
 KILL_BOUND = 10.0
 
 
@@ -61,6 +64,15 @@ def via_hub(http: aiohttp.ClientSession, hub: str, session_id: int, bearer: str,
             return await response.text()
 
     return answer
+
+
+async def join_hub(http: aiohttp.ClientSession, hub: str, session_id: int, bearer: str) -> LiveClient:
+    ws = await http.ws_connect(f"{hub}/ws/sessions/{session_id}", headers={"Authorization": f"Bearer {bearer}"})
+    live = LiveClient(ws)
+    OPENED.append(live)
+    await live.send("join")
+    await live.expect("welcome")
+    return live
 
 
 async def roll_call(http: aiohttp.ClientSession, hub: str, session_id: int, bearer: str) -> dict[str, Any]:
@@ -154,6 +166,29 @@ async def test_a_lecture_through_two_relays_one_uplink_each_and_a_killed_relay_c
         print(f"\ncascade: 3 viewers on 2 relays, {[v.frames for v in viewers]} frames decoded; the hub holds "
               f"{uplinks} uplinks")
 
+        # The floor to hall A: viewers behind relay A see and hear it; the hall itself, which watched
+        # through the relay, is sent back to the hub, where it hears the speaker without its own voice.
+        hall = await join_hub(http, hub.url, session_id, token(seed.operator))
+        mark = hall.mark()
+        await speaker.send("grant_floor", point_id=seed.point_a.id)
+        await hall.expect("floor_granted", since=mark)
+        hall_camera = await hall.publish(GREEN, HALL_TONE)
+        await wait_until(lambda: close_to(viewers[0].colours[-1], GREEN) and viewers[0].tone_energy(HALL_TONE) > 0.2
+                         and viewers[0].tone_energy(TONE) > 0.2, timeout=20, step=0.1)
+        deadline = time.monotonic() + 10
+        while (await relays["a"].health())["sessions"][str(session_id)]["viewers"] != 1:
+            assert time.monotonic() < deadline, "the floor holder's view through its relay was not ended"
+            await asyncio.sleep(0.1)
+        at_the_hub = Redirected()
+        viewers.append(await view(via_hub(http, hub.url, session_id, token(seed.operator), at_the_hub)))
+        assert at_the_hub.redirected_to is None, "the floor holder was sent to a relay"
+        await wait_until(lambda: viewers[-1].frames >= 15 and viewers[-1].tone_energy(TONE) > 0.5, timeout=20)
+        assert viewers[-1].tone_energy(HALL_TONE) < 0.02, "the floor holder hears itself"
+        print(f"cascade: the floor to hall A reached relay A's viewers (green, {HALL_TONE:.0f} Hz heard); the hall "
+              f"watches at the hub, its own voice {viewers[-1].tone_energy(HALL_TONE):.3f} of its mix")
+        await hall_camera.close()
+        await speaker.send("revoke_floor")
+
         # A viewer that leaves at its relay leaves at the hub (a leave, not a drop).
         member_b = seen["member-b"].resource
         assert member_b is not None
@@ -178,18 +213,100 @@ async def test_a_lecture_through_two_relays_one_uplink_each_and_a_killed_relay_c
         print(f"cascade: relay A killed; the hub serves province A itself {redirected_for:.1f} s later "
               f"(bound {KILL_BOUND:.0f} s)")
         assert redirected_for <= KILL_BOUND
+        # Member A watched through relay A until it died: a drop (the gap), then its view at the hub.
         deadline = time.monotonic() + 10
-        while "drop" not in await presence(database, session_id, seed.operator.id):
-            assert time.monotonic() < deadline, await presence(database, session_id, seed.operator.id)
+        while "drop" not in await presence(database, session_id, seed.member.id):
+            assert time.monotonic() < deadline, await presence(database, session_id, seed.member.id)
             await asyncio.sleep(0.2)
         kinds = await presence(database, session_id, seed.member.id)
-        assert kinds[:2] == ["join", "drop"] and "leave" not in kinds[:2], kinds
+        assert kinds[:2] == ["join", "drop"], kinds
+        # Hall A's view through the relay ended when it took the floor (it moved to the hub), not with the relay.
+        assert (await presence(database, session_id, seed.operator.id))[:3] == ["join", "leave", "join"]
         # Province B's relay never noticed: the same uplink, still carrying.
         health = (await relays["b"].health())["sessions"][str(session_id)]
         assert health["carrying"] and health["uplinks_made"] == 1, health
         board = await roll_call(http, hub.url, session_id, token(seed.speaker))
         assert [r["name"] for r in board["relays"]] == ["relay-b"], board["relays"]
         assert {p["bridge_point"]: p["served_by"] for p in board["points"]}[seed.point_a.id] == "hub"
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        if publisher is not None:
+            await publisher.close()
+        for live in list(OPENED):
+            live._reader.cancel()
+        await http.close()
+        for relay in relays.values():
+            relay.stop()
+        hub.stop()
+
+
+async def test_three_tiers_a_commune_watches_through_its_relay_below_the_provinces(
+        settings: Any, seed: Seed, sqlite_database: Database, password_hash: str) -> None:
+    """Hub → relay of province A → relay of a commune of A: the commune's member is sent to its own relay,
+    which takes its uplink from the province's relay; the hub holds one uplink, the province's."""
+    database = sqlite_database
+    async with database.session() as db:
+        commune = Unit(name="Xã C", slug="xa-c", level=UnitLevel.COMMUNE, parent_id=seed.province_a.id)
+        db.add(commune)
+        await db.flush()
+        point = BridgePoint(name="Điểm cầu xã C", slug="diem-xa-c", unit_id=commune.id)
+        db.add(point)
+        await db.flush()
+        member = User(username="member-c", full_name="Member C", role=Role.MEMBER, unit_id=commune.id,
+                      password_hash=password_hash)
+        db.add(member)
+        await db.commit()
+        point_id = point.id
+    session_id = await add_session(database, seed, [seed.point_a.id, point_id])
+    ports = {"a": _free_port(), "c": _free_port()}
+    tokens = {}
+    for name, unit, parent in (("a", "tinh-a", None), ("c", "xa-c", "relay-a")):
+        async with database.session() as db:
+            _, tokens[name] = await create_relay(db, name=f"relay-{name}", unit_slug=unit,
+                                                 url=f"http://127.0.0.1:{ports[name]}", parent_name=parent)
+    hub = ServerProcess(settings.data_dir, settings.effective_database_url,
+                        BRIDGECAST_CASCADE_HEARTBEAT_SECONDS="0.5", BRIDGECAST_CASCADE_TTL_SECONDS="2")
+    relays = {name: RelayProcess(settings.data_dir / f"relay-{name}", hub.url, tokens[name], port=ports[name])
+              for name in ("a", "c")}
+    http = aiohttp.ClientSession()
+    publisher: Publisher | None = None
+    viewers: list[Viewer] = []
+    try:
+        await hub.start()
+        speaker = await live_speaker(http, hub.url, session_id, token(seed.speaker))
+        publisher = await speaker.publish(RED, TONE)
+        for relay in relays.values():
+            await relay.start()
+        deadline = time.monotonic() + 30
+        while True:
+            board = await roll_call(http, hub.url, session_id, token(seed.speaker))
+            if {r["name"]: r["carrying"] for r in board["relays"]} == {"relay-a": True, "relay-c": True}:
+                break
+            assert time.monotonic() < deadline, ([await r.health() for r in relays.values()],
+                                                 relays["c"].log.read_text()[-2000:])
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.6)
+
+        seen = {"c": Redirected(), "a": Redirected()}
+        viewers.append(await view(via_hub(http, hub.url, session_id, token(member), seen["c"])))
+        viewers.append(await view(via_hub(http, hub.url, session_id, token(seed.member), seen["a"])))
+        # The nearest relay up the viewer's chain: the commune's own, then the province's.
+        assert seen["c"].redirected_to and seen["c"].redirected_to.startswith(relays["c"].url)
+        assert seen["a"].redirected_to and seen["a"].redirected_to.startswith(relays["a"].url)
+        try:
+            await wait_until(lambda: all(sees_the_program(v) for v in viewers), timeout=30, step=0.1)
+        except AssertionError:
+            raise AssertionError([(v.frames, v.colours[-1:], round(v.tone_energy(TONE), 2)) for v in viewers]
+                                 ) from None
+        board = await roll_call(http, hub.url, session_id, token(seed.speaker))
+        # The hub feeds the province's relay only; the commune's takes its uplink there.
+        assert {r["name"]: r["uplinks"] for r in board["relays"]} == {"relay-a": 1, "relay-c": 0}, board["relays"]
+        province = (await relays["a"].health())["sessions"][str(session_id)]
+        assert province["children"] == ["relay-c"], province
+        commune_health = (await relays["c"].health())["sessions"][str(session_id)]
+        assert commune_health["uplinks_made"] == 1 and commune_health["viewers"] == 1, commune_health
+        print(f"\ncascade, three tiers: the commune's member decoded {viewers[0].frames} frames through two relays")
     finally:
         for viewer in viewers:
             await viewer.close()

@@ -12,6 +12,7 @@
   var clockTime = UI.timeFormatter(config.timezone, config.locale, "time");
   var $ = function (id) { return document.getElementById(id); };
   var rows = $("board-rows"), list = $("alarm-list"), empty = $("alarms-empty"), error = $("board-error");
+  var relayRows = $("relay-rows"), relaysTable = $("relays-table"), relaysEmpty = $("relays-empty");
   var alarms = new Q.Alarms($("quality-alarms"), t);
   var REFRESH_MS = 2000;
 
@@ -40,8 +41,10 @@
       cell(row, ".q-precheck").textContent = pre ? t(pre.ok ? "precheck_ok" : "precheck_failed", {
         time: clockTime(new Date(pre.at)), rtt: Math.round(pre.rtt_ms || 0),
         kbps: Math.round(pre.bitrate_kbps || 0), detail: pre.detail }) : t("precheck_none");
+      cell(row, ".rc-served").textContent = p.served_by === "hub" ? t("relay_hub") : p.served_by;
       rows.appendChild(row);  // in the server's order: attention first
     });
+    renderRelays(board.relays || []);
     var names = {};
     board.points.forEach(function (p) { names[p.bridge_point] = p.name; });
     list.textContent = "";
@@ -59,6 +62,32 @@
       list.appendChild(item);
     });
     empty.hidden = board.alarms.length > 0;
+  }
+
+  function renderRelays(relays) {
+    relayRows.textContent = "";
+    relays.forEach(function (r) {
+      var row = document.createElement("tr");
+      row.setAttribute("data-relay", r.name);
+      row.setAttribute("data-q", r.carrying ? "green" : "red");
+      var values = [
+        r.name,
+        (r.carrying ? t("relay_up") : t("relay_down")) + (r.uplinks > 1 ? " ×" + r.uplinks : ""),
+        String(r.viewers),
+        r.cpu_percent == null ? "–" : r.cpu_percent + " %",
+        r.rss_mib == null ? "–" : t("relay_mib", { n: r.rss_mib }),
+        t("relay_beat", { n: Math.round(r.beat_age_seconds) })
+      ];
+      values.forEach(function (value, index) {
+        var c = document.createElement(index === 0 ? "th" : "td");
+        if (index === 0) c.scope = "row";
+        c.textContent = value;
+        row.appendChild(c);
+      });
+      relayRows.appendChild(row);
+    });
+    relaysTable.hidden = relays.length === 0;
+    relaysEmpty.hidden = relays.length > 0;
   }
 
   function takeAlarms(board, quiet) {
