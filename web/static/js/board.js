@@ -69,7 +69,7 @@
     relays.forEach(function (r) {
       var row = document.createElement("tr");
       row.setAttribute("data-relay", r.name);
-      row.setAttribute("data-q", r.carrying ? "green" : "red");
+      row.setAttribute("data-state", r.carrying ? "receiving" : "reconnecting");
       var values = [
         r.name,
         (r.carrying ? t("relay_up") : t("relay_down")) + (r.uplinks > 1 ? " ×" + r.uplinks : ""),
