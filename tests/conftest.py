@@ -69,9 +69,10 @@ def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
 # other on one worker as they would alone; everything else runs on the other worker beside them, at a
 # lower CPU priority, so that a media test never waits for a core behind a table-driven case.
 #
-# The fault tests (a server, a database or a link cut for 5 to 30 s, with bounds of seconds) mostly
-# wait: they form a second timed group that the other worker takes last, once its own tests are done,
-# so the two groups end together rather than one after the other.
+# The fault tests that cut a server, a database or a socket for 5 to 30 s (bounds of seconds) mostly
+# wait: they form a second timed group, which the other worker runs first (xdist gives out the largest
+# units first), beside the media tests; then both workers share the rest. The faults that grade a lossy
+# link or drive browsers stay with the media tests.
 
 TIMED = ("e2e", "faults", "media", "recording")
 # Elsewhere, every file whose tests send media in real time or wait on a server's clock: beside a
@@ -79,8 +80,8 @@ TIMED = ("e2e", "faults", "media", "recording")
 TIMED_FILES = {"test_attendance_faults.py", "test_live_session.py", "test_turn.py", "test_whip_whep.py",
                "test_precheck.py", "test_log_secrets.py", "test_metrics.py", "test_live_room.py", "test_limits.py",
                "test_authority.py", "test_sdp_fuzz.py", "test_cascade.py"}
-LATE = ("faults",)
-LATE_FILES = {"test_attendance_faults.py"}
+LATE_FILES = {"test_attendance_faults.py", "test_live_database_outage.py", "test_socket_drops.py",
+              "test_hall_blackout.py"}
 
 
 def _timed_path(path: str) -> bool:
@@ -89,8 +90,7 @@ def _timed_path(path: str) -> bool:
 
 
 def _late_path(path: str) -> bool:
-    parts = Path(path).parts
-    return (len(parts) > 1 and parts[0] == "tests" and parts[1] in LATE) or Path(path).name in LATE_FILES
+    return Path(path).name in LATE_FILES
 
 
 def _timed(item: pytest.Item) -> bool:
@@ -99,8 +99,7 @@ def _timed(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """The timed tests in two units of work (each on one worker, in order), the faults given out last;
-    each other test on its own."""
+    """The timed tests in two units of work (each on one worker, in order); each other test on its own."""
     from xdist.scheduler import LoadScopeScheduling
 
     class TimedTogether(LoadScopeScheduling):
@@ -109,11 +108,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             if _late_path(path):
                 return "timed-late"
             return "timed" if _timed_path(path) else nodeid
-
-        def _assign_work_unit(self, node: Any) -> None:
-            if len(self.workqueue) > 1 and next(iter(self.workqueue)) == "timed-late":
-                self.workqueue.move_to_end("timed-late")
-            super()._assign_work_unit(node)
 
     return TimedTogether(config, log)
 

@@ -63,6 +63,8 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 HUB_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
 CHILDREN_FOR_SECONDS = 5.0
+# The parent's mix comes every 20 ms while the session is live: this long without it, the uplink is dead.
+UPLINK_SILENT_SECONDS = 4.0
 RELAY_NODE: web.AppKey[RelayNode] = web.AppKey("relay_node")
 
 
@@ -285,12 +287,30 @@ class RelayNode:
             carried.uplinks_made += 1
             delay = BACKOFF_FIRST
             try:
-                await lost.wait()
+                await self._until_lost(uplink, lost)
                 log.warning("relay: the uplink of session %s was lost; making it again", carried.session_id)
             finally:
                 carried.uplink = None
                 await uplink.close()
                 await self._forget_feed(location)
+
+    @staticmethod
+    async def _until_lost(uplink: Uplink, lost: asyncio.Event) -> None:
+        """Until the connection fails, or the parent's sound stops (it mixes every 20 ms while live).
+
+        A parent that died says nothing: its connection would fail only when
+        ICE consent expires, about 30 s later. The sound's silence says it in
+        UPLINK_SILENT_SECONDS.
+        """
+        heard, heard_at = uplink.audio_packets, time.monotonic()
+        while not lost.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(lost.wait(), 1.0)
+            if uplink.audio_packets != heard:
+                heard, heard_at = uplink.audio_packets, time.monotonic()
+            elif time.monotonic() - heard_at > UPLINK_SILENT_SECONDS:
+                log.warning("relay: no sound from the parent for %.0f s", UPLINK_SILENT_SECONDS)
+                return
 
     async def _forget_feed(self, location: str) -> None:
         if location:

@@ -307,6 +307,26 @@ async def test_three_tiers_a_commune_watches_through_its_relay_below_the_provinc
         commune_health = (await relays["c"].health())["sessions"][str(session_id)]
         assert commune_health["uplinks_made"] == 1 and commune_health["viewers"] == 1, commune_health
         print(f"\ncascade, three tiers: the commune's member decoded {viewers[0].frames} frames through two relays")
+
+        # The commune's relay loses its parent (SIGKILL): it remakes its uplink with backoff, and its viewer
+        # keeps its connection, and gets the program back on it when the parent returns.
+        relays["a"].kill()
+        lost_at = time.monotonic()
+        while (await relays["c"].health())["sessions"][str(session_id)]["carrying"]:
+            assert time.monotonic() - lost_at < 15, "the commune's relay did not notice its parent was gone"
+            await asyncio.sleep(0.2)
+        noticed = time.monotonic() - lost_at
+        await relays["a"].start()
+        back_at = time.monotonic()
+        frames_before = viewers[0].frames
+        await wait_until(lambda: viewers[0].frames > frames_before + 30 and sees_the_program(viewers[0]),
+                         timeout=30, step=0.1)
+        back = time.monotonic() - back_at
+        commune_health = (await relays["c"].health())["sessions"][str(session_id)]
+        assert commune_health["uplinks_made"] == 2 and commune_health["viewers"] == 1, commune_health
+        assert viewers[0].pc.connectionState == "connected"
+        print(f"cascade: the commune's relay noticed its parent's loss in {noticed:.1f} s; its viewer, on the same "
+              f"connection, had the program back {back:.1f} s after the parent restarted")
     finally:
         for viewer in viewers:
             await viewer.close()

@@ -122,6 +122,8 @@ async def test_a_relay_token_opens_the_relay_api_and_nothing_else(client: TestCl
     ("POST", "/api/v1/relay/heartbeat", {"sessions": [1], "viewers": -1}),
     ("POST", "/api/v1/relay/heartbeat", {"unknown": 1}),
     ("POST", "/api/v1/relay/heartbeat", "[" * 100_000),
+    ("POST", "/api/v1/relay/children", {"token": 5}),
+    ("POST", "/api/v1/relay/children", {"token": "bcr_" + "x" * 40}),  # no relay below this one: 404
     ("POST", "/api/v1/relay/sessions/1/viewers", {"endpoint": "x", "token": "y"}),
     ("POST", "/api/v1/relay/sessions/1/viewers", {"endpoint": "a" * 32}),
     ("POST", "/api/v1/relay/sessions/99999999999999999999999/viewers", {"endpoint": "a" * 32, "token": "y"}),

@@ -386,6 +386,7 @@ ROUTES: dict[tuple[str, str], Row] = {
     # (tests/cascade/test_relay_cli.py: what a relay's token opens).
     ("POST", "/api/v1/relay/heartbeat"): Row(public(401), at("/api/v1/relay/heartbeat", json={})),
     ("DELETE", "/api/v1/relay/heartbeat"): Row(public(401), at("/api/v1/relay/heartbeat")),
+    ("POST", "/api/v1/relay/children"): Row(public(401), at("/api/v1/relay/children", json={"token": "x"})),
     ("POST", "/api/v1/relay/sessions/{id}/feed"): Row(public(401), at("/api/v1/relay/sessions/{S}/feed", data=BAD_SDP,
                                                                        content_type="application/sdp")),
     ("DELETE", "/api/v1/relay/sessions/{id}/feed/{resource}"): Row(public(401),
