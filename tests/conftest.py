@@ -72,7 +72,8 @@ def settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
 # The fault tests that cut a server, a database or a socket for 5 to 30 s (bounds of seconds) mostly
 # wait: they form a second timed group, which the other worker runs first (xdist gives out the largest
 # units first), beside the media tests; then both workers share the rest. The faults that grade a lossy
-# link or drive browsers stay with the media tests.
+# link, drive browsers or count the frames decoded in each second (the database outage: 3 in one second
+# beside a media test) stay with the media tests.
 
 TIMED = ("e2e", "faults", "media", "recording")
 # Elsewhere, every file whose tests send media in real time or wait on a server's clock: beside a
@@ -80,8 +81,7 @@ TIMED = ("e2e", "faults", "media", "recording")
 TIMED_FILES = {"test_attendance_faults.py", "test_live_session.py", "test_turn.py", "test_whip_whep.py",
                "test_precheck.py", "test_log_secrets.py", "test_metrics.py", "test_live_room.py", "test_limits.py",
                "test_authority.py", "test_sdp_fuzz.py", "test_cascade.py"}
-LATE_FILES = {"test_attendance_faults.py", "test_live_database_outage.py", "test_socket_drops.py",
-              "test_hall_blackout.py"}
+LATE_FILES = {"test_attendance_faults.py", "test_socket_drops.py", "test_hall_blackout.py"}
 
 
 def _timed_path(path: str) -> bool:

@@ -48,17 +48,15 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from server.errors import (AppError, NotFound, ServiceUnavailable, Unauthorized, UnsupportedMediaType,
-                           error_body)
+from server.errors import AppError, NotFound, ServiceUnavailable, Unauthorized, error_body
 from server.media.peer import IceConfig
 from server.media.room import EndpointState, MediaError, MediaRoom
 from server.media.stats import MediaStats
 from server.media.uplink import Uplink
-from server.views.forms import read_body
+from server.views.forms import MAX_SDP_BYTES, read_sdp
 
 log = logging.getLogger(__name__)
 
-MAX_SDP_BYTES = 200_000
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 HUB_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
@@ -494,21 +492,11 @@ def _viewer_token(request: web.Request) -> str:
     raise Unauthorized("sign in: a bearer token, or the ticket of the hub's redirect", code="unauthorized")
 
 
-async def _read_sdp(request: web.Request) -> str:
-    if request.content_type != "application/sdp":
-        raise UnsupportedMediaType("send the offer as application/sdp")
-    raw = await read_body(request, MAX_SDP_BYTES, "the offer")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise AppError("the offer is not UTF-8 text", code="bad_sdp") from None
-
-
 async def whep_view(request: web.Request) -> web.StreamResponse:
     node = request.app[RELAY_NODE]
     session_id = _session_id(request)
     token = _viewer_token(request)
-    sdp = await _read_sdp(request)
+    sdp = await read_sdp(request)
     try:
         endpoint, answer = await node.open_viewer(session_id, token, sdp)
     except MediaError as exc:
@@ -530,7 +518,7 @@ async def feed(request: web.Request) -> web.StreamResponse:
     node = request.app[RELAY_NODE]
     child = await node.child_of(_bearer(request))
     session_id = _session_id(request)
-    sdp = await _read_sdp(request)
+    sdp = await read_sdp(request)
     try:
         endpoint, answer = await node.open_feed(session_id, child, sdp)
     except MediaError as exc:

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from server import keys
-from server.errors import PayloadTooLarge
+from server.errors import AppError, PayloadTooLarge, UnsupportedMediaType
 from server.validation import Schema, digits
 
 
@@ -58,3 +58,18 @@ async def read_body(request: web.Request, limit: int, what: str = "the body") ->
         if len(raw) > limit:
             raise PayloadTooLarge(f"{what} is too large")
     return raw
+
+
+# An offer of a dozen media sections with every candidate is a few kilobytes: far below this.
+MAX_SDP_BYTES = 200_000
+
+
+async def read_sdp(request: web.Request) -> str:
+    """An SDP offer (WHIP, WHEP, a relay's uplink): ``application/sdp``, UTF-8, at most MAX_SDP_BYTES."""
+    if request.content_type != "application/sdp":
+        raise UnsupportedMediaType("send the offer as application/sdp")
+    raw = await read_body(request, MAX_SDP_BYTES, "the offer")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AppError("the offer is not UTF-8 text", code="bad_sdp") from None

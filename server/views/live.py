@@ -24,8 +24,7 @@ from server import keys
 from server.auth.principal import Principal
 from server.auth.roles import Role
 from server.auth.tokens import issue_token
-from server.errors import (AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests,
-                           UnsupportedMediaType)
+from server.errors import AppError, Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests
 from server.live.errors import LiveError
 from server.live.events import LiveRole
 from server.live.lifecycle import SessionStatus
@@ -41,14 +40,12 @@ from server.storage import sessions as session_store
 from server.storage.models import Session, User
 from server.views import checkins
 from server.views.auth import current, require
-from server.views.forms import path_id, read_body
+from server.views.forms import path_id, read_sdp
 from server.views.middleware import same_origin
 from server.views.render import render
 
 log = logging.getLogger(__name__)
 _throttled = Throttled(log)
-
-MAX_SDP_BYTES = 200_000
 
 
 class WebSocketConnection:
@@ -238,16 +235,6 @@ async def _session_json(request: web.Request, session_id: int) -> web.StreamResp
 
 # WHIP (RFC 9725) and WHEP ------------------------------------------------------------------
 
-async def _read_sdp(request: web.Request) -> str:
-    if request.content_type != "application/sdp":
-        raise UnsupportedMediaType("send the offer as application/sdp")
-    raw = await read_body(request, MAX_SDP_BYTES, "the offer")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise AppError("the offer is not UTF-8 text", code="bad_sdp") from None
-
-
 @contextlib.contextmanager
 def _answer_errors() -> Iterator[None]:
     """What refuses an offer (WHIP, WHEP, the connection test), as the HTTP error it is."""
@@ -272,7 +259,7 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
     assert principal is not None
     session_id = path_id(request)
     await _admit(request, principal, session_id)
-    sdp = await _read_sdp(request)
+    sdp = await read_sdp(request)
     room = await _room(request, session_id)
     if pc == "view":
         await _to_relay(request, room, principal)
@@ -346,7 +333,7 @@ async def precheck_start(request: web.Request) -> web.StreamResponse:
     assert principal is not None
     session_id = path_id(request)
     await _admit(request, principal, session_id)
-    sdp = await _read_sdp(request)
+    sdp = await read_sdp(request)
     room = await _room(request, session_id)
     with _answer_errors():
         answer = await room.start_precheck(principal, sdp)

@@ -35,7 +35,8 @@ from server.views.api import read_json
 from server.views.auth import bearer_token, principal_from_token
 from server.views.forms import path_id
 from server.signaling.room import LiveRoom
-from server.views.live import _admit, _answer_errors, _read_sdp, _room
+from server.views.forms import read_sdp
+from server.views.live import _admit, _answer_errors, _room
 
 # How often the hub writes a relay's heartbeat down in the database (`relay list` without Redis).
 SEEN_EVERY_SECONDS = 5.0
@@ -118,7 +119,7 @@ async def _carried_room(request: web.Request, relay: RelayRecord) -> tuple[int, 
 async def feed(request: web.Request) -> web.StreamResponse:
     """The relay's uplink: one subscription to the program, answered like WHEP."""
     relay = await relay_of(request)
-    sdp = await _read_sdp(request)
+    sdp = await read_sdp(request)
     session_id, room = await _carried_room(request, relay)
     with _answer_errors():
         answer = await room.open_uplink(relay.name, sdp)

@@ -13,8 +13,10 @@ and the killed relay's viewers are on record as dropped, not as leaving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -104,41 +106,71 @@ def sees_the_program(viewer: Viewer) -> bool:
     return viewer.frames >= 30 and close_to(viewer.colours[-1], RED) and viewer.tone_energy(TONE) > 0.5
 
 
-async def test_a_lecture_through_two_relays_one_uplink_each_and_a_killed_relay_costs_seconds(
-        settings: Any, seed: Seed, sqlite_database: Database) -> None:
-    database = sqlite_database
-    session_id = await add_session(database, seed, [seed.point_a.id, seed.point_b.id])
-    ports = {"a": _free_port(), "b": _free_port()}
+@dataclass
+class Cascade:
+    """A hub and its relays as processes, the speaker live and publishing, the viewers the test opens."""
+
+    hub: ServerProcess
+    relays: dict[str, RelayProcess]
+    http: aiohttp.ClientSession
+    speaker: LiveClient
+    viewers: list[Viewer] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def cascade(settings: Any, database: Database, seed: Seed, session_id: int,
+                  relays: list[tuple[str, str, str | None]]) -> AsyncIterator[Cascade]:
+    """``relays``: (name, unit slug, parent) registered, started, and carrying the session by the hub's word."""
+    ports = {name: _free_port() for name, _, _ in relays}
     tokens = {}
-    for name, unit in (("a", "tinh-a"), ("b", "tinh-b")):
+    for name, unit, parent in relays:
         async with database.session() as db:
-            _, tokens[name] = await create_relay(db, name=f"relay-{name}", unit_slug=unit,
-                                                 url=f"http://127.0.0.1:{ports[name]}")
+            _, tokens[name] = await create_relay(db, name=name, unit_slug=unit, url=f"http://127.0.0.1:{ports[name]}",
+                                                 parent_name=parent)
     hub = ServerProcess(settings.data_dir, settings.effective_database_url,
                         BRIDGECAST_CASCADE_HEARTBEAT_SECONDS="0.5", BRIDGECAST_CASCADE_TTL_SECONDS="2")
-    relays = {name: RelayProcess(settings.data_dir / f"relay-{name}", hub.url, tokens[name], port=ports[name])
-              for name in ("a", "b")}
+    processes = {name: RelayProcess(settings.data_dir / name, hub.url, tokens[name], port=ports[name])
+                 for name, _, _ in relays}
     http = aiohttp.ClientSession()
     publisher: Publisher | None = None
-    viewers: list[Viewer] = []
+    world: Cascade | None = None
     try:
         await hub.start()
         speaker = await live_speaker(http, hub.url, session_id, token(seed.speaker))
         publisher = await speaker.publish(RED, TONE)
-        for relay in relays.values():
-            await relay.start()
-
-        async def carrying() -> bool:
-            """The hub's word: both relays hold their uplink and said so in a heartbeat."""
-            board = await roll_call(http, hub.url, session_id, token(seed.speaker))
-            return {r["name"]: r["carrying"] for r in board["relays"]} == {"relay-a": True, "relay-b": True}
-
+        for process in processes.values():
+            await process.start()
         deadline = time.monotonic() + 30
-        while not await carrying():
-            assert time.monotonic() < deadline, [await r.health() for r in relays.values()]
+        while True:
+            board = await roll_call(http, hub.url, session_id, token(seed.speaker))
+            if {r["name"]: r["carrying"] for r in board["relays"]} == dict.fromkeys(processes, True):
+                break
+            assert time.monotonic() < deadline, [await r.health() for r in processes.values()]
             await asyncio.sleep(0.2)
         await asyncio.sleep(0.6)  # the hub reads the registry at most every 0.5 s (RelayWatch.alive)
+        world = Cascade(hub, processes, http, speaker)
+        yield world
+    finally:
+        for viewer in world.viewers if world is not None else []:
+            await viewer.close()
+        if publisher is not None:
+            await publisher.close()
+        for live in list(OPENED):
+            live._reader.cancel()
+        await http.close()
+        for process in processes.values():
+            process.stop()
+        hub.stop()
 
+
+async def test_a_lecture_through_two_relays_one_uplink_each_and_a_killed_relay_costs_seconds(
+        settings: Any, seed: Seed, sqlite_database: Database) -> None:
+    database = sqlite_database
+    session_id = await add_session(database, seed, [seed.point_a.id, seed.point_b.id])
+    async with cascade(settings, database, seed, session_id, [("relay-a", "tinh-a", None),
+                                                              ("relay-b", "tinh-b", None)]) as world:
+        hub, http, speaker, viewers = world.hub, world.http, world.speaker, world.viewers
+        relays = {"a": world.relays["relay-a"], "b": world.relays["relay-b"]}
         # Two viewers of province A (a member, the hall), one of province B.
         seen = {"member-a": Redirected(), "hall-a": Redirected(), "member-b": Redirected()}
         users = {"member-a": seed.member, "hall-a": seed.operator, "member-b": seed.member_b}
@@ -228,17 +260,6 @@ async def test_a_lecture_through_two_relays_one_uplink_each_and_a_killed_relay_c
         board = await roll_call(http, hub.url, session_id, token(seed.speaker))
         assert [r["name"] for r in board["relays"]] == ["relay-b"], board["relays"]
         assert {p["bridge_point"]: p["served_by"] for p in board["points"]}[seed.point_a.id] == "hub"
-    finally:
-        for viewer in viewers:
-            await viewer.close()
-        if publisher is not None:
-            await publisher.close()
-        for live in list(OPENED):
-            live._reader.cancel()
-        await http.close()
-        for relay in relays.values():
-            relay.stop()
-        hub.stop()
 
 
 async def test_three_tiers_a_commune_watches_through_its_relay_below_the_provinces(
@@ -259,35 +280,10 @@ async def test_three_tiers_a_commune_watches_through_its_relay_below_the_provinc
         await db.commit()
         point_id = point.id
     session_id = await add_session(database, seed, [seed.point_a.id, point_id])
-    ports = {"a": _free_port(), "c": _free_port()}
-    tokens = {}
-    for name, unit, parent in (("a", "tinh-a", None), ("c", "xa-c", "relay-a")):
-        async with database.session() as db:
-            _, tokens[name] = await create_relay(db, name=f"relay-{name}", unit_slug=unit,
-                                                 url=f"http://127.0.0.1:{ports[name]}", parent_name=parent)
-    hub = ServerProcess(settings.data_dir, settings.effective_database_url,
-                        BRIDGECAST_CASCADE_HEARTBEAT_SECONDS="0.5", BRIDGECAST_CASCADE_TTL_SECONDS="2")
-    relays = {name: RelayProcess(settings.data_dir / f"relay-{name}", hub.url, tokens[name], port=ports[name])
-              for name in ("a", "c")}
-    http = aiohttp.ClientSession()
-    publisher: Publisher | None = None
-    viewers: list[Viewer] = []
-    try:
-        await hub.start()
-        speaker = await live_speaker(http, hub.url, session_id, token(seed.speaker))
-        publisher = await speaker.publish(RED, TONE)
-        for relay in relays.values():
-            await relay.start()
-        deadline = time.monotonic() + 30
-        while True:
-            board = await roll_call(http, hub.url, session_id, token(seed.speaker))
-            if {r["name"]: r["carrying"] for r in board["relays"]} == {"relay-a": True, "relay-c": True}:
-                break
-            assert time.monotonic() < deadline, ([await r.health() for r in relays.values()],
-                                                 relays["c"].log.read_text()[-2000:])
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(0.6)
-
+    async with cascade(settings, database, seed, session_id, [("relay-a", "tinh-a", None),
+                                                              ("relay-c", "xa-c", "relay-a")]) as world:
+        hub, http, viewers = world.hub, world.http, world.viewers
+        relays = {"a": world.relays["relay-a"], "c": world.relays["relay-c"]}
         seen = {"c": Redirected(), "a": Redirected()}
         viewers.append(await view(via_hub(http, hub.url, session_id, token(member), seen["c"])))
         viewers.append(await view(via_hub(http, hub.url, session_id, token(seed.member), seen["a"])))
@@ -327,14 +323,3 @@ async def test_three_tiers_a_commune_watches_through_its_relay_below_the_provinc
         assert viewers[0].pc.connectionState == "connected"
         print(f"cascade: the commune's relay noticed its parent's loss in {noticed:.1f} s; its viewer, on the same "
               f"connection, had the program back {back:.1f} s after the parent restarted")
-    finally:
-        for viewer in viewers:
-            await viewer.close()
-        if publisher is not None:
-            await publisher.close()
-        for live in list(OPENED):
-            live._reader.cancel()
-        await http.close()
-        for relay in relays.values():
-            relay.stop()
-        hub.stop()

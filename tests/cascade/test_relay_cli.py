@@ -144,3 +144,37 @@ async def test_bad_relay_requests_get_a_4xx(client: TestClient, seed: Seed, sqli
     response = await client.request(method, path, **kwargs)
     assert 400 <= response.status < 500, (response.status, await response.text())
     assert "error" in await response.json()
+
+
+# A relay's own routes: every bad request a 4xx (or 503 while it cannot serve), never a 500 ---------------
+
+@pytest.mark.parametrize(("method", "path", "headers", "body", "status", "code"), [
+    ("POST", "/whep/sessions/1", {}, "v=0\r\n", 401, "unauthorized"),
+    ("POST", "/whep/sessions/1?ticket=x", {"Content-Type": "text/plain"}, "v=0\r\n", 415, "unsupported_media_type"),
+    ("POST", "/whep/sessions/1?ticket=x", {"Content-Type": "application/sdp"}, b"\xff\xfe", 400, "bad_sdp"),
+    ("POST", "/whep/sessions/1?ticket=x", {"Content-Type": "application/sdp"}, "v=" + "x" * 300_000, 413, None),
+    # Not carried (the hub is away here): ask the hub again, in 2 s.
+    ("POST", "/whep/sessions/1?ticket=x", {"Content-Type": "application/sdp"}, "v=0\r\n", 503, "not_carried"),
+    ("POST", "/whep/sessions/99999999999999999999999", {"Authorization": "Bearer x"}, "v=0\r\n", 404, "not_found"),
+    ("DELETE", f"/whep/sessions/1/{'a' * 32}", {}, None, 404, "not_found"),
+    ("PATCH", f"/whep/sessions/1/{'a' * 32}", {}, None, 405, "method_not_allowed"),
+    ("POST", "/api/v1/relay/sessions/1/feed", {}, None, 401, "relay_token"),
+    # A child's token is checked with the hub, which does not answer here.
+    ("POST", "/api/v1/relay/sessions/1/feed", {"Authorization": "Bearer bcr_x"}, None, 503, "hub_unavailable"),
+    ("GET", "/nowhere", {}, None, 404, "not_found"),
+])
+async def test_a_relays_bad_requests_get_a_4xx(aiohttp_client: Any, method: str, path: str, headers: dict[str, str],
+                                                body: Any, status: int, code: str | None) -> None:
+    from server.cascade.relay import create_relay_app
+    from server.media.peer import LOOPBACK, IceConfig
+
+    relay = await aiohttp_client(create_relay_app("http://127.0.0.1:9", "bcr_" + "t" * 40,
+                                                  IceConfig(addresses=LOOPBACK)))
+    response = await relay.request(method, path, headers=headers, data=body)
+    assert response.status == status, (response.status, await response.text())
+    error = (await response.json())["error"]
+    assert code is None or error["code"] == code, error
+    if status == 503:
+        assert int(response.headers["Retry-After"]) >= 1
+    health = await (await relay.get("/healthz")).json()
+    assert health["status"] == "starting" and health["sessions"] == {}
