@@ -10,6 +10,7 @@ real browsers behind real constrained links.
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 import random
 from dataclasses import dataclass, field
@@ -283,7 +284,9 @@ async def test_a_lossy_viewer_moves_to_the_low_layer_and_back() -> None:
         receiver = lossy.pc.getTransceivers()[0].receiver
         ssrc = hooks.remote_media_ssrc(lossy.pc, "video")
         assert ssrc is not None
-        for _ in range(20):
+        # 18 s measured on a quiet machine for the low picture after 30 % loss (aiortc's jitter buffer holds
+        # the broken frames until it overflows): 20 s was the bound, and a loaded machine passed it.
+        for _ in range(40):
             if lossy.sizes[-10:] == [size] * 10:
                 return
             await hooks.send_pli(receiver, ssrc)
@@ -295,7 +298,9 @@ async def test_a_lossy_viewer_moves_to_the_low_layer_and_back() -> None:
         await wait_until(lambda: room.layer_of(endpoint_id) == "low", timeout=20)
         dropping["on"] = False
         # Its picture becomes the low layer's.
+        low_at = time.monotonic()
         await shows((320, 240))
+        print(f"\nlayers: the lossy viewer shows the low layer {time.monotonic() - low_at:.1f} s after the loss stopped")
         assert all(close_to(colour, RED, 50) for colour in lossy.recent_colours())
         # The healthy viewer never left the full picture.
         assert healthy.sizes[-1] == (640, 480)
