@@ -347,7 +347,7 @@ async def _heartbeats(settings: Settings) -> dict[str, Any]:
 def _relay_serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from server.cascade.relay import create_relay_app
+    from server.cascade.relay_app import create_relay_app
     from server.media.peer import IceConfig
     from server.storage.relays import check_url, looks_like_relay_token
 

@@ -9,6 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 
+# The error code of an HTTP error that carries none of its own (aiohttp's, a router's 404 or 405).
+HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_failed",
+    429: "too_many_requests",
+}
+
+
 def error_body(code: str, message: str, details: object = None) -> dict[str, object]:
     """The one error shape of every JSON answer (the hub's and a relay's)."""
     error: dict[str, object] = {"code": code, "message": message}

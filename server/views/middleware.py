@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server import keys, logs
-from server.errors import AppError, Forbidden, Unauthorized, error_body
+from server.errors import HTTP_CODES, AppError, Forbidden, Unauthorized, error_body
 from server.logs import Throttled
 from server.storage.db import database_unavailable
 from server.views.auth import CSRF_COOKIE, apply_cookies, authenticate, is_api
@@ -29,11 +29,6 @@ CSP = (
 )
 
 
-_HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_failed",
-    429: "too_many_requests",
-}
 
 
 def _error_response(request: web.Request, status: int, code: str, message: str, details: object = None,
@@ -68,7 +63,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             apply_cookies(request, exc)
             raise
         else:
-            code = _HTTP_CODES.get(exc.status, "http_error")
+            code = HTTP_CODES.get(exc.status, "http_error")
             message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
             kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
             response = _error_response(request, exc.status, code, message, headers=kept or None)

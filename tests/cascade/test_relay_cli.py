@@ -165,7 +165,7 @@ async def test_bad_relay_requests_get_a_4xx(client: TestClient, seed: Seed, sqli
 ])
 async def test_a_relays_bad_requests_get_a_4xx(aiohttp_client: Any, method: str, path: str, headers: dict[str, str],
                                                 body: Any, status: int, code: str | None) -> None:
-    from server.cascade.relay import create_relay_app
+    from server.cascade.relay_app import create_relay_app
     from server.media.peer import LOOPBACK, IceConfig
 
     relay = await aiohttp_client(create_relay_app("http://127.0.0.1:9", "bcr_" + "t" * 40,
