@@ -278,7 +278,16 @@ def main() -> None:
     parser.add_argument("--codec", choices=["vp8", "h264"], default="vp8", help="the clip's codec")
     parser.add_argument("--viewer-codec", choices=["any", "vp8", "h264"], default="any",
                         help="what viewers decode (any: VP8 and H.264)")
+    parser.add_argument("--address", default="127.0.0.1",
+                        help="this host's address (a test namespace's): the only one media leaves from")
+    parser.add_argument("--allowed-network", action="append", default=[],
+                        help="a private network the servers are on (their candidates are used)")
     args = parser.parse_args()
+    if args.address != "127.0.0.1" or args.allowed_network:
+        import ipaddress
+
+        hooks.restrict_addresses((args.address,), allowed_networks=[ipaddress.ip_network(n)
+                                                                    for n in args.allowed_network])
     with steady_vp8(args.bitrate) if args.bitrate else contextlib.nullcontext():
         print(json.dumps(asyncio.run(run(args))), flush=True)
 

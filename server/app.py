@@ -32,7 +32,9 @@ from server.storage.attendance import RecordKeeper, rule_from_settings
 from server.storage.live import DatabaseLiveStore, FloorGrantStore
 from server.storage.presence import PresenceRecorder
 from server.storage.quality import QualityStore
+from server.storage import units as unit_store
 from server.views import live
+from server.views.live import relay_ticket
 from server.views.metrics import Telemetry, telemetry_ctx
 from server.views.middleware import MIDDLEWARES
 from server.views.render import create_environment
@@ -141,7 +143,14 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
                             quotas=quotas, thresholds=settings.quality, stats=app[keys.MEDIA_STATS],
                             prechecks=quality.prechecks)
     app[keys.LIVE] = registry
-    watch = RelayWatch(nodes, registry, interval=min(1.0, settings.cascade.heartbeat_seconds))
+    async def units_above(unit_id: int) -> list[int]:
+        async with database.session() as db:
+            return await unit_store.ancestor_ids(db, unit_id)
+
+    watch = RelayWatch(nodes, registry, interval=min(1.0, settings.cascade.heartbeat_seconds),
+                       units_above=units_above,
+                       ticket=lambda principal, session_id: relay_ticket(app, principal, session_id))
+    registry.directions = watch
     subscriptions.append(watch.subscribe(bus))
     watch.start()
     app[keys.RELAY_WATCH] = watch

@@ -4,6 +4,11 @@ The node itself (heartbeat, uplinks, viewers) is ``server/cascade/relay.py``.
 The resource URL (``Location``) holds a random 128-bit id: as at the hub
 (RFC 9725), whoever holds it may end it with ``DELETE``. Errors have the
 hub's shape; what the hub refused goes back to the viewer as the hub said it.
+
+The hub's pages offer their view here from the hub's origin: WHEP answers
+CORS for any origin. That opens nothing: no cookie is read here, and the
+credential (the ticket in the URL, or a bearer token) is one a page's script
+was given by the hub.
 """
 
 from __future__ import annotations
@@ -107,6 +112,28 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[RELAY_NODE].health())
 
 
+_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After"}
+_PREFLIGHT = {**_CORS, "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+              "Access-Control-Allow-Headers": "Content-Type, Authorization", "Access-Control-Max-Age": "600"}
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """WHEP from a hub's page (another origin): the preflight answered, every answer readable, errors too."""
+    if not request.path.startswith("/whep/"):
+        return await handler(request)
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        headers = dict(_PREFLIGHT)
+        if request.headers.get("Access-Control-Request-Private-Network") == "true":
+            # A hub on a public address, its relay on a province's private network (Chromium's
+            # Private Network Access asks before such a request).
+            headers["Access-Control-Allow-Private-Network"] = "true"
+        return web.Response(status=204, headers=headers)
+    response = await handler(request)
+    response.headers.update(_CORS)
+    return response
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The hub's error shape; what the hub refused goes back to the viewer as the hub said it."""
@@ -133,7 +160,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def create_relay_app(hub_url: str, token: str, ice: IceConfig, *, heartbeat_seconds: float = 2.0) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=MAX_SDP_BYTES)
+    app = web.Application(middlewares=[cors, errors], client_max_size=MAX_SDP_BYTES)
     route_id = r"{id:\d+}"
     resource = r"{resource:[0-9a-f]{32}}"
     app.router.add_post(f"/whep/sessions/{route_id}", whep_view)

@@ -3,9 +3,12 @@
 Relays beat into the node registry (a key with a TTL: in this process, or in
 Redis). A viewer is sent to the relay of its unit (the nearest one up the
 unit's chain: a commune's relay before its province's) while that relay is
-alive and carries the session. A relay whose heartbeat expired is dead: the
-viewers it served are dropped here, so attendance shows a gap rather than an
-absence, and its uplink is closed without waiting for ICE to notice.
+alive and carries the session: a WHEP player by a 307, a hall's or member's
+page by a ``redirect`` answering its ``view`` offer (it keeps its websocket
+here). A relay whose heartbeat expired is dead: the viewers it served are
+dropped here, so attendance shows a gap rather than an absence, its uplink is
+closed without waiting for ICE to notice, and the pages it served are told to
+offer their view again (``renegotiate``): here, or at a sibling relay.
 
 The floor holder hears the program without its own voice: the hub mixes
 that for each publisher, a relay forwards the hub's full mix. So a hall
@@ -19,21 +22,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import quote
 
+from server.auth.principal import Principal
 from server.live import events as ev
 from server.live.bus import EventBus, Subscription, dispatcher
+from server.live.events import LiveRole
 from server.live.nodes import NodeInfo, NodeRegistry
+from server.live.roles import live_role
+from server.signaling.directions import Direction
 from server.signaling.registry import LiveRegistry
+from server.signaling.room import LiveRoom
 
 log = logging.getLogger(__name__)
 
+# A unit's chain up to the country changes when an admin moves a unit: read again after this long.
+UNITS_FOR_SECONDS = 30.0
+
 
 class RelayWatch:
-    def __init__(self, registry: NodeRegistry, live: LiveRegistry, *, interval: float = 1.0) -> None:
+    """The registry's live relays, as the hub acts on them; the cascade's :class:`ViewDirections`.
+
+    ``units_above(unit_id)``: the unit and the units above it, nearest first.
+    ``ticket(principal, session_id)``: a token for that session only, taken
+    within a minute, that stands for the viewer's own (a client drops its
+    Authorization header on a redirect to another origin).
+    """
+
+    def __init__(self, registry: NodeRegistry, live: LiveRegistry, *, interval: float = 1.0,
+                 units_above: Callable[[int], Awaitable[Sequence[int]]] | None = None,
+                 ticket: Callable[[Principal, int], str] | None = None) -> None:
         self.registry = registry
         self._live = live
         self._interval = interval
+        self._units_above = units_above
+        self._ticket = ticket
+        self._units: dict[int, tuple[float, tuple[int, ...]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._alive: dict[str, NodeInfo] = {}
         self._alive_at = -1e9
@@ -60,6 +85,44 @@ class RelayWatch:
             if resource.key == key and resource.node is not None:
                 log.info("the floor holder %s watched through relay %s: its view there is ended", key, resource.node)
                 await room.close_resource(resource.endpoint_id)
+        await room.move_views(lambda member, node: member.key == key, "floor")
+
+    async def direct(self, room: LiveRoom, principal: Principal) -> Direction | None:
+        """The relay that serves this hall or member now (its unit's, nearest first), or None: the hub does.
+
+        The speaker is never sent away (it publishes here), nor the hall
+        holding the floor: it hears the program without its own voice only here.
+        """
+        seat = live_role(principal, room.info)
+        if principal.unit_id is None or seat.role is LiveRole.HOST or self._units_above is None:
+            return None
+        if seat.role is LiveRole.HALL and seat.point_id is not None and seat.point_id == room.session.floor.holder:
+            return None
+        try:
+            chain = await self._chain(principal.unit_id)
+        except Exception:  # noqa: BLE001 - the database away: the hub serves the viewer itself
+            log.warning("the unit chain of unit %s could not be read: the hub serves its viewer", principal.unit_id,
+                        exc_info=True)
+            return None
+        relay = await self.serving(chain, room.info.id)
+        if relay is None:
+            return None
+        url = f"{relay.url}/whep/sessions/{room.info.id}"
+        if self._ticket is not None:
+            url += f"?ticket={quote(self._ticket(principal, room.info.id), safe='')}"
+        return Direction(relay.name, url)
+
+    async def _chain(self, unit_id: int) -> Sequence[int]:
+        assert self._units_above is not None
+        now = time.monotonic()
+        cached = self._units.get(unit_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        chain = tuple(await self._units_above(unit_id))
+        if len(self._units) > 10_000:
+            self._units.clear()
+        self._units[unit_id] = (now + UNITS_FOR_SECONDS, chain)
+        return chain
 
     async def alive(self, max_age: float = 0.5) -> dict[str, NodeInfo]:
         """The live relays (read at most every ``max_age`` s: a storm of joins asks once)."""
@@ -109,7 +172,7 @@ class RelayWatch:
         alive = await self.alive(max_age=0)
         dropped = 0
         for room in list(self._live.rooms.values()):
-            nodes = {r.node for r in room.resources.all() if r.node is not None} | set(room.uplinks())
+            nodes = room.nodes_in_use()
             for node in sorted(nodes - alive.keys()):
                 count = await room.drop_node(node)
                 dropped += count

@@ -112,6 +112,7 @@ class Member:
     principal: Principal
     participant: ParticipantRef
     endpoints: dict[str, str] = field(default_factory=dict)  # pc name ("view", "publish") -> media endpoint id
+    relayed: dict[str, str] = field(default_factory=dict)  # pc name -> the relay it was sent to (issue 14)
 
     @property
     def key(self) -> str:

@@ -36,6 +36,17 @@ async def offer(room: LiveRoom, member: Member, values: dict[str, Any]) -> None:
     old = member.endpoints.pop(pc, None)
     if old:
         await room.media.close_endpoint(old)
+    member.relayed.pop(pc, None)
+    if pc == "view" and not values["here"] and room.directions is not None:
+        direction = await room.directions.direct(room, member.principal)
+        if direction is not None:
+            # The page offers this SDP at the relay; its socket (presence, the floor) stays here.
+            member.relayed[pc] = direction.node
+            await member.connection.send(outgoing.redirect(pc, direction.url))
+            if old:
+                async with room.lock:
+                    await room.commit(room.media_state(actor.key))
+            return
     ticket = room.endpoint_ticket(member.principal)
     try:
         if pc == "publish":

@@ -21,7 +21,11 @@ _PC = Field("pc", choices=PEERS, description="which of the client's peer connect
 
 CLIENT_MESSAGES: dict[str, Schema] = {
     "join": Schema("join", (Field("as", required=False, choices=("host", "hall", "member")),)),
-    "offer": Schema("offer", (_PC, Field("sdp", max_length=200_000, text="raw"))),
+    "offer": Schema("offer", (
+        _PC, Field("sdp", max_length=200_000, text="raw"),
+        # A view the relay it was sent to could not serve: the hub serves it (issue 14).
+        Field("here", "boolean", required=False, default=False),
+    )),
     "candidate": Schema("candidate", (
         _PC,
         Field("candidate", required=False, max_length=2000, default=""),

@@ -79,6 +79,9 @@ SERVER_MESSAGES: dict[str, dict[str, Any]] = {
                      "name": _STR}),
         "session": _SESSION, "floor": _FLOOR}),
     "answer": _message("answer", {"pc": {"enum": ["publish", "view"]}, "sdp": _STR}),
+    "redirect": _message("redirect", {"pc": {"enum": ["view"]}, "url": {"type": "string", "pattern": "^https?://"}}),
+    "renegotiate": _message("renegotiate", {"pc": {"enum": ["publish", "view"]},
+                                            "reason": {"enum": ["relay_lost", "floor"]}}),
     "session": _SESSION,
     "floor": _FLOOR,
     "floor_granted": _message("floor_granted", {"limit_seconds": _nullable(_NUM)}),
@@ -237,6 +240,16 @@ def floor_ended(point_id: int, name: str, reason: FloorEndReason) -> dict[str, A
 
 def answer(pc: str, sdp: str) -> dict[str, Any]:
     return {"type": "answer", "pc": pc, "sdp": sdp}
+
+
+def redirect(pc: str, url: str) -> dict[str, Any]:
+    """Offer this peer connection at ``url`` instead (a relay's WHEP, with a ticket): the answer comes from there."""
+    return {"type": "redirect", "pc": pc, "url": url}
+
+
+def renegotiate(pc: str, reason: str) -> dict[str, Any]:
+    """Build this peer connection again and offer it here now (its relay died, or the floor came to it)."""
+    return {"type": "renegotiate", "pc": pc, "reason": reason}
 
 
 def pong(t: int | None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from server.live.session import GRACE_SECONDS, LiveSession
 from server.live.store import LiveStore
 from server.media.peer import IceConfig
 from server.media.stats import MediaStats
+from server.signaling.directions import ViewDirections
 from server.signaling.messages import ProtocolError
 from server.signaling.room import LiveRoom
 
@@ -47,6 +48,8 @@ class LiveRegistry:
         # Peer connections and websockets per user (across sessions) and per session.
         self.quotas = quotas or Quotas.unlimited()
         self.rooms: dict[int, LiveRoom] = {}
+        # Who sends views to relays (server/signaling/cascade.py), given to every room made.
+        self.directions: ViewDirections | None = None
         self._lock = asyncio.Lock()
         self._subscription = bus.subscribe(dispatcher({
             ev.SessionChanged: self._session_changed,
@@ -70,6 +73,7 @@ class LiveRegistry:
                         log.warning("session %s: earlier connection tests could not be loaded", session_id)
                 room = LiveRoom(session, self._store, self._bus, self._ice, on_closed=self._forget,
                                 quotas=self.quotas, stats=self.stats)
+                room.directions = self.directions
                 self.rooms[session_id] = room
             return room
 

@@ -53,6 +53,7 @@ from server.signaling.connections import (
     Members,
 )
 from server.signaling.director import Director
+from server.signaling.directions import ViewDirections
 from server.signaling.precheck import start_precheck
 from server.signaling.quality import QualityMonitor
 from server.signaling.handlers import HANDLERS, UNLOCKED
@@ -87,6 +88,8 @@ class LiveRoom:
         self.media.set_live(session.info.status is SessionStatus.LIVE)
         self.members = Members()
         self.resources = Resources()
+        # Who sends a page's view to a relay (the cascade's RelayWatch); None: this server serves every view.
+        self.directions: ViewDirections | None = None
         # Media endpoint id -> the socket that owns it.
         self.owners: dict[str, Member] = {}
         self.lock = asyncio.Lock()
@@ -341,12 +344,33 @@ class LiveRoom:
         return await relayed_receiving(self, endpoint_id)
 
     async def drop_node(self, node: str) -> int:
-        """A relay died: its viewers are dropped here (the gap is on record), its uplink closed."""
+        """A relay died: its viewers are dropped here (the gap is on record), its uplink closed.
+
+        The pages it served are told to offer their view again now (here, or at a sibling relay),
+        instead of waiting for their peer connection to fail.
+        """
         lost = self.resources.served_by(node)
         for resource in lost:
             await close_resource(self, resource.endpoint_id, dropped=True)
         await self.media.close_key(relay_key(node), "view")
+        await self.move_views(lambda member, at: at == node, "relay_lost")
         return len(lost)
+
+    def nodes_in_use(self) -> set[str]:
+        """The relays this room depends on: serving its viewers, holding an uplink, or sent a page's view."""
+        nodes = {r.node for r in self.resources.all() if r.node is not None} | set(self.uplinks())
+        return nodes | {node for member in self.members for node in member.relayed.values()}
+
+    async def move_views(self, chosen: Callable[[Member, str], bool], reason: str) -> int:
+        """Tell the pages whose view a relay serves, where ``chosen(member, relay)``, to offer it again here."""
+        moved = 0
+        for member in self.members:
+            node = member.relayed.get("view")
+            if node is not None and chosen(member, node):
+                del member.relayed["view"]
+                await member.connection.send(outgoing.renegotiate("view", reason))
+                moved += 1
+        return moved
 
     # media callbacks ------------------------------------------------------------------
 

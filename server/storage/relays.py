@@ -75,6 +75,9 @@ def check_url(url: str) -> str:
             problem = "names no host"
         elif parts.username or parts.password or parts.query or parts.fragment:
             problem = "must not carry credentials, a query or a fragment"
+        elif any(c.isspace() or not c.isprintable() or c in ";,'\"" for c in url):
+            # It goes into headers (a redirect's Location, a live page's Content-Security-Policy).
+            problem = "must not hold spaces, quotes, commas or semicolons"
         elif len(url) > MAX_URL:
             problem = f"is longer than {MAX_URL} characters"
     del port

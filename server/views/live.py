@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -36,12 +37,14 @@ from server.media.ice import browser_ice_servers
 from server.media.room import MediaError
 from server.signaling.messages import MAX_MESSAGE_BYTES, ProtocolError, error
 from server.signaling.room import LiveRoom
+from server.storage import relays as relay_store
 from server.storage import sessions as session_store
+from server.storage import units as unit_store
 from server.storage.models import Session, User
 from server.views import checkins
 from server.views.auth import current, require
 from server.views.forms import path_id, read_sdp
-from server.views.middleware import same_origin
+from server.views.middleware import content_security_policy, same_origin
 from server.views.render import render
 
 log = logging.getLogger(__name__)
@@ -281,29 +284,25 @@ async def _open_resource(request: web.Request, pc: str, prefix: str) -> web.Stre
 TICKET_SECONDS = 60
 
 
-async def _to_relay(request: web.Request, room: LiveRoom, principal: Principal) -> None:
-    """Send a hall or member to the relay serving its unit (307, RFC 9725 section 4.6), if one is alive.
+def relay_ticket(app: web.Application, principal: Principal, session_id: int) -> str:
+    """A token for one session, to be taken within a minute, standing for ``principal``'s own.
 
-    The redirect's URL carries a ticket: a client drops its Authorization
-    header when it follows a redirect to another origin. The ticket is a
-    token for this session only, to be taken within a minute.
+    A redirect's URL carries it: a client drops its Authorization header when
+    it follows a redirect to another origin. The connection it opens ends
+    when the caller's own token would.
     """
-    seat = live_role(principal, room.info)
-    if principal.unit_id is None or seat.role is LiveRole.HOST:
-        return
-    if seat.role is LiveRole.HALL and seat.point_id is not None and seat.point_id == room.session.floor.holder:
-        return  # it hears the program without its own voice only here (server/signaling/cascade.py)
+    until = principal.expires_at or int(time.time()) + app[keys.SETTINGS].auth.token_ttl_seconds
+    return issue_token(app[keys.JWT_SECRET], principal.user_id, principal.token_version, TICKET_SECONDS,
+                       session_id=session_id, connection_until=until)
+
+
+async def _to_relay(request: web.Request, room: LiveRoom, principal: Principal) -> None:
+    """Send a hall or member to the relay serving its unit (307, RFC 9725 section 4.6), if one is alive."""
     if request.query.get("relay") == "no":
         return  # the relay sent it back (it could not reach the program): the hub serves it
-    from server.views.relays import relay_units
-
-    relay = await request.app[keys.RELAY_WATCH].serving(await relay_units(request, principal.unit_id), room.info.id)
-    if relay is None:
-        return
-    until = principal.expires_at or int(time.time()) + request.app[keys.SETTINGS].auth.token_ttl_seconds
-    ticket = issue_token(request.app[keys.JWT_SECRET], principal.user_id, principal.token_version, TICKET_SECONDS,
-                         session_id=room.info.id, connection_until=until)
-    raise web.HTTPTemporaryRedirect(f"{relay.url}/whep/sessions/{room.info.id}?ticket={ticket}")
+    direction = await request.app[keys.RELAY_WATCH].direct(room, principal)
+    if direction is not None:
+        raise web.HTTPTemporaryRedirect(direction.url)
 
 
 async def _delete_resource(request: web.Request) -> web.StreamResponse:
@@ -422,13 +421,30 @@ async def live_page(request: web.Request) -> web.StreamResponse:
     # The hall's screen shows its check-in code (an operator's hall, not an admin watching as a hall).
     checkin = (await checkins.code_state(request, session.id, own_point.id)
                if own_point is not None and principal.role is Role.OPERATOR else None)
-    return render(request, template, {
+    response = render(request, template, {
         "session": session, "speaker": speaker, "own_point": own_point, "checkin": checkin,
         "invited": sorted(points.values(), key=lambda p: p.name),
         # Embedded in a <script type="application/json">: "<" escaped so no
         # value can close the element.
         "live_config": json.dumps(config).replace("<", "\\u003c"),
     })
+    if role is not LiveRole.HOST and principal.unit_id is not None:
+        # The page may be sent to view at the relays of its unit's chain (issue 14): its script reaches them.
+        response.headers["Content-Security-Policy"] = content_security_policy(
+            await _relay_origins(request, principal.unit_id))
+    return response
+
+
+async def _relay_origins(request: web.Request, unit_id: int) -> set[str]:
+    async with request.app[keys.DATABASE].session() as db:
+        chain = set(await unit_store.ancestor_ids(db, unit_id))
+        relays = await relay_store.list_relays(db)
+    origins = set()
+    for relay in relays:
+        if relay.active and relay.unit_id in chain:
+            parts = urlsplit(relay.url)
+            origins.add(f"{parts.scheme}://{parts.netloc}")
+    return origins
 
 
 def setup(app: web.Application) -> None:

@@ -6,6 +6,7 @@ import re
 
 import hmac
 import logging
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -22,11 +23,15 @@ log = logging.getLogger(__name__)
 _throttled = Throttled(log)
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-)
+def content_security_policy(connect: Iterable[str] = ()) -> str:
+    """The pages' policy; ``connect``: other origins a page's script may reach (the relays a live page views at)."""
+    sources = " ".join(["'self'", "ws:", "wss:", *sorted(connect)])
+    return ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+            f"connect-src {sources}; style-src 'self'; script-src 'self'; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
+CSP = content_security_policy()
 
 
 

@@ -29,7 +29,6 @@ from server.errors import Forbidden, NotFound, Unauthorized
 from server.live.events import relay_key
 from server.live.nodes import NodeInfo
 from server.storage import relays as relay_store
-from server.storage import units as unit_store
 from server.storage.relays import RelayRecord
 from server.views.api import read_json
 from server.views.auth import bearer_token, principal_from_token
@@ -199,10 +198,3 @@ async def viewer_close(request: web.Request) -> web.StreamResponse:
     dropped = request.query.get("dropped", "") in ("1", "true")
     await room.close_resource(endpoint, dropped=dropped)
     return web.Response(status=204)
-
-
-async def relay_units(request: web.Request, unit_id: int) -> list[int]:
-    """A viewer's unit and the units above it, nearest first (where a relay may serve it from)."""
-    async with request.app[keys.DATABASE].session() as db:
-        return await unit_store.ancestor_ids(db, unit_id)
-

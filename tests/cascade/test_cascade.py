@@ -323,3 +323,94 @@ async def test_three_tiers_a_commune_watches_through_its_relay_below_the_provinc
         assert viewers[0].pc.connectionState == "connected"
         print(f"cascade: the commune's relay noticed its parent's loss in {noticed:.1f} s; its viewer, on the same "
               f"connection, had the program back {back:.1f} s after the parent restarted")
+
+
+# The hub's pages: the socket at the hub, the program from the relay ------------------------------------
+
+SERVED_BY = "() => { const l = window.Bridgecast && Bridgecast.hall && Bridgecast.hall.client.peers.view; " \
+            "return l && l.state === 'connected' ? l.servedBy : null; }"
+# The program's centre pixel is the speaker's red (the relay forwards the hub's picture untouched).
+SHOWS_RED = "() => { const v = document.querySelector('#program'); if (!v || !v.videoWidth) return false; " \
+            "const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight; " \
+            "const g = c.getContext('2d'); g.drawImage(v, 0, 0); " \
+            "const d = g.getImageData(c.width >> 1, c.height >> 1, 1, 1).data; " \
+            "return d[0] > 150 && d[1] < 100 && d[2] < 100; }"
+
+
+async def _served_by(page: Any, expected: str, timeout: float) -> float:
+    """Wait until the hall page's view is connected to ``expected`` ("hub" or a relay's origin) and shows red."""
+    started = time.monotonic()
+    await page.wait_for_function(f"() => ({SERVED_BY})() === {expected!r}", timeout=timeout * 1000)
+    await page.wait_for_function(SHOWS_RED, timeout=timeout * 1000)
+    return time.monotonic() - started
+
+
+async def test_a_hall_page_views_at_its_relay_and_at_the_hub_when_the_relay_dies(
+        settings: Any, seed: Seed, sqlite_database: Database) -> None:
+    """Headless Chromium, the hall of province A: its socket at the hub, its program from relay A; the floor
+    brings its view to the hub (mix-minus); relay A killed, the page views at the hub by itself within 10 s."""
+    from playwright.async_api import async_playwright
+
+    from tests.conftest import TEST_PASSWORD
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    database = sqlite_database
+    session_id = await add_session(database, seed, [seed.point_a.id, seed.point_b.id])
+    async with cascade(settings, database, seed, session_id, [("relay-a", "tinh-a", None)]) as world, \
+            async_playwright() as playwright:
+        hub, http, speaker, relay = world.hub, world.http, world.speaker, world.relays["relay-a"]
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 720}, locale="vi-VN")
+            page = await context.new_page()
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+            await page.goto(f"{hub.url}/login")
+            await page.fill("input[name=username]", seed.operator.username)
+            await page.fill("input[name=password]", TEST_PASSWORD)
+            await page.click("form[action='/login'] button[type=submit]")
+            await page.wait_for_url(f"{hub.url}/")
+            live = f"{hub.url}/sessions/{session_id}/live"
+            await page.goto(live)
+
+            # The program comes from the relay; the hub holds the hall's socket, not its media.
+            try:
+                await _served_by(page, relay.url, 30)
+            except Exception:
+                raise AssertionError(console[-20:]) from None
+            health = (await relay.health())["sessions"][str(session_id)]
+            assert health["viewers"] == 1, health
+            # The board: served by relay A, with the link figures the page reports over its socket at the hub.
+            deadline = time.monotonic() + 15
+            while True:
+                board = await roll_call(http, hub.url, session_id, token(seed.speaker))
+                point = next(p for p in board["points"] if p["bridge_point"] == seed.point_a.id)
+                if point["served_by"] == "relay-a" and (point["frames_decoded"] or 0) > 0 and point["fps"]:
+                    break
+                assert time.monotonic() < deadline, point
+                await asyncio.sleep(0.5)
+
+            # The floor: the hall's view comes to the hub, where its mix leaves its own voice out.
+            await speaker.send("grant_floor", point_id=seed.point_a.id)
+            moved = await _served_by(page, "hub", 15)
+            deadline = time.monotonic() + 10
+            while (await relay.health())["sessions"][str(session_id)]["viewers"] != 0:
+                assert time.monotonic() < deadline, "the floor holder's view at its relay was not ended"
+                await asyncio.sleep(0.2)
+            print(f"\ncascade, hall page: viewed at relay A; given the floor, at the hub {moved:.1f} s later")
+            await speaker.send("revoke_floor")
+
+            # Back on its relay after a reload; then the relay is killed: the page views at the hub by itself.
+            await page.reload()
+            await _served_by(page, relay.url, 30)
+            relay.kill()
+            back = await _served_by(page, "hub", KILL_BOUND + 5)
+            print(f"cascade, hall page: relay A killed; the page viewed at the hub {back:.1f} s later "
+                  f"(bound {KILL_BOUND:.0f} s)")
+            assert back <= KILL_BOUND
+            board = await roll_call(http, hub.url, session_id, token(seed.speaker))
+            point = next(p for p in board["points"] if p["bridge_point"] == seed.point_a.id)
+            assert point["served_by"] == "hub" and point["roll_call"] == "receiving", point
+            await context.close()
+        finally:
+            await browser.close()

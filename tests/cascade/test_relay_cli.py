@@ -48,6 +48,9 @@ REFUSALS = [
     (["r3", "--unit", "hai-phong", "--url", "http://u:p@x:1"], 2, "credentials"),
     (["r4", "--unit", "hai-phong", "--url", "http://x:99999"], 2, "is not a URL"),
     (["r5", "--unit", "hai-phong", "--url", "http://x:1", "--parent", "nobody"], 2, "no relay named"),
+    # The URL goes into headers (a redirect's Location, a live page's Content-Security-Policy).
+    (["r8", "--unit", "hai-phong", "--url", "http://x:1/a;script-src"], 2, "semicolons"),
+    (["r9", "--unit", "hai-phong", "--url", "http://x:1/a b"], 2, "spaces"),
     # A relay below another serves a unit below the other's: not a sibling province, not its own.
     (["r6", "--unit", "thai-nguyen", "--url", "http://x:1", "--parent", "can-tho"], 2, "does not serve a unit above"),
     (["r7", "--unit", "can-tho", "--url", "http://x:1", "--parent", "can-tho"], 2, "does not serve a unit above"),
@@ -178,3 +181,34 @@ async def test_a_relays_bad_requests_get_a_4xx(aiohttp_client: Any, method: str,
         assert int(response.headers["Retry-After"]) >= 1
     health = await (await relay.get("/healthz")).json()
     assert health["status"] == "starting" and health["sessions"] == {}
+
+
+async def test_a_relays_whep_answers_cors_for_the_hubs_pages(aiohttp_client: Any) -> None:
+    """A hub's page offers its view at the relay from the hub's origin: the preflight is answered, and every
+    answer (the errors too) is readable by the page, with its Location."""
+    from server.cascade.relay_app import create_relay_app
+    from server.media.peer import LOOPBACK, IceConfig
+
+    relay = await aiohttp_client(create_relay_app("http://127.0.0.1:9", "bcr_" + "t" * 40,
+                                                  IceConfig(addresses=LOOPBACK)))
+    page = {"Origin": "https://hub.example"}
+    for path, method in (("/whep/sessions/1", "POST"), (f"/whep/sessions/1/{'a' * 32}", "DELETE")):
+        preflight = await relay.options(path, headers={**page, "Access-Control-Request-Method": method,
+                                                       "Access-Control-Request-Headers": "content-type"})
+        assert preflight.status == 204, await preflight.text()
+        assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+        assert method in preflight.headers["Access-Control-Allow-Methods"]
+        assert "content-type" in preflight.headers["Access-Control-Allow-Headers"].lower()
+        assert "Access-Control-Allow-Private-Network" not in preflight.headers
+    # A public hub's page, a relay on a private network: Chromium's Private Network Access asks first.
+    private = await relay.options("/whep/sessions/1", headers={**page, "Access-Control-Request-Method": "POST",
+                                                               "Access-Control-Request-Private-Network": "true"})
+    assert private.status == 204 and private.headers["Access-Control-Allow-Private-Network"] == "true"
+    refused = await relay.post("/whep/sessions/1", headers={**page, "Content-Type": "application/sdp"}, data="v=0")
+    assert refused.status == 401 and refused.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Location" in refused.headers["Access-Control-Expose-Headers"]
+    # A plain OPTIONS (no preflight) is WHEP's own; the relay's other routes answer no CORS.
+    plain = await relay.options("/whep/sessions/1")
+    assert plain.status == 204 and plain.headers["Accept-Post"] == "application/sdp"
+    health = await relay.get("/healthz", headers=page)
+    assert "Access-Control-Allow-Origin" not in health.headers

@@ -3,7 +3,9 @@
  * window.Bridgecast.PeerLink: one RTCPeerConnection ("view" or "publish")
  * offered over a LiveClient's socket (protocol.js) and answered by the
  * server; rebuilt and re-offered when it fails (the server, aiortc, has no
- * ICE restart).
+ * ICE restart). A view the hub sends to a relay ("redirect") is offered there
+ * by WHEP; if the relay cannot serve it, it is offered at the hub again with
+ * "here", and the hub serves it.
  *
  * No user-visible strings and no page here.
  */
@@ -62,6 +64,8 @@
     this.remote = null;         // MediaStream received (view)
     this._timers = {};
     this._rebuilding = false;
+    this._here = false;         // the next offer asks the hub itself to answer (a relay failed it)
+    this.servedBy = null;       // "hub", or the origin of the relay serving this view
   }
 
   PeerLink.prototype._timer = function (name, fn, ms) {
@@ -150,11 +154,14 @@
       .then(function () {
         if (pc !== self.pc || self.closed || generation !== self.generation) return;
         if (!self.client.joined) { self.waiting = true; self._setState("waiting"); return; }
-        if (!self.client.send("offer", { pc: self.name, sdp: pc.localDescription.sdp })) {
+        var offer = { pc: self.name, sdp: pc.localDescription.sdp };
+        if (self._here) offer.here = true;
+        if (!self.client.send("offer", offer)) {
           self.waiting = true;
           self._setState("waiting");
           return;
         }
+        self._here = false;
         self.client._offers.push({ link: self, generation: generation });
         self.expecting = generation;
         self._timer("answer", function () {
@@ -172,12 +179,55 @@
     if (!pc || this.closed || generation !== this.generation || pc.signalingState !== "have-local-offer") return;
     this.expecting = null;
     this._timer("answer", null);
+    this.servedBy = "hub";
     var self = this;
     pc.setRemoteDescription({ type: "answer", sdp: sdp }).catch(function (error) {
       console.error("bridgecast: answer for " + self.name + " refused", error);
       if (pc === self.pc) self.restart("answer_error");
     });
   };
+
+  /** The hub sends this offer to a relay (its WHEP URL, with a ticket): the answer comes from there. */
+  PeerLink.prototype._redirected = function (generation, url) {
+    var pc = this.pc;
+    if (!pc || this.closed || generation !== this.generation || pc.signalingState !== "have-local-offer") return;
+    this.expecting = null;
+    var self = this;
+    var current = function () { return pc === self.pc && generation === self.generation && !self.closed; };
+    var atHub = function (reason) {
+      if (!current()) return;
+      self._here = true;
+      self.restart(reason, true);
+    };
+    this._timer("answer", function () { atHub("relay_timeout"); }, ANSWER_TIMEOUT);
+    fetch(url, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
+                 mode: "cors", credentials: "omit", cache: "no-store" })
+      .then(function (response) {
+        if (response.status !== 201) throw new Error("the relay answered " + response.status);
+        var location = response.headers.get("Location");
+        return response.text().then(function (sdp) {
+          var resource = location ? new URL(location, url).href : null;
+          if (!current()) { release(resource); return; }
+          self._timer("answer", null);
+          pc._bridgecastRelayed = resource;
+          self.servedBy = new URL(url).origin;
+          return pc.setRemoteDescription({ type: "answer", sdp: sdp });
+        });
+      })
+      .catch(function (error) {
+        console.warn("bridgecast: the relay did not serve the " + self.name + ": " + error + "; asking the hub");
+        atHub("relay_refused");
+      });
+  };
+
+  /** End a view at a relay (its WHEP resource); nothing waits on it. */
+  function release(resource) {
+    if (!resource) return;
+    try {
+      fetch(resource, { method: "DELETE", mode: "cors", credentials: "omit", keepalive: true })
+        .catch(function () { /* the relay ends it when its connection fails */ });
+    } catch (e) { /* the page is going away */ }
+  }
 
   PeerLink.prototype._offerRefused = function (generation, message) {
     if (this.closed || generation !== this.generation) return;
@@ -222,6 +272,8 @@
     pc.ontrack = null;
     pc.onconnectionstatechange = null;
     try { pc.close(); } catch (e) { /* closed */ }
+    release(pc._bridgecastRelayed);
+    pc._bridgecastRelayed = null;
   };
 
   /** Close for good; notify: tell the server (close_pc). */

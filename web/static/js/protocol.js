@@ -171,10 +171,17 @@
       }
       return;
     }
-    if (type === "answer") {
-      // The server answers offers in the order it got them.
+    if (type === "answer" || type === "redirect") {
+      // The server answers offers in the order it got them: here, or with a relay to offer at.
       var head = this._offers.shift();
-      if (head && head.link.name === message.pc) head.link._answer(head.generation, message.sdp);
+      if (head && head.link.name === message.pc) {
+        if (type === "answer") head.link._answer(head.generation, message.sdp);
+        else head.link._redirected(head.generation, message.url);
+      }
+    } else if (type === "renegotiate") {
+      // Its relay died, or the floor came to this hall: offer that peer connection here again, now.
+      var moved = this.peers[message.pc];
+      if (moved && !moved.closed) moved.restart(message.reason || "renegotiate", true);
     } else if (type === "error") {
       if (message.request === "offer") {
         var refused = this._offers.shift();
