@@ -45,6 +45,8 @@ from bench.common import RESULTS, ROOT, cpu_seconds, free_port, machine, prepare
 RELAYED = ("hai-phong", "can-tho")  # provinces served by a relay
 DIRECT = ("thai-nguyen", "son-la")  # and two without one
 BENCH_NETWORK = "198.18.0.0/15"
+LOAD_CORE = 1  # --load-core
+PROFILE = os.environ.get("BENCH_PROFILE_HUB")  # a path prefix: the hub's profile of each run is written there
 
 
 @dataclass(frozen=True)
@@ -72,20 +74,22 @@ def _ip(*args: str) -> None:
 @contextlib.contextmanager
 def namespaces(names: tuple[str, ...]) -> Iterator[dict[str, Host]]:
     """A namespace per host, each a veth pair away from one bridge; everything removed at the end."""
-    tag = f"{os.getpid() % 10000:04d}"
+    # Fresh names each time: the kernel removes a deleted namespace's links in its own time.
+    tag = f"{random.randrange(16 ** 5):05x}"
     third = random.randrange(256)
     bridge = f"bcbr{tag}"
-    made: list[str] = []
+    made: list[tuple[str, ...]] = []
     try:
         _ip("link", "add", bridge, "type", "bridge")
-        made.append(bridge)
+        made.append(("link", "del", bridge))
         _ip("link", "set", bridge, "up")
         hosts = {}
         for index, name in enumerate(names):
             netns, outside, inside = f"bc-{tag}-{name}", f"bc{tag}h{index}", f"bc{tag}n{index}"
             _ip("netns", "add", netns)
-            made.append(netns)
+            made.append(("netns", "del", netns))
             _ip("link", "add", outside, "type", "veth", "peer", "name", inside, "netns", netns)
+            made.append(("link", "del", outside))
             _ip("link", "set", outside, "master", bridge)
             _ip("link", "set", outside, "up")
             address = f"198.18.{third}.{index + 2}"
@@ -97,10 +101,8 @@ def namespaces(names: tuple[str, ...]) -> Iterator[dict[str, Host]]:
             hosts[name] = Host(address, netns)
         yield hosts
     finally:
-        for thing in reversed(made):
-            # A namespace takes its end of each veth pair with it, and the pair goes.
-            args = ["ip", "link", "del", thing] if thing == bridge else ["ip", "netns", "del", thing]
-            subprocess.run(args, capture_output=True, timeout=20)
+        for undo in reversed(made):
+            subprocess.run(["ip", *undo], capture_output=True, timeout=20)
 
 
 @contextlib.contextmanager
@@ -203,9 +205,9 @@ def _measure(mode: str, hub: subprocess.Popen[str], relays: list[subprocess.Pope
              halls: Host) -> dict[str, Any]:
     network = ["--address", halls.address] + (["--allowed-network", BENCH_NETWORK] if halls.netns else [])
     load = subprocess.Popen(
-        halls.command(1, sys.executable, "-m", "bench.load", "--url", url, "--session", str(session_id),
+        halls.command(LOAD_CORE, sys.executable, "-m", "bench.load", "--url", url, "--session", str(session_id),
                       "--tokens", str(tokens_file), "--viewers", str(viewers), "--seconds", str(seconds),
-                      "--size", size, "--source", "clip", "--bitrate", "1000000", *network),
+                      "--size", size, "--source", "clip", "--bitrate", "1000000", "--clear-headers", *network),
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert load.stdout is not None
     result: dict[str, Any] = {}
@@ -216,6 +218,12 @@ def _measure(mode: str, hub: subprocess.Popen[str], relays: list[subprocess.Pope
         if event["event"] == "measure":
             wall_start, hub_start = time.monotonic(), cpu_seconds(hub.pid)
             relay_start = [cpu_seconds(process.pid) for process in relays]
+            if PROFILE:
+                # Where the hub's time goes over the window (py-spy, if installed: `pip install py-spy`).
+                subprocess.Popen(["py-spy", "record", "--pid", str(hub.pid), "--duration", str(int(seconds)), "--gil",
+                                  "--nonblocking",
+                                  "--format", "raw", "--output", f"{PROFILE}-{mode}-{viewers}.txt"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         elif event["event"] == "result":
             result = event
             wall = time.monotonic() - wall_start
@@ -243,20 +251,25 @@ def write_doc(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
                     f"{latency['p50']} / {latency['p95']} ms | {'—' if r is direct else f'{hop:+.1f} ms'} |")
     where = ("the hub, each relay and the halls each in a network namespace of its own, on veth links to one "
              "bridge (198.18.x.0/24)" if args.network == "netns" else "loopback")
+    cores = ("the hub alone on core 0; the two relays and the load on core 1" if args.load_core == 1 else
+             "the hub and the load on core 0; the two relays on core 1")
     body = (
         f"Measured {datetime.date.today().isoformat()} on {machine()}: `python -m bench.cascade --network "
-        f"{args.network} --per-relay {args.per_relay} --seconds {args.seconds:g} --runs {args.runs}` (each line the "
-        f"run of median hub CPU). Hub on core 0; the two relays and the load (one publisher looping a pre-encoded "
-        f"{args.size}@30 VP8 clip at 1 Mbit/s + Opus, viewers that count frames without decoding) on core 1; "
-        f"{where}; one demo per run. Frames are those a viewer counted in the window against "
+        f"{args.network} --load-core {args.load_core} --per-relay {args.per_relay} --seconds {args.seconds:g} "
+        f"--runs {args.runs}` (each line the run of median hub CPU). {cores[0].upper()}{cores[1:]}. The load: one "
+        f"publisher looping a pre-encoded {args.size}@30 VP8 clip at 1 Mbit/s + Opus, and viewers that count frames "
+        f"from the RTP headers without decrypting or decoding; {where}; one demo per run. Frames are those a viewer "
+        "counted in the window against "
         "those the publisher sent in it (a few more when the window catches frames in flight); latency is from "
         "the publisher's send to the viewer's arrival (one process's clock), so it includes the queueing of "
-        "core 1, which carries the relays and every viewer.\n\n"
+        "the cores the relays and the viewers share.\n\n"
         "| run | viewers | hub CPU, % of a core (against direct) | relays' CPU | frames min / mean of sent "
         "| latency p50 / p95 | a relay hop adds (p50) |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
         "Bounds (issue 14): the hub within ±10 % of 2 direct viewers, delivery ≥ 99 %, a hop < 20 ms at p50.")
-    write_section("cascade", "The cascade: viewers behind relays", body)
+    name = "cascade" if args.load_core == 1 else "cascade-load-core0"
+    write_section(name, "The cascade: viewers behind relays" if args.load_core == 1
+                  else "The cascade, the load beside the hub", body)
 
 
 def main() -> None:
@@ -267,8 +280,13 @@ def main() -> None:
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--network", choices=["netns", "loopback"], default="netns",
                         help="netns: each host in a namespace of its own (needs root); loopback: all on 127.0.0.1")
+    parser.add_argument("--load-core", type=int, choices=[0, 1], default=1,
+                        help="1: the load beside the relays, the hub alone on core 0 (its CPU undisturbed); "
+                             "0: the load beside the hub (core 1 left to the relays: the hop's latency unqueued)")
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
+    global LOAD_CORE
+    LOAD_CORE = args.load_core
     configurations = [("direct", 1)] + [("cascade", int(n)) for n in args.per_relay.split(",")]
     runs = []
     for mode, per_relay in configurations:

@@ -133,6 +133,45 @@ def _priority(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
 
 
+# A hung test ------------------------------------------------------------------------
+#
+# pytest-timeout fails a test after 300 s (pyproject.toml), with the main thread's traceback: in an
+# event loop, that is the selector. A little before, the asyncio tasks still pending and every
+# thread's stack go to the worker's stderr (the CI log), which say what the test waits for.
+
+HANG_REPORT_SECONDS = 270
+
+
+def _report_hang(nodeid: str) -> None:
+    import faulthandler
+    import gc
+    import sys
+
+    out = sys.__stderr__
+    print(f"\n=== {nodeid}: still running after {HANG_REPORT_SECONDS} s; pending asyncio tasks ===", file=out)
+    for task in [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()][:50]:
+        try:
+            print(f"--- {task.get_name()}: {task.get_coro()!r}", file=out)
+            task.print_stack(limit=12, file=out)
+        except Exception as exc:  # noqa: BLE001 - a report, read from another thread: best effort
+            print(f"    (stack unreadable: {exc})", file=out)
+    print("=== threads ===", file=out, flush=True)
+    faulthandler.dump_traceback(file=out, all_threads=True)
+
+
+@pytest.fixture(autouse=True)
+def _hang_report(request: pytest.FixtureRequest) -> Iterator[None]:
+    import threading
+
+    timer = threading.Timer(HANG_REPORT_SECONDS, _report_hang, args=(request.node.nodeid,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 # PostgreSQL --------------------------------------------------------------------
 
 def _in_thread(function: Any, *args: Any) -> Any:

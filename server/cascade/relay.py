@@ -46,6 +46,7 @@ from typing import Any
 import aiohttp
 
 from server.errors import NotFound, ServiceUnavailable, Unauthorized
+from server.live.events import relay_key
 from server.media.peer import IceConfig
 from server.media.room import EndpointState, MediaRoom
 from server.media.stats import MediaStats
@@ -419,14 +420,15 @@ class RelayNode:
         carried = self.carried.get(session_id)
         if carried is None or not carried.carrying:
             raise NotFound("this relay does not carry the session now", code="not_carried")
-        key = f"relay:{child}"
+        key = relay_key(child)
         await carried.media.close_key(key, "view")
-        answer = await carried.media.view(key, sdp)
+        # The full picture always: the child forwards it to every viewer behind it.
+        answer = await carried.media.view(key, sdp, adaptive=False)
         return answer.endpoint_id, answer.sdp
 
     async def close_feed(self, session_id: int, child: str, endpoint: str) -> bool:
         carried = self.carried.get(session_id)
-        if carried is None or not any(e.id == endpoint for e in carried.media.endpoints(f"relay:{child}")):
+        if carried is None or not any(e.id == endpoint for e in carried.media.endpoints(relay_key(child))):
             return False
         await carried.media.close_endpoint(endpoint)
         return True

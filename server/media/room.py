@@ -288,19 +288,22 @@ class MediaRoom:
     # viewing ---------------------------------------------------------------------
 
     async def view(self, key: str, offer_sdp: str, *, on_close: Callable[[], None] | None = None,
-                   endpoint_id: str | None = None) -> Answer:
+                   endpoint_id: str | None = None, adaptive: bool = True) -> Answer:
         """Accept a viewer's offer: it receives the program video and its audio mix (without its own voice).
 
         ``endpoint_id`` names the endpoint when the caller chose it already (a
-        relay's viewer, on record at the hub under that id).
+        relay's viewer, on record at the hub under that id). ``adaptive``
+        False: it keeps the full picture whatever its reports say (a relay's
+        uplink, which carries the full picture to every viewer behind it: a
+        relay forwards, it has no low layer to give the ones on a poor link).
         """
         self._check_offer(offer_sdp, on_close)
         endpoint_id = endpoint_id or uuid.uuid4().hex
         with logs.bind(endpoint=endpoint_id):
-            return await self._view(endpoint_id, key, offer_sdp, on_close)
+            return await self._view(endpoint_id, key, offer_sdp, on_close, adaptive)
 
-    async def _view(self, endpoint_id: str, key: str, offer_sdp: str, on_close: Callable[[], None] | None
-                    ) -> Answer:
+    async def _view(self, endpoint_id: str, key: str, offer_sdp: str, on_close: Callable[[], None] | None,
+                    adaptive: bool = True) -> Answer:
         pc = new_peer(self.ice)
         meter = LinkMeter(pc, "view")
         endpoint = self._add(_Endpoint(endpoint_id, key, "view", pc, on_close=on_close, meter=meter))
@@ -323,11 +326,14 @@ class MediaRoom:
                 hooks.send_encoded(transceiver)
                 # The viewer lost a picture: ask for a keyframe of its layer (rate-limited at the source).
                 hooks.on_keyframe_request(transceiver.sender, lambda s=subscription: self.feed.request_keyframe(s))
-                # Its receiver reports move it to the low layer on a poor link, and back.
-                policy = LayerPolicy(lambda layer, s=subscription: self._move(s, layer),
-                                     needed=lambda: self.feed.bitrate)
-                hooks.on_receiver_report(transceiver.sender, policy, meter.watch_sender(transceiver.sender, 90000))
-                endpoint.layers = policy
+                if adaptive:
+                    # Its receiver reports move it to the low layer on a poor link, and back.
+                    policy = LayerPolicy(lambda layer, s=subscription: self._move(s, layer),
+                                         needed=lambda: self.feed.bitrate)
+                    hooks.on_receiver_report(transceiver.sender, policy, meter.watch_sender(transceiver.sender, 90000))
+                    endpoint.layers = policy
+                else:
+                    hooks.on_receiver_report(transceiver.sender, meter.watch_sender(transceiver.sender, 90000))
             else:
                 hooks.on_receiver_report(transceiver.sender, meter.watch_sender(transceiver.sender, 48000))
         self._watch(endpoint)

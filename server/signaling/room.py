@@ -324,7 +324,8 @@ class LiveRoom:
             raise LiveError("not_live", f"the session is {self.info.status.value}: nothing to relay")
         key = relay_key(node)
         await self.media.close_key(key, "view")
-        return await self.media.view(key, sdp)
+        # The full picture always: the relay forwards it to every viewer behind it, whatever one link says.
+        return await self.media.view(key, sdp, adaptive=False)
 
     def uplinks(self) -> dict[str, int]:
         """The relays holding an uplink to this room's program: how many each (one, but for a moment)."""

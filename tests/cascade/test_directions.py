@@ -133,3 +133,28 @@ async def test_a_live_page_may_reach_the_relays_of_its_units_chain_only(client: 
                                        if part.strip().startswith("connect-src"))
     assert "https://relay-a.example:8443" in policies["member-a"]
     assert "relay-a.example" not in policies["member-b"] and "relay-a.example" not in policies["speaker"]
+
+
+async def test_a_relays_uplink_keeps_the_full_picture_whatever_its_reports_say(
+        client: TestClient, seed: Seed, sqlite_database: Database) -> None:
+    """A viewer on a poor link is moved to the low layer by its reports; a relay's uplink never is: it
+    carries the picture of every viewer behind it (and its moving down would start a transcode at the hub)."""
+    session_id = await add_session(sqlite_database, seed, [seed.point_a.id, seed.point_b.id])
+    async with sqlite_database.session() as db:
+        _, relay_token = await create_relay(db, name="relay-a", unit_slug=seed.province_a.slug, url=RELAY_URL)
+    speaker = await connect(client, session_id, seed.speaker)
+    await speaker.send("start")
+    await speaker.expect("session", status="live")
+    sdp = await _offer_sdp()
+    uplink = await client.post(f"/api/v1/relay/sessions/{session_id}/feed", data=sdp,
+                               headers={"Authorization": f"Bearer {relay_token}", "Content-Type": "application/sdp"})
+    assert uplink.status == 201, await uplink.text()
+    member_b = await connect(client, session_id, seed.member_b)
+    assert (await _offer_view(member_b, sdp))["type"] == "answer"
+    room = client.app[keys.LIVE].existing(session_id)
+    assert room is not None
+    endpoint = uplink.headers["Location"].rsplit("/", 1)[1]
+    assert room.media.layer_policy(endpoint) is None
+    viewer = room.media.endpoints(user_key(seed.member_b.id))[0]
+    assert room.media.layer_policy(viewer.id) is not None
+    assert room.uplinks() == {"relay-a": 1}
