@@ -57,7 +57,7 @@ from tests.signaling.helpers import LiveClient, add_session
 
 # A valid value for every field: a case makes one field wrong and keeps the others right.
 VALID: dict[tuple[str, str], Any] = {
-    ("join", "as"): "member", ("offer", "pc"): "view", ("offer", "sdp"): "v=0\r\n",
+    ("join", "as"): "member", ("offer", "pc"): "view", ("offer", "sdp"): "v=0\r\n", ("offer", "here"): False,
     ("candidate", "pc"): "view", ("candidate", "candidate"): "", ("candidate", "sdpMid"): "0",
     ("candidate", "sdpMLineIndex"): 0, ("close_pc", "pc"): "publish", ("lower_hand", "point_id"): 999_999,
     ("grant_floor", "point_id"): 999_999, ("grant_floor", "limit_seconds"): 60, ("show", "source"): "floor",
