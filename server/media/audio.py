@@ -6,6 +6,10 @@ current inputs get the mix without that input, everyone else gets the full mix.
 A variant is encoded once per 20 ms tick however many viewers share it, and
 every variant's packets carry the same running pts, so a viewer moving from
 one variant to another (a hall given the floor) keeps a monotonic timeline.
+
+The viewers are kept grouped by variant as they come and go and as inputs
+change (a tick does not sort them again), and a tick sums the inputs once:
+a publisher's variant is that sum less its own contribution.
 """
 
 from __future__ import annotations
@@ -122,6 +126,10 @@ class ProgramAudio:
         self.stats = stats
         self.inputs: dict[str, AudioInput] = {}
         self.viewers: dict[ForwardTrack, str | None] = {}
+        # Kept as viewers come and go and inputs change: owner key -> its tracks, and variant -> the tracks
+        # that hear it (an input's key: its mix-minus; None: the full mix, for every other viewer).
+        self._owned: dict[str | None, set[ForwardTrack]] = {}
+        self._groups: dict[str | None, set[ForwardTrack]] = {}
         self._variants: dict[str | None, _Variant] = {}
         self._pts = 0
         self.ticks = 0
@@ -139,28 +147,68 @@ class ProgramAudio:
 
     def add_input(self, source: AudioInput) -> None:
         self.inputs[source.key] = source
+        self._regroup(source.key)
 
     def remove_input(self, key: str) -> AudioInput | None:
-        return self.inputs.pop(key, None)
+        source = self.inputs.pop(key, None)
+        self._regroup(key)
+        return source
 
     def viewer_track(self, owner_key: str | None) -> ForwardTrack:
         track = ForwardTrack("audio")
         self.viewers[track] = owner_key
+        self._owned.setdefault(owner_key, set()).add(track)
+        self._groups.setdefault(self._variant_of(owner_key), set()).add(track)
         return track
 
     def discard(self, track: ForwardTrack) -> None:
-        self.viewers.pop(track, None)
+        if track not in self.viewers:
+            return
+        owner = self.viewers.pop(track)
+        self._remove(self._owned, owner, track)
+        self._remove(self._groups, self._variant_of(owner), track)
+
+    def groups(self) -> dict[str | None, set[ForwardTrack]]:
+        """Variant -> the tracks that hear it (read-only: for tests and diagnostics)."""
+        return {variant: set(tracks) for variant, tracks in self._groups.items()}
+
+    def _variant_of(self, owner: str | None) -> str | None:
+        return owner if owner is not None and owner in self.inputs else None
+
+    def _regroup(self, key: str) -> None:
+        """``key`` became an input or stopped being one: its own viewers move to its mix-minus or back."""
+        own = self._owned.get(key)
+        if not own:
+            return
+        now = self._variant_of(key)
+        before = None if now is not None else key
+        for track in own:
+            self._remove(self._groups, before, track)
+            self._groups.setdefault(now, set()).add(track)
+
+    def _remove(self, index: dict[str | None, set[ForwardTrack]], name: str | None, track: ForwardTrack) -> None:
+        tracks = index.get(name)
+        if tracks is None:
+            return
+        tracks.discard(track)
+        if not tracks:
+            del index[name]
+            if index is self._groups:
+                self._variants.pop(name, None)  # nobody hears it: its encoder goes
 
     def forward(self, packet: av.Packet) -> None:
         """One packet of a mix made upstream (a relay's uplink): to every viewer as it is."""
         self.forwarding = True
         if not self.enabled:
             return
-        for track in list(self.viewers):
+        ended = []
+        for track in self.viewers:
             if track.readyState != "live":
-                del self.viewers[track]
+                ended.append(track)
                 continue
             track.push(packet)
+        for track in ended:
+            self.discard(track)
 
     async def _run(self) -> None:
         started = time.monotonic()
@@ -178,6 +226,18 @@ class ProgramAudio:
             delay = started + self.ticks * TICK - time.monotonic()
             await asyncio.sleep(max(0.0, delay))
 
+    def mixes(self, chunks: dict[str, np.ndarray]) -> dict[str | None, np.ndarray]:
+        """Each variant heard now, from this tick's inputs: the sum once, less a publisher's own part."""
+        total = np.zeros(TICK_SAMPLES * CHANNELS, dtype=np.int32)
+        for chunk in chunks.values():
+            total += chunk
+        mixes = {}
+        for variant_key in self._groups:
+            own = chunks.get(variant_key) if variant_key is not None else None
+            mix = total if own is None else total - own
+            mixes[variant_key] = np.clip(mix, -32768, 32767).astype(np.int16)
+        return mixes
+
     def tick(self) -> None:
         """Mix and send one 20 ms step."""
         chunks = {key: source.take() for key, source in self.inputs.items()}
@@ -185,30 +245,21 @@ class ProgramAudio:
         if not self.enabled:
             self._pts += TICK_SAMPLES
             return
-        groups: dict[str | None, list[ForwardTrack]] = {}
-        for track, owner in list(self.viewers.items()):
-            if track.readyState != "live":
-                del self.viewers[track]
-                continue
-            variant = owner if owner in self.inputs else None
-            groups.setdefault(variant, []).append(track)
-        for variant_key in list(self._variants):
-            if variant_key not in groups:
-                del self._variants[variant_key]
-        for variant_key, tracks in groups.items():
-            mix = np.zeros(TICK_SAMPLES * CHANNELS, dtype=np.int32)
-            for key, chunk in chunks.items():
-                if key != variant_key:
-                    mix += chunk
-            samples = np.clip(mix, -32768, 32767).astype(np.int16)
+        ended: list[ForwardTrack] = []
+        for variant_key, samples in self.mixes(chunks).items():
             variant = self._variants.get(variant_key)
             if variant is None:
                 variant = self._variants[variant_key] = _Variant()
             packets = variant.encode(samples, self._pts)
             self.encodes += 1
-            for packet in packets:
-                for track in tracks:
+            for track in self._groups[variant_key]:
+                if track.readyState != "live":
+                    ended.append(track)
+                    continue
+                for packet in packets:
                     track.push(packet)
+        for track in ended:
+            self.discard(track)
         self._pts += TICK_SAMPLES
 
     async def close(self) -> None:
