@@ -389,6 +389,7 @@ async def test_a_hall_page_views_at_its_relay_and_at_the_hub_when_the_relay_dies
                     break
                 assert time.monotonic() < deadline, point
                 await asyncio.sleep(0.5)
+            await page.screenshot(path=str(settings.data_dir / "hall-through-relay.png"))
 
             # The floor: the hall's view comes to the hub, where its mix leaves its own voice out.
             await speaker.send("grant_floor", point_id=seed.point_a.id)
