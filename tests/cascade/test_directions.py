@@ -61,14 +61,19 @@ async def _offer_view(live: LiveClient, sdp: str, **extra: Any) -> dict[str, Any
     raise AssertionError(f"no reply to the offer: {live.received[since:]}")
 
 
-async def test_pages_of_a_relays_unit_are_sent_there_and_back_here_when_it_dies(
-        client: TestClient, seed: Seed, sqlite_database: Database) -> None:
-    session_id = await add_session(sqlite_database, seed, [seed.point_a.id, seed.point_b.id])
+async def _live_with_a_relay(client: TestClient, seed: Seed, database: Database) -> tuple[int, LiveClient, str]:
+    """A live session inviting points A and B, relay A alive in the registry; the speaker's socket, an offer."""
+    session_id = await add_session(database, seed, [seed.point_a.id, seed.point_b.id])
     speaker = await connect(client, session_id, seed.speaker)
     await speaker.send("start")
     await speaker.expect("session", status="live")
     await _relay_alive(client, seed, session_id)
-    sdp = await _offer_sdp()
+    return session_id, speaker, await _offer_sdp()
+
+
+async def test_pages_of_a_relays_unit_are_sent_there_and_back_here_when_it_dies(
+        client: TestClient, seed: Seed, sqlite_database: Database) -> None:
+    session_id, speaker, sdp = await _live_with_a_relay(client, seed, sqlite_database)
 
     member_a = await connect(client, session_id, seed.member)
     sent = await _offer_view(member_a, sdp)
@@ -103,12 +108,7 @@ async def test_pages_of_a_relays_unit_are_sent_there_and_back_here_when_it_dies(
 
 async def test_the_hall_given_the_floor_is_told_to_view_here(client: TestClient, seed: Seed,
                                                             sqlite_database: Database) -> None:
-    session_id = await add_session(sqlite_database, seed, [seed.point_a.id, seed.point_b.id])
-    speaker = await connect(client, session_id, seed.speaker)
-    await speaker.send("start")
-    await speaker.expect("session", status="live")
-    await _relay_alive(client, seed, session_id)
-    sdp = await _offer_sdp()
+    session_id, speaker, sdp = await _live_with_a_relay(client, seed, sqlite_database)
     hall = await connect(client, session_id, seed.operator)
     assert (await _offer_view(hall, sdp))["type"] == "redirect"
     mark = hall.mark()
