@@ -40,6 +40,10 @@ class EncodedFrame:
     data: bytes
     pts: int
     is_keyframe: bool
+    # VP8's picture id, numbered by the stream that carries the frame (the program, a transcode): with
+    # it, every viewer sends the same RTP payloads, made once (``payloads``, filled by the first sender).
+    picture_id: int | None = None
+    payloads: list[bytes] | None = None
     time_base: ClassVar[Fraction] = Fraction(1, VIDEO_CLOCK)
 
     def __bytes__(self) -> bytes:

@@ -384,6 +384,22 @@ def _sending_codecs(codecs: list[RTCRtpCodecParameters]) -> dict[VideoCodec, RTC
     return chosen
 
 
+def rtp_payloads(frame: EncodedFrame) -> list[bytes] | None:
+    """The frame's RTP payloads, made by the first viewer's sender and shared by every other one.
+
+    They are the same for every viewer: an H.264 frame's always, a VP8
+    frame's once its stream has numbered it (``picture_id``, which the
+    payload descriptor carries). None: a VP8 frame without one (each sender
+    numbers it itself).
+    """
+    if frame.payloads is None:
+        if frame.codec == "h264":
+            frame.payloads = H264Encoder._packetize(H264Encoder._split_bitstream(frame.data))
+        elif frame.picture_id is not None:
+            frame.payloads = Vp8Encoder._packetize(frame.data, frame.picture_id)
+    return frame.payloads
+
+
 def send_encoded(transceiver: RTCRtpTransceiver) -> None:
     """Make a video sender send each :class:`EncodedFrame` with its own codec's payload type.
 
@@ -424,11 +440,10 @@ def send_encoded(transceiver: RTCRtpTransceiver) -> None:
                 codec = codecs.get(frame.codec)
                 if codec is None:
                     continue
-                if frame.codec == "vp8":
+                payloads = rtp_payloads(frame)
+                if payloads is None:  # a VP8 frame its stream did not number: this viewer's own numbering
                     payloads = Vp8Encoder._packetize(frame.data, picture_id)
                     picture_id = (picture_id + 1) % (1 << 15)
-                else:
-                    payloads = H264Encoder._packetize(H264Encoder._split_bitstream(frame.data))
                 if not payloads:
                     continue
                 timestamp = uint32_add(timestamp_origin, frame.pts % (1 << 32))

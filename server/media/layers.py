@@ -82,6 +82,7 @@ class SharedTranscode:
         # Told each output frame before the fanout; False keeps it from the fanout.
         self.accept: Callable[[EncodedFrame], bool] = lambda frame: True
         self.frames_in = 0
+        self._picture_id = 0  # VP8's, numbered over this transcode's own frames
         self.frames_out = 0
         self.cpu_seconds = 0.0
 
@@ -168,7 +169,9 @@ class SharedTranscode:
                 self._force_keyframe.clear()
                 small.pict_type = PictureType.I
             for encoded in self._encoder.encode(small):
-                out.append(EncodedFrame(self.codec, bytes(encoded), frame.pts, bool(encoded.is_keyframe)))
+                out.append(EncodedFrame(self.codec, bytes(encoded), frame.pts, bool(encoded.is_keyframe),
+                                        picture_id=self._picture_id))
+                self._picture_id = (self._picture_id + 1) % (1 << 15)
         return out
 
     def _new_encoder(self, width: int, height: int) -> av.CodecContext:

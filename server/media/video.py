@@ -179,6 +179,7 @@ class ProgramVideo:
         self._interval = DEFAULT_FRAME_INTERVAL
         self.switches = 0
         self.frames_out = 0
+        self._picture_id = 0  # VP8's, one numbering for every viewer of the program
         # The codec of the last frame that went out (None before the first).
         self.codec: VideoCodec | None = None
         # Off before the session starts: sources are consumed, nothing goes out.
@@ -236,6 +237,8 @@ class ProgramVideo:
                 self._interval = pts - self._last_pts
         packet.pts = pts
         self._last_pts = pts
+        packet.picture_id = self._picture_id
+        self._picture_id = (self._picture_id + 1) % (1 << 15)
         # What the program carries, even before the start (a publisher answered now sends it too).
         self.codec = packet.codec
         if self.enabled:

@@ -12,9 +12,12 @@ import math
 import av
 import numpy as np
 import pytest
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
 
+from server.media.codecs import EncodedFrame
 from server.media.feed import Subscription
+from server.media.hooks import rtp_payloads
 from server.media.room import MediaRoom
 from tests.media.clients import close_to, publish, wait_until
 from tests.media.test_room import RED, answerer
@@ -64,6 +67,13 @@ async def test_a_subscriber_without_webrtc_reads_the_program_as_it_is_forwarded(
         assert video[0][0].is_keyframe
         pts = [packet.pts for packet, _ in video]
         assert pts == sorted(pts) and len(set(pts)) == len(pts)
+        # The program numbers its VP8 frames one after the other (every viewer's payload descriptor), so
+        # each frame's RTP payloads are made once, by the first sender, and are the same for every viewer.
+        ids = [packet.picture_id for packet, _ in video]
+        assert all(b == (a + 1) % (1 << 15) for a, b in zip(ids, ids[1:])), ids
+        packet = video[-1][0]
+        payloads = rtp_payloads(packet)
+        assert payloads is rtp_payloads(packet) and payloads == Vp8Encoder._packetize(packet.data, packet.picture_id)
         for _, image in video:
             centre = image[image.shape[0] // 4: 3 * image.shape[0] // 4, image.shape[1] // 4: 3 * image.shape[1] // 4]
             assert close_to(tuple(int(v) for v in centre.reshape(-1, 3).mean(axis=0)), RED)
@@ -96,3 +106,16 @@ async def test_a_subscription_owned_by_a_publisher_is_its_mix_minus(room: MediaR
         room.feed.unsubscribe(mine)
     finally:
         await speaker.close()
+
+
+def test_rtp_payloads_are_shared_when_every_viewer_would_make_the_same() -> None:
+    keyframe = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + bytes(3000)
+    unnumbered = EncodedFrame("vp8", keyframe, 0, True)
+    assert rtp_payloads(unnumbered) is None  # each sender numbers it itself
+    numbered = EncodedFrame("vp8", keyframe, 0, True, picture_id=77)
+    made = rtp_payloads(numbered)
+    assert made is not None and len(made) > 1 and made is rtp_payloads(numbered)
+    assert made == Vp8Encoder._packetize(keyframe, 77)
+    access_unit = b"\x00\x00\x00\x01\x67\x42" + bytes(40) + b"\x00\x00\x00\x01\x65" + bytes(2000)  # SPS, IDR
+    h264 = EncodedFrame("h264", access_unit, 0, True)
+    assert rtp_payloads(h264) is rtp_payloads(h264) and len(rtp_payloads(h264) or []) > 1
