@@ -45,7 +45,6 @@ from bench.common import RESULTS, ROOT, cpu_seconds, free_port, machine, prepare
 RELAYED = ("hai-phong", "can-tho")  # provinces served by a relay
 DIRECT = ("thai-nguyen", "son-la")  # and two without one
 BENCH_NETWORK = "198.18.0.0/15"
-LOAD_CORE = 1  # --load-core
 PROFILE = os.environ.get("BENCH_PROFILE_HUB")  # a path prefix: the hub's profile of each run is written there
 
 
@@ -140,7 +139,7 @@ def _environment(demo_env: dict[str, str], host: Host) -> dict[str, str]:
     return env
 
 
-def run_one(mode: str, per_relay: int, seconds: float, size: str, network: str) -> dict[str, Any]:
+def run_one(mode: str, per_relay: int, seconds: float, size: str, network: str, load_core: int) -> dict[str, Any]:
     topology = namespaces if network == "netns" else loopback
     with tempfile.TemporaryDirectory(prefix="bc-cascade-") as tmp, \
             topology(("hub", "relay-1", "relay-2", "halls")) as hosts:
@@ -173,7 +172,8 @@ def run_one(mode: str, per_relay: int, seconds: float, size: str, network: str) 
                     processes.append(relay)
                     halls.python(_WAIT, f"{relay_url}/healthz", str(demo.session_id), "60")
                 time.sleep(2.5)  # a heartbeat after: the hub knows they carry the session
-            return _measure(mode, hub, relays, url, demo.session_id, tokens_file, len(names), seconds, size, halls)
+            return _measure(mode, hub, relays, url, demo.session_id, tokens_file, len(names), seconds, size, halls,
+                            load_core)
         finally:
             for process in reversed(processes):
                 process.terminate()
@@ -202,10 +202,10 @@ def _relay(env: dict[str, str], data: Path, name: str, hub: str, host: Host) -> 
 
 def _measure(mode: str, hub: subprocess.Popen[str], relays: list[subprocess.Popen[str]], url: str,
              session_id: int, tokens_file: Path, viewers: int, seconds: float, size: str,
-             halls: Host) -> dict[str, Any]:
+             halls: Host, load_core: int) -> dict[str, Any]:
     network = ["--address", halls.address] + (["--allowed-network", BENCH_NETWORK] if halls.netns else [])
     load = subprocess.Popen(
-        halls.command(LOAD_CORE, sys.executable, "-m", "bench.load", "--url", url, "--session", str(session_id),
+        halls.command(load_core, sys.executable, "-m", "bench.load", "--url", url, "--session", str(session_id),
                       "--tokens", str(tokens_file), "--viewers", str(viewers), "--seconds", str(seconds),
                       "--size", size, "--source", "clip", "--bitrate", "1000000", "--clear-headers", *network),
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -289,15 +289,14 @@ def main() -> None:
                              "0: the load beside the hub (core 1 left to the relays: the hop's latency unqueued)")
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
-    global LOAD_CORE
-    LOAD_CORE = args.load_core
     configurations = [("direct", 1)] + [("cascade", int(n)) for n in args.per_relay.split(",")]
     # Interleaved (direct, then each cascade, again and again): the machine's drift over the minutes of a
     # run (a core's CPU figure moves by ±2 points between runs here) falls on every configuration alike.
     done: dict[tuple[str, int], list[dict[str, Any]]] = {configuration: [] for configuration in configurations}
     for _ in range(args.runs):
         for mode, per_relay in configurations:
-            done[(mode, per_relay)].append(run_one(mode, per_relay, args.seconds, args.size, args.network))
+            done[(mode, per_relay)].append(run_one(mode, per_relay, args.seconds, args.size, args.network,
+                                                            args.load_core))
     runs = []
     for configuration in configurations:
         repeated = sorted(done[configuration], key=lambda r: r["hub_cpu_percent"])

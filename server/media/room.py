@@ -16,27 +16,26 @@ afterwards is reported through the ``on_endpoint`` callback as plain
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from aiortc import RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
-from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.sdp import candidate_from_sdp
 
 from server.live.quality import LinkReading
 from server import logs
 from server.logs import Throttled
 from server.media import hooks, memory
 from server.media.audio import AudioInput
-from server.media.fanout import ForwardTrack
+from server.media.echo import ConnectionTests, EchoResult
 from server.media.feed import ProgramFeed, Subscription
 from server.media.layers import LayerPolicy
 from server.media.meter import LinkMeter
+from server.media.offers import Answer, MediaError, candidate_problem, refuse_unusable_offer
 from server.media.peer import IceConfig, new_peer
 from server.media.stats import MediaStats
 from server.media.video import EncodedVideoSource
@@ -45,85 +44,6 @@ log = logging.getLogger(__name__)
 _throttled = Throttled(log)
 
 EndpointKindName: TypeAlias = Literal["publish", "view"]
-
-
-class MediaError(Exception):
-    """An offer or candidate the room cannot use; ``code`` is sent to the client."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-_CANDIDATE_TYPES = {"host", "srflx", "prflx", "relay"}
-
-
-def _offer_problem(offer: SessionDescription) -> str | None:
-    """What makes a parsed offer unusable (RFC 8829/8843 as aiortc needs it), or None."""
-    mids: list[str] = []
-    for address in [offer.host] + [a for m in offer.media for a in (m.host, m.rtcp_host)]:
-        if address is not None and not _is_ip(address):
-            return f"names {address[:40]!r} where an IP address belongs"
-    for media in offer.media:
-        if media.kind not in ("audio", "video"):
-            return f"has a {media.kind[:20]!r} section (audio and video only)"
-        if not media.rtp.muxId:
-            return "has a media section without a=mid"
-        mids.append(media.rtp.muxId)
-        if media.dtls is None or not media.dtls.fingerprints:
-            return "has a media section without a=fingerprint (DTLS)"
-        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
-            return "has a media section without a=ice-ufrag and a=ice-pwd"
-        for candidate in media.ice_candidates:
-            problem = _candidate_problem(candidate)
-            if problem:
-                return f"carries a candidate whose {problem} is not valid"
-    if len(set(mids)) != len(mids):
-        return "repeats a mid"
-    for group in offer.group:
-        if any(str(item) not in mids for item in group.items):
-            return f"groups a mid it has no section for ({group.semantic})"
-    return None
-
-
-def _is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
-
-
-def _candidate_problem(candidate: RTCIceCandidate) -> str | None:
-    """What is wrong with a parsed remote candidate (RFC 8839 section 5.1), or None."""
-    if not 1 <= candidate.component <= 256:
-        return "component"
-    if not 0 <= candidate.priority < 2**32:
-        return "priority"
-    if candidate.protocol.lower() not in ("udp", "tcp"):
-        return "transport"
-    if not (0 if candidate.protocol.lower() == "tcp" else 1) <= candidate.port <= 65535:
-        return "port"
-    if candidate.type not in _CANDIDATE_TYPES:
-        return "type"
-    try:
-        ipaddress.ip_address(candidate.ip)
-    except ValueError:
-        # A browser hides its private address behind an mDNS name (a UUID under .local).
-        if not (candidate.ip.endswith(".local") and len(candidate.ip) <= 255):
-            return "address"
-    if candidate.relatedPort is not None and not 0 <= candidate.relatedPort <= 65535:
-        return "related port"
-    return None
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The server's answer to an offer: the endpoint it created and the SDP to send back."""
-
-    endpoint_id: str
-    sdp: str
 
 
 @dataclass(frozen=True)
@@ -135,51 +55,6 @@ class EndpointState:
     kind: EndpointKindName
     receiving: bool
     closed: bool
-
-
-@dataclass(frozen=True)
-class EchoResult:
-    """What a connection test measured: the hall's camera and microphone through the hub and back."""
-
-    seconds: float
-    rtt_ms: float | None  # from the hall's receiver reports about what came back
-    bitrate_kbps: float | None  # what the hall sent, on average
-    video_frames: int  # frames sent back to the hall
-    audio_packets: int  # microphone packets received
-    connected: bool
-
-    @property
-    def ok(self) -> bool:
-        return self.connected and self.video_frames >= 10 and self.audio_packets >= 50
-
-    @property
-    def detail(self) -> str:
-        if not self.connected:
-            return "no_connection"
-        if self.video_frames < 10:
-            return "no_video"
-        if self.audio_packets < 50:
-            return "no_audio"
-        return ""
-
-
-@dataclass(eq=False)
-class _Echo:
-    id: str
-    key: str
-    pc: RTCPeerConnection
-    started: float
-    meter: LinkMeter
-    back: ForwardTrack
-    video_sender: object = None
-    source: EncodedVideoSource | None = None
-    audio_receiver: object = None
-    connected: bool = False
-    timer: asyncio.TimerHandle | None = None
-    on_done: Callable[[EchoResult], None] | None = None
-    # Told once when the test ends, however it ends (the caller's quota ticket).
-    on_close: Callable[[], None] | None = None
-    result: EchoResult | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +113,7 @@ class MediaRoom:
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         # Connection tests under way (not endpoints: nobody watches the program through them).
-        self._echoes: dict[str, _Echo] = {}
+        self.echoes = ConnectionTests(ice, self.stats, self._spawn)
 
     # publishing ---------------------------------------------------------------
 
@@ -351,112 +226,19 @@ class MediaRoom:
             self.stats.layer_moves += 1
         self.feed.set_layer(subscription, layer)  # type: ignore[arg-type]
 
-    # the connection test ----------------------------------------------------------
-
-    ECHO_SECONDS = 15.0  # a test not ended by its page ends by itself after this
+    # the connection test (server/media/echo.py) ----------------------------------------
 
     async def echo(self, key: str, offer_sdp: str, *, on_done: Callable[[EchoResult], None],
                    on_close: Callable[[], None] | None = None) -> Answer:
-        """A hall's connection test: its camera and microphone come back to it through the hub.
-
-        The video goes back as it came (encoded, no transcoding), the sound
-        is decoded and encoded again; ``on_done`` gets what was measured when
-        the test ends (:meth:`end_echo`, or after ``ECHO_SECONDS``).
-        """
+        """A hall's connection test: its camera and microphone come back to it through the hub."""
         self._check_offer(offer_sdp, on_close)
-        for previous in [e.id for e in self._echoes.values() if e.key == key]:
-            await self.end_echo(previous)  # one test at a time per hall: a new one replaces the last
-        echo_id = uuid.uuid4().hex
-        with logs.bind(endpoint=echo_id):
-            pc = new_peer(self.ice)
-            echo = _Echo(echo_id, key, pc, time.monotonic(), LinkMeter(pc, "view"), ForwardTrack("video"),
-                         on_done=on_done, on_close=on_close)
-            self._echoes[echo_id] = echo
-            video = pc.addTransceiver(echo.back, direction="sendrecv")
-            audio = pc.addTransceiver("audio", direction="sendrecv")
-            hooks.prefer_codecs(video)
-            hooks.prefer_codecs(audio)
-            hooks.receive_encoded(video.receiver, pc)
-            hooks.send_encoded(video)
-            echo.video_sender = video.sender
-            echo.audio_receiver = audio.receiver
-            hooks.on_receiver_report(video.sender, echo.meter.watch_sender(video.sender, 90000))
-            echo.meter.watch_receiver(video.receiver)
-
-            @pc.on("track")
-            def on_track(track: object) -> None:
-                if getattr(track, "kind", None) == "video" and echo.source is None:
-                    echo.source = EncodedVideoSource(key, track, video.receiver, pc,  # type: ignore[arg-type]
-                                                     lambda source, frame: echo.back.push(frame), stats=self.stats)
-                    echo.back.on_keyframe_needed = lambda: echo.source and echo.source.request_keyframe()
-                    echo.source.request_keyframe(force=True)
-                elif getattr(track, "kind", None) == "audio":
-                    audio.sender.replaceTrack(track)  # type: ignore[arg-type]
-
-            hooks.on_keyframe_request(video.sender, lambda: echo.source and echo.source.request_keyframe())
-
-            @pc.on("connectionstatechange")
-            async def on_state() -> None:
-                if pc.connectionState == "connected":
-                    echo.connected = True
-                elif pc.connectionState in ("failed", "closed"):
-                    await self.end_echo(echo_id)
-
-            echo.timer = asyncio.get_running_loop().call_later(
-                self.ECHO_SECONDS, lambda: self._spawn(self.end_echo(echo_id)))
-            try:
-                await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-                if len(pc.getTransceivers()) != 2:
-                    raise MediaError("bad_sdp", "offer exactly one video and one audio section")
-                hooks.answer_as_dtls_server(pc)
-                await pc.setLocalDescription(await pc.createAnswer())
-            except MediaError:
-                await self.end_echo(echo_id, report=False)
-                raise
-            except (ValueError, KeyError, IndexError, AttributeError, AssertionError, TypeError, InvalidStateError,
-                    OperationError, InvalidAccessError) as exc:
-                await self.end_echo(echo_id, report=False)
-                raise MediaError("bad_sdp", f"the offer cannot be used: {exc}") from None
-            except BaseException:
-                await asyncio.shield(self.end_echo(echo_id, report=False))
-                raise
-            return Answer(echo_id, pc.localDescription.sdp)
+        return await self.echoes.start(key, offer_sdp, on_done=on_done, on_close=on_close)
 
     def echo_key(self, echo_id: str) -> str | None:
-        echo = self._echoes.get(echo_id)
-        return echo.key if echo else None
+        return self.echoes.key_of(echo_id)
 
     async def end_echo(self, echo_id: str, *, report: bool = True) -> EchoResult | None:
-        """End a connection test; what it measured (None for an unknown or already ended one)."""
-        echo = self._echoes.pop(echo_id, None)
-        if echo is None:
-            return None
-        if echo.timer is not None:
-            echo.timer.cancel()
-        if echo.on_close is not None:
-            on_close, echo.on_close = echo.on_close, None
-            on_close()
-        seconds = time.monotonic() - echo.started
-        reading = echo.meter.read()
-        _, _, _, received = hooks.transport_counts(echo.pc)
-        counters = hooks.receive_counters(echo.audio_receiver)  # type: ignore[arg-type]
-        result = EchoResult(
-            seconds=round(seconds, 1),
-            rtt_ms=None if reading.rtt_ms is None else round(reading.rtt_ms, 1),
-            bitrate_kbps=round(received * 8 / seconds / 1000, 1) if seconds > 0 else None,
-            video_frames=echo.back.sent, audio_packets=counters[1] if counters else 0, connected=echo.connected)
-        echo.result = result
-        if echo.source is not None:
-            await echo.source.close()
-        echo.back.stop()
-        try:
-            await echo.pc.close()
-        except Exception:  # noqa: BLE001 - a half-negotiated connection
-            log.debug("echo %s: closing its peer connection failed", echo_id, exc_info=True)
-        memory.release_soon()
-        if report and echo.on_done is not None:
-            echo.on_done(result)
-        return result
+        return await self.echoes.end(echo_id, report=report)
 
     def _spawn(self, awaitable: Any) -> None:
         task = asyncio.ensure_future(awaitable)
@@ -552,19 +334,7 @@ class MediaRoom:
     def _refuse_unusable(self, sdp: str) -> None:
         if self._closed:
             raise MediaError("session_closed", "the session's media is closed")
-        if not sdp.startswith("v=0") or "m=" not in sdp:
-            raise MediaError("bad_sdp", "the offer is not a session description")
-        try:
-            # aiortc's parser asserts on what it does not understand (a payload type of 300,
-            # "c=IN X y"): parsed here first, so that any failure is the client's 400.
-            parsed = SessionDescription.parse(sdp)
-        except Exception as exc:
-            raise MediaError("bad_sdp", f"the offer cannot be parsed: {type(exc).__name__}") from None
-        problem = _offer_problem(parsed)
-        if problem:
-            # What aiortc would take now and fail on later, in a task of its own (a missing
-            # fingerprint at the DTLS handshake, a bad address when the description is printed).
-            raise MediaError("bad_sdp", f"the offer {problem}")
+        refuse_unusable_offer(sdp)
 
     async def _answer(self, endpoint: _Endpoint, offer_sdp: str) -> Answer:
         """Answer the offer; on any failure (or cancellation) the endpoint is closed, never left half-made."""
@@ -633,7 +403,7 @@ class MediaRoom:
             parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
         except (ValueError, IndexError, AssertionError):
             raise MediaError("bad_candidate", "the candidate cannot be parsed") from None
-        problem = _candidate_problem(parsed)
+        problem = candidate_problem(parsed)
         if problem:
             # aiortc's parser takes any number and any host: a port of 70000 would fail in the
             # agent's send, far from here.
@@ -690,8 +460,7 @@ class MediaRoom:
 
     async def close(self) -> None:
         self._closed = True
-        for echo_id in list(self._echoes):
-            await self.end_echo(echo_id, report=False)
+        await self.echoes.close()
         for endpoint_id in list(self._endpoints):
             await self.close_endpoint(endpoint_id)
         await self.feed.close()

@@ -20,7 +20,8 @@ from server.auth.principal import Principal
 from server.live.events import LiveRole, ParticipantRef
 from server.live.permissions import PermissionDenied
 from server.live.roles import live_role
-from server.media.room import Answer, EchoResult
+from server.media.echo import EchoResult
+from server.media.offers import Answer
 
 if TYPE_CHECKING:
     from server.signaling.room import LiveRoom
