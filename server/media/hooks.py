@@ -31,10 +31,14 @@ here.  What each hook is for:
   baseline and baseline, packetization-mode 1, level 3.1: studio publishers
   (OBS, GStreamer, FFmpeg) offer main and high profiles, packetization-mode
   0, 1080p; each is added to aiortc's codec table (once, at import).
-* :func:`send_encoded` — a video sender that sends each forwarded frame with
-  the payload type of its own codec (VP8 or H.264), so one viewer follows
-  the program across sources that send different codecs; aiortc's sender
-  packs every frame with the first negotiated codec.
+* :func:`send_encoded` — a viewer's sender that sends the shared payloads of
+  each forwarded frame (:func:`rtp_payloads`, :func:`opus_payload`) under the
+  viewer's own headers (:mod:`server.media.rtp`), with SRTP and the send
+  straight to the ICE pair's socket: aiortc's sender makes a packet object,
+  reads the clock and awaits four coroutines per packet per viewer. Each
+  video frame goes with its own codec's payload type (VP8 or H.264), so one
+  viewer follows the program across sources that send different codecs;
+  aiortc's sender packs every frame with the first negotiated codec.
 """
 
 from __future__ import annotations
@@ -55,15 +59,17 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTP_HISTORY_SIZE, random_sequence_number
 from aiortc.rtp import (RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, RtpPacket, unpack_remb_fci,
                         wrap_rtx)
 from aiortc.sdp import SessionDescription
-from aiortc.utils import random32, uint16_add, uint32_add
+from aiortc.utils import random32, uint16_add
 
 from server.media.addresses import AddressRule, Network
 from server.media.codecs import VIDEO_CODECS, EncodedFrame, ParameterSets, VideoCodec, is_vp8_keyframe, parse_sprop
+from server.media.rtp import ExtensionIds, RtpStream
 
 log = logging.getLogger(__name__)
 
@@ -399,16 +405,81 @@ def rtp_payloads(frame: EncodedFrame) -> list[bytes] | None:
     return frame.payloads
 
 
-def send_encoded(transceiver: RTCRtpTransceiver) -> None:
-    """Make a video sender send each :class:`EncodedFrame` with its own codec's payload type.
+def opus_payload(packet: av.Packet) -> bytes:
+    """An Opus packet's RTP payload, made by the first viewer's sender and shared by every other one."""
+    payload = packet.opaque
+    if payload is None:
+        payload = packet.opaque = bytes(packet)
+    return payload  # type: ignore[no-any-return]
 
-    Install before the connection starts sending. The frames come from the
-    sender's track; a frame of a codec the viewer did not negotiate is
-    dropped (the program never sends one: it gives such a viewer a shared
-    transcode). Sequence numbers, timestamps and SSRC run on across a change
-    of codec, which happens only at a keyframe.
+
+def _extension_ids(extensions_map: Any) -> ExtensionIds:
+    ids = extensions_map._HeaderExtensionsMap__ids
+    return ExtensionIds(mid=ids.mid or 0, abs_send_time=ids.abs_send_time or 0)
+
+
+def _udp_path(dtls: Any) -> tuple[Callable[[bytes], bytes], Callable[[bytes, Any], None], Any] | None:
+    """How a connected DTLS transport's RTP reaches the wire: (SRTP protect, the socket's sendto, the address).
+
+    None where aiortc's own path must carry it: a relayed (TURN) pair, or an
+    address the connection's rule refuses (its guard drops what goes there).
+    Raises ``ConnectionError`` when the transport cannot send, as aiortc does.
+    """
+    if dtls._state is not DtlsState.CONNECTED:
+        raise ConnectionError("Cannot send encrypted RTP, not connected")
+    connection = dtls.transport._connection
+    pair = connection._nominated.get(1)
+    if pair is None:
+        raise ConnectionError("Cannot send data, not connected")
+    protocol = pair.protocol
+    if type(protocol) is not aioice.ice.StunProtocol or protocol.transport is None:
+        return None
+    rule = getattr(connection, "_bridgecast_rule", None)
+    if rule is not None and not rule.allows(pair.remote_addr[0]):
+        return None
+    return dtls._tx_srtp.protect, protocol.transport.sendto, pair.remote_addr
+
+
+async def _send_packets(dtls: Any, packets: list[bytes]) -> None:
+    """SRTP and the send of one frame's packets, straight to the pair's socket where it is plain UDP."""
+    path = _udp_path(dtls)
+    if path is None:
+        for packet in packets:
+            await dtls._send_rtp(packet)
+        return
+    protect, sendto, address = path
+    octets = 0
+    for packet in packets:
+        data = protect(packet)
+        octets += len(data)
+        sendto(data, address)
+    # The transport's counters (transport_counts() reads them), once per frame.
+    dtls._RTCDtlsTransport__tx_bytes += octets
+    dtls._RTCDtlsTransport__tx_packets += len(packets)
+
+
+def send_encoded(transceiver: RTCRtpTransceiver) -> None:
+    """Make a sender send its track's shared encoded frames: per viewer, only what differs per viewer.
+
+    Video: each :class:`EncodedFrame` goes with its own codec's payload type,
+    so one viewer follows the program across sources that send different
+    codecs (aiortc packs every frame with the first negotiated codec); a frame
+    of a codec the viewer did not negotiate is dropped (the program never
+    sends one: it gives such a viewer a shared transcode). Audio: Opus
+    ``av.Packet``\\ s. The payloads are shared by every viewer
+    (:func:`rtp_payloads`, :func:`opus_payload`); a viewer's own headers are
+    written by :class:`~server.media.rtp.RtpStream`, the clock is read once
+    a frame, SRTP and the send go straight to the socket, and the history kept
+    for retransmissions holds the packets' bytes. Sequence numbers, timestamps
+    and SSRC run on across a change of codec, which happens only at a
+    keyframe. Install before the connection starts sending.
     """
     sender = transceiver.sender
+    video = sender.kind == "video"
+    # The packets sent last, by sequence number modulo the size, for NACKs.
+    history: list[bytes | None] = [None] * RTP_HISTORY_SIZE
+    # Each codec's RTX payload type (by its "apt"), known once the sender starts.
+    rtx_types: dict[Any, int] = {}
 
     def get(name: str) -> Any:
         return getattr(sender, "_RTCRtpSender__" + name)
@@ -416,16 +487,14 @@ def send_encoded(transceiver: RTCRtpTransceiver) -> None:
     def put(name: str, value: Any) -> None:
         setattr(sender, "_RTCRtpSender__" + name, value)
 
-    async def run_rtp(_first: RTCRtpCodecParameters) -> None:
+    async def run_rtp(first: RTCRtpCodecParameters) -> None:
         get("rtp_started").set()
-        codecs = _sending_codecs(transceiver._codecs)
+        codecs: dict[str, RTCRtpCodecParameters] = (
+            dict(_sending_codecs(transceiver._codecs)) if video else {"opus": first})
         rtx_types.update({codec.parameters.get("apt"): codec.payloadType
                           for codec in transceiver._codecs if codec.mimeType.lower() == "video/rtx"})
-        history = get("rtp_history")
-        extensions_map = get("rtp_header_extensions_map")
-        mid = get("mid")
-        sequence_number = random_sequence_number()
-        timestamp_origin = random32()
+        stream = RtpStream(sender._ssrc, _extension_ids(get("rtp_header_extensions_map")), get("mid"),
+                           random_sequence_number(), random32())
         picture_id = 0
         try:
             while True:
@@ -434,63 +503,62 @@ def send_encoded(transceiver: RTCRtpTransceiver) -> None:
                     await asyncio.sleep(0.02)
                     continue
                 frame = await track.recv()
-                if not sender._enabled or not isinstance(frame, EncodedFrame):
+                if not sender._enabled:
                     continue
-                codec = codecs.get(frame.codec)
-                if codec is None:
+                if isinstance(frame, EncodedFrame):
+                    codec = codecs.get(frame.codec)
+                    if codec is None:
+                        continue
+                    payloads = rtp_payloads(frame)
+                    if payloads is None:  # a VP8 frame its stream did not number: this viewer's own numbering
+                        payloads = Vp8Encoder._packetize(frame.data, picture_id)
+                        picture_id = (picture_id + 1) % (1 << 15)
+                    media_time = frame.pts
+                elif isinstance(frame, av.Packet) and not video and frame.pts is not None:
+                    codec = codecs["opus"]
+                    payloads = [opus_payload(frame)]
+                    media_time = frame.pts if frame.time_base == _OPUS_TIME_BASE \
+                        else int(frame.pts * frame.time_base / _OPUS_TIME_BASE)
+                else:
                     continue
-                payloads = rtp_payloads(frame)
-                if payloads is None:  # a VP8 frame its stream did not number: this viewer's own numbering
-                    payloads = Vp8Encoder._packetize(frame.data, picture_id)
-                    picture_id = (picture_id + 1) % (1 << 15)
                 if not payloads:
                     continue
-                timestamp = uint32_add(timestamp_origin, frame.pts % (1 << 32))
+                timestamp = stream.timestamp(media_time)
                 # One clock reading per frame: its packets leave back to back.
                 ntp = clock.current_ntp_time()
-                last = len(payloads) - 1
-                octets = 0
-                for index, payload in enumerate(payloads):
-                    packet = RtpPacket(payload_type=codec.payloadType, sequence_number=sequence_number,
-                                       timestamp=timestamp)
-                    packet.ssrc = sender._ssrc
-                    packet.payload = payload
-                    packet.marker = 1 if index == last else 0
-                    packet.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
-                    packet.extensions.mid = mid
-                    history[sequence_number % RTP_HISTORY_SIZE] = packet
-                    await sender.transport._send_rtp(packet.serialize(extensions_map))
-                    octets += len(payload)
-                    sequence_number = uint16_add(sequence_number, 1)
+                packets = stream.frame(payloads, codec.payloadType, timestamp, ntp)
+                for packet in packets:
+                    history[int.from_bytes(packet[2:4], "big") % RTP_HISTORY_SIZE] = packet
+                await _send_packets(sender.transport, packets)
                 # The sender-report counters, once per frame (octets_sent() reads them between frames).
-                put("octet_count", get("octet_count") + octets)
-                put("packet_count", get("packet_count") + len(payloads))
+                put("octet_count", get("octet_count") + sum(len(payload) for payload in payloads))
+                put("packet_count", get("packet_count") + len(packets))
                 put("ntp_timestamp", ntp)
                 put("rtp_timestamp", timestamp)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
         except Exception:
             # The exit must be signalled whatever happens, or RTCRtpSender.stop() hangs.
-            log.exception("video sender stopped")
+            log.exception("%s sender stopped", sender.kind)
         track = get("track")
         if track is not None:
             track.stop()
             put("track", None)
         get("rtp_exited").set()
 
-    # Each codec's RTX payload type (by its "apt"), known once the sender starts.
-    rtx_types: dict[Any, int] = {}
-
     async def retransmit(sequence_number: int) -> None:
-        packet = get("rtp_history").get(sequence_number % RTP_HISTORY_SIZE)
-        if packet is None or packet.sequence_number != sequence_number:
+        data = history[sequence_number % RTP_HISTORY_SIZE]
+        if data is None or int.from_bytes(data[2:4], "big") != sequence_number:
             return
+        extensions_map = get("rtp_header_extensions_map")
+        packet = RtpPacket.parse(data, extensions_map)
         rtx = rtx_types.get(packet.payload_type)
         if rtx is not None:
             packet = wrap_rtx(packet, payload_type=rtx, sequence_number=get("rtx_sequence_number"),
                               ssrc=sender._rtx_ssrc)
             put("rtx_sequence_number", uint16_add(get("rtx_sequence_number"), 1))
-        await sender.transport._send_rtp(packet.serialize(get("rtp_header_extensions_map")))
+            data = packet.serialize(extensions_map)
+        await sender.transport._send_rtp(data)
 
     sender._run_rtp = run_rtp  # type: ignore[method-assign]
     sender._retransmit = retransmit  # type: ignore[method-assign]

@@ -195,10 +195,11 @@ class MediaRoom:
             transceiver = pc.addTransceiver(track, direction="sendonly")
             hooks.unused_receiver(transceiver.receiver)
             hooks.prefer_codecs(transceiver)
+            # The shared payloads behind this viewer's own headers; each video frame with its
+            # own codec's payload type (VP8 and H.264 sources alike).
+            hooks.send_encoded(transceiver)
             if track.kind == "video":
                 video = transceiver
-                # Each frame goes with its own codec's payload type: VP8 and H.264 sources alike.
-                hooks.send_encoded(transceiver)
                 # The viewer lost a picture: ask for a keyframe of its layer (rate-limited at the source).
                 hooks.on_keyframe_request(transceiver.sender, lambda s=subscription: self.feed.request_keyframe(s))
                 if adaptive:

@@ -65,6 +65,28 @@ async def test_sender_internals() -> None:
         RTCRtpSender.send)
     retransmit = inspect.getsource(RTCRtpSender._retransmit)
     assert "self.__rtx_sequence_number" in retransmit and "self._rtx_ssrc" in retransmit
+    # ...and goes past the DTLS transport's _send_rtp, straight to the nominated pair's socket: what that
+    # path does (the state check, SRTP, the counters) and the chain it stands for (ICE transport, aioice's
+    # connection, its nominated pair, the plain UDP protocol's sendto).
+    from aiortc import rtcdtlstransport
+    from aiortc.rtp import HeaderExtensionsMap
+    send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+    for name in ("if self._state != State.CONNECTED:", "data = self._tx_srtp.protect(data)",
+                 "await self.transport._send(data)", "self.__tx_bytes += len(data)", "self.__tx_packets += 1"):
+        assert name in send_rtp, name
+    assert rtcdtlstransport.State.CONNECTED
+    assert "self._send = self._connection.send" in inspect.getsource(RTCIceTransport)
+    assert "await self.sendto(data, 1)" in inspect.getsource(aioice.ice.Connection.send)
+    assert "active_pair = self._nominated.get(component)" in inspect.getsource(aioice.ice.Connection.sendto)
+    assert "await active_pair.protocol.send_data(data, active_pair.remote_addr)" in inspect.getsource(
+        aioice.ice.Connection.sendto)
+    module = inspect.getsource(aioice.ice)
+    assert "    async def send_data(self, data: bytes, addr: tuple[str, int]) -> None:\n" \
+        "        self.transport.sendto(data, addr)\n" in module
+    assert "self.__ids = HeaderExtensions()" in inspect.getsource(HeaderExtensionsMap)
+    assert {"mid", "abs_send_time"} <= set(vars(HeaderExtensionsMap()._HeaderExtensionsMap__ids))
+    packet = av.Packet(b"opus")
+    assert packet.opaque is None  # opus_payload keeps the shared bytes there
     from aiortc.codecs.h264 import H264Encoder
     assert isinstance(inspect.getattr_static(H264Encoder, "_split_bitstream"), staticmethod)
     assert isinstance(inspect.getattr_static(H264Encoder, "_packetize"), classmethod)
@@ -455,3 +477,105 @@ async def test_counters_the_quality_board_reads() -> None:
     hooks.unused_receiver(receiver)
     assert receiver._RTCRtpReceiver__remote_bitrate_estimator is None
     assert "if self.__remote_bitrate_estimator is not None:" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+
+
+def _opus_tone(seconds: float, frequency: float = 440.0) -> list[av.Packet]:
+    import numpy as np
+
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
+    packets: list[av.Packet] = []
+    for tick in range(int(seconds * 50)):
+        t = (np.arange(960) + tick * 960) / 48000
+        samples = (np.sin(2 * np.pi * frequency * t) * 12000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.repeat(samples, 2).reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, tick * 960, Fraction(1, 48000)
+        packets += encoder.encode(frame)
+    return packets
+
+
+async def test_send_encoded_sends_shared_payloads_under_each_viewers_own_headers_and_repairs_a_loss() -> None:
+    """A viewer's packets from send_encoded: aiortc's receiver decodes them, each carries the viewer's own
+    SSRC, numbering and mid around the shared payloads, and a lost packet comes back as RTX."""
+    from aiortc.rtp import RtpPacket
+
+    from server.media.fanout import ForwardTrack
+
+    hub, viewer = new_peer(IceConfig(addresses=LOOPBACK)), new_client()
+    video_track, audio_track = ForwardTrack("video"), ForwardTrack("audio")
+    senders = []
+    for track in (video_track, audio_track):
+        transceiver = hub.addTransceiver(track, direction="sendonly")
+        hooks.prefer_codecs(transceiver)
+        hooks.send_encoded(transceiver)
+        senders.append(transceiver.sender)
+    video_sender, audio_sender = senders
+    viewer.addTransceiver("video", direction="recvonly")
+    viewer.addTransceiver("audio", direction="recvonly")
+    seen: dict[str, list[RtpPacket]] = {"video": [], "audio": []}
+    for transceiver in viewer.getTransceivers():
+        receiver, kind = transceiver.receiver, transceiver.kind
+        handle = receiver._handle_rtp_packet
+
+        async def record(packet: RtpPacket, arrival_time_ms: int, handle=handle, kind=kind) -> None:
+            seen[kind].append(packet)
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = record
+    pictures = clip(None, (320, 240), codec="vp8", seconds=2, gop_seconds=2)
+    frames = [EncodedFrame("vp8", data, index * 3000, keyframe, picture_id=index)
+              for index, (data, keyframe) in enumerate(pictures.frames)]
+    tone = _opus_tone(2.0)
+    try:
+        await _connect(viewer, hub)
+        dtls = viewer.getTransceivers()[0].receiver.transport
+        handle_data, dropped = dtls._handle_rtp_data, []
+
+        async def lose_one(data: bytes, arrival_time_ms: int) -> None:
+            # The 20th video packet (not a frame's first) never arrives: the viewer asks for it again.
+            if (not dropped and int.from_bytes(data[8:12], "big") == video_sender._ssrc
+                    and len(seen["video"]) >= 20 and not data[1] & 0x80):
+                dropped.append(int.from_bytes(data[2:4], "big"))
+                return
+            await handle_data(data, arrival_time_ms)
+
+        dtls._handle_rtp_data = lose_one
+        await wait_until(lambda: hub.connectionState == "connected")
+        for index, frame in enumerate(frames):
+            video_track.push(frame)
+            if index % 3 == 0:  # 3 video frames of 33 ms, 5 Opus packets of 20 ms
+                for packet in tone[index // 3 * 5:index // 3 * 5 + 5]:
+                    audio_track.push(packet)
+            await asyncio.sleep(1 / 30)
+        receivers = {t.kind: t.receiver for t in viewer.getTransceivers()}
+        picture = await asyncio.wait_for(receivers["video"].track.recv(), 10)
+        assert (picture.width, picture.height) == (320, 240)
+        sound = await asyncio.wait_for(receivers["audio"].track.recv(), 10)
+        assert sound.sample_rate == 48000
+        await wait_until(lambda: len(seen["video"]) > 0 and dropped and any(
+            p.ssrc == video_sender._rtx_ssrc for p in seen["video"]), timeout=10)
+    finally:
+        await viewer.close()
+        await hub.close()
+    video = [p for p in seen["video"] if p.ssrc == video_sender._ssrc]
+    repaired = [p for p in seen["video"] if p.ssrc == video_sender._rtx_ssrc]
+    # Every frame's payloads, made once (rtp_payloads) and sent whole, the marker on each frame's last.
+    sent = [payload for frame in frames for payload in hooks.rtp_payloads(frame) or []]
+    got = sorted(video + [RtpPacket(sequence_number=int.from_bytes(p.payload[:2], "big"), payload=p.payload[2:])
+                          for p in repaired], key=lambda p: p.sequence_number)
+    assert len(video) == len(sent) - 1 and dropped
+    assert [p.payload for p in got][:len(sent)] == sent[:len(got)] and len(got) >= len(sent)
+    numbers = [p.sequence_number for p in video]
+    assert all((b - a) % 65536 in (1, 2) for a, b in zip(numbers, numbers[1:], strict=False))
+    assert sum(p.marker for p in video) == len(frames)
+    assert {p.extensions.mid for p in video} == {"0"} and all(p.extensions.abs_send_time for p in video)
+    assert len({p.timestamp for p in video}) == len(frames)
+    audio = [p for p in seen["audio"] if p.ssrc == audio_sender._ssrc]
+    assert [p.payload for p in audio] == [bytes(packet) for packet in tone[:len(audio)]] and len(audio) >= 95
+    assert {p.extensions.mid for p in audio} == {"1"}
+    assert [(b.timestamp - a.timestamp) % 2**32 for a, b in zip(audio, audio[1:], strict=False)] == [960] * (
+        len(audio) - 1)
+    # The counters the quality board and the sender reports read, kept by the fast path.
+    packets_sent, bytes_sent, _, _ = hooks.transport_counts(hub)
+    assert packets_sent >= len(video) + len(audio) and bytes_sent > sum(len(p.payload) for p in video)
+    assert hooks.octets_sent(video_sender) == sum(len(payload) for payload in sent)
