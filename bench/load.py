@@ -190,6 +190,8 @@ class CountingViewer:
         self.audio_packets = 0
         self.started = time.monotonic()
         self.first_frame: float | None = None
+        self._video_types: set[int] = set()
+        self._rtx_types: set[int] = set()
         video = self.pc.addTransceiver("video", direction="recvonly")
         audio = self.pc.addTransceiver("audio", direction="recvonly")
         if only is not None:  # a viewer that decodes one codec (the program transcodes for it)
@@ -207,10 +209,26 @@ class CountingViewer:
                 if self.pc.connectionState == "connected" and session is not None \
                         and not isinstance(session, _ClearHeaders):
                     dtls._rx_srtp = _ClearHeaders(session)
+                    # ...and reads the three header fields it counts from the bytes, with no packet object.
+                    self._video_types = {c.payloadType for c in video._codecs if c.mimeType.lower() != "video/rtx"}
+                    self._rtx_types = {c.payloadType for c in video._codecs if c.mimeType.lower() == "video/rtx"}
+                    dtls._handle_rtp_data = self._count_rtp
+
+    async def _count_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        if len(data) < 12:
+            return
+        payload_type = data[1] & 0x7F
+        if payload_type in self._video_types:
+            if data[1] & 0x80:  # the marker: a frame's last packet
+                self._video_frame(int.from_bytes(data[4:8], "big"))
+        elif payload_type not in self._rtx_types:
+            self.audio_packets += 1
 
     async def _video_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        if not packet.marker:  # only the last packet of a frame
-            return
+        if packet.marker:  # only the last packet of a frame
+            self._video_frame(packet.timestamp)
+
+    def _video_frame(self, timestamp: int) -> None:
         now = time.monotonic()
         if self.first_frame is None:
             self.first_frame = now
@@ -218,10 +236,10 @@ class CountingViewer:
             if self.clock is not None:
                 keyframe = self.clock.keyframe_before(now)
                 if keyframe is not None:
-                    self.offset = (packet.timestamp - keyframe) % 2**32
+                    self.offset = (timestamp - keyframe) % 2**32
         self.frames += 1
         if self.measuring and self.clock is not None and self.offset is not None:
-            sent = self.clock.sent.get((packet.timestamp - self.offset) % 2**32)
+            sent = self.clock.sent.get((timestamp - self.offset) % 2**32)
             if sent is not None:
                 self.latencies.append(now - sent)
 
