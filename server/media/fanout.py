@@ -1,9 +1,12 @@
 """Forwarding encoded packets to many viewers: one shared packet, one small queue per viewer.
 
-A viewer's :class:`ForwardTrack` is what its ``RTCRtpSender`` pulls from; the
-sender packs the shared packet (packetization and SRTP only, no encoder): an
+A viewer's :class:`ForwardTrack` is what its ``RTCRtpSender`` takes from; the
+sender packs the shared packet (its own headers and SRTP only, no encoder): an
 :class:`~server.media.codecs.EncodedFrame` for video, an ``av.Packet`` of
-Opus for audio.  A viewer that cannot keep up never holds back the others and never
+Opus for audio.  A viewer's sender (``hooks.send_encoded``) takes each packet
+as it is pushed, in the fan-out's own loop (``deliver``): no queue and no task
+switch per packet per viewer.  Otherwise (a recorder, a relay's uplink, a
+sender that cannot send at once) the packet waits in the track's queue.  A viewer that cannot keep up never holds back the others and never
 grows a queue without bound: when its queue is full it drops what it holds
 and waits for the next keyframe (video), or drops the oldest packet (audio).
 """
@@ -51,6 +54,9 @@ class ForwardTrack(MediaStreamTrack):
         self.sent = 0
         self.skips = 0
         self.dropped = 0
+        # A sender that sends a packet at once (hooks.send_encoded sets it once it runs): True, sent;
+        # False, it could not (a TURN pair, a connection going away) and the packet is queued for recv().
+        self.deliver: Callable[[Shared], bool] | None = None
 
     def push(self, packet: Shared) -> None:
         """Offer one packet (called by the program feed, on the event loop)."""
@@ -61,6 +67,10 @@ class ForwardTrack(MediaStreamTrack):
                 self.dropped += 1
                 return
             self.waiting_for_keyframe = False
+        if self.deliver is not None and not self._queue and self.deliver(packet):
+            # Sent in this call: no queue, no task woken (the program's loop over its viewers sends).
+            self._count_sent()
+            return
         if len(self._queue) >= self._max:
             if self.kind == "video":
                 # Behind: skip to the next keyframe instead of queueing more.
@@ -85,10 +95,13 @@ class ForwardTrack(MediaStreamTrack):
             self._ready.clear()
             await self._ready.wait()
         packet = self._queue.popleft()
+        self._count_sent()
+        return packet
+
+    def _count_sent(self) -> None:
         if self.sent == 0:
             self._on_first_packet()
         self.sent += 1
-        return packet
 
     def restart_at_keyframe(self) -> None:
         """Drop what is queued and resume at the next keyframe (the viewer moved to another layer).
@@ -104,6 +117,7 @@ class ForwardTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
+        self.deliver = None
         self._queue.clear()
         self._ready.set()
 
@@ -121,5 +135,6 @@ class Fanout:
         self.tracks.discard(track)
 
     def push(self, packet: Shared) -> None:
-        for track in self.tracks:
+        # A copy: a viewer's send (its first packet's callback) may move a subscription between fan-outs.
+        for track in tuple(self.tracks):
             track.push(packet)

@@ -57,6 +57,34 @@ async def test_audio_drops_the_oldest_when_behind() -> None:
     assert (await asyncio.wait_for(track.recv(), 1)).pts == 3 * 960
 
 
+async def test_a_sender_that_sends_at_once_takes_each_packet_as_it_is_pushed_and_the_queue_keeps_order() -> None:
+    firsts: list[int] = []
+    track = ForwardTrack("video", on_first_packet=lambda: firsts.append(1))
+    taken: list[int] = []
+    can = [True]
+
+    def deliver(shared: Any) -> bool:
+        if can[0]:
+            taken.append(shared.pts)
+        return can[0]
+
+    track.deliver = deliver
+    track.push(packet(0))  # before a keyframe: neither sent nor queued
+    track.push(packet(3000, keyframe=True))
+    track.push(packet(6000))
+    assert taken == [3000, 6000] and not track._queue and track.sent == 2 and firsts == [1]
+    can[0] = False  # the sender cannot send at once (a TURN pair, say): its task takes them from the queue
+    track.push(packet(9000))
+    can[0] = True
+    track.push(packet(12000))  # queued behind the one waiting, not sent before it
+    assert taken == [3000, 6000] and [p.pts for p in track._queue] == [9000, 12000]
+    assert [(await track.recv()).pts for _ in range(2)] == [9000, 12000]
+    track.push(packet(15000))
+    assert taken[-1] == 15000 and track.sent == 5 and firsts == [1]
+    track.stop()
+    assert track.deliver is None
+
+
 async def test_a_stopped_track_ends_its_sender() -> None:
     from aiortc.mediastreams import MediaStreamError
 

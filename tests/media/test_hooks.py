@@ -547,6 +547,9 @@ async def test_send_encoded_sends_shared_payloads_under_each_viewers_own_headers
                 for packet in tone[index // 3 * 5:index // 3 * 5 + 5]:
                     audio_track.push(packet)
             await asyncio.sleep(1 / 30)
+        # The sender took them as they were pushed (deliver), in the pushing call: nothing waited in a queue.
+        assert video_track.deliver is not None and audio_track.deliver is not None
+        assert video_track.sent == len(frames) and not video_track._queue
         receivers = {t.kind: t.receiver for t in viewer.getTransceivers()}
         picture = await asyncio.wait_for(receivers["video"].track.recv(), 10)
         assert (picture.width, picture.height) == (320, 240)
