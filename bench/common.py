@@ -69,8 +69,11 @@ class Demo:
         return sorted(name for name in self.users if re.fullmatch(r"[a-z-]+-\d\d", name))
 
 
-def prepare(data_dir: Path) -> Demo:
-    """Migrate and load the demo into ``data_dir``; media stays on loopback."""
+def prepare(data_dir: Path, tree: Path = ROOT) -> Demo:
+    """Migrate and load the demo into ``data_dir``; media stays on loopback.
+
+    ``tree``: the checkout whose server does it (another commit's, to compare), this one by default.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGECAST_")}
     # Recordings stay in the run's folder, never in the checkout's recordings/.
     env.update({"BRIDGECAST_DATA_DIR": str(data_dir), "BRIDGECAST_ICE_ADDRESSES": "127.0.0.1",
@@ -78,8 +81,8 @@ def prepare(data_dir: Path) -> Demo:
                 # Benchmarks open hundreds of viewers and thousands of sockets with a few demo accounts.
                 "BRIDGECAST_LIMITS_ENDPOINTS_PER_USER": "5000", "BRIDGECAST_LIMITS_ENDPOINTS_PER_SESSION": "5000",
                 "BRIDGECAST_LIMITS_SOCKETS_PER_USER": "5000"})
-    run = lambda *args: subprocess.run([sys.executable, "-m", "server", *args], env=env, check=True,  # noqa: E731
-                                       capture_output=True, text=True).stdout
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "server", *args], env=env, check=True, cwd=tree, capture_output=True, text=True).stdout
     run("db", "upgrade")
     session_id = int(re.search(r"Session id: (\d+)", run("demo")).group(1))  # type: ignore[union-attr]
     secret = ensure_jwt_secret(load_settings(environ=env))
@@ -92,17 +95,18 @@ def prepare(data_dir: Path) -> Demo:
 
 @contextmanager
 def serving(demo: Demo, command: list[str] | None = None, core: int = 0, *, env: dict[str, str] | None = None,
-            log: Path | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+            log: Path | None = None, tree: Path = ROOT) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """The server (``bridgecast serve`` unless told otherwise) pinned to ``core``; (process, base URL).
 
-    ``env`` adds to (or overrides) the demo's environment; ``log`` receives the server's output.
+    ``env`` adds to (or overrides) the demo's environment; ``log`` receives the server's output;
+    ``tree`` is the checkout it runs from (as in :func:`prepare`).
     """
     port = free_port()
     env = {**demo.env, **(env or {}), "BRIDGECAST_SERVER_PORT": str(port)}
     command = command or ["-m", "server", "serve"]
     command = [part.replace("{port}", str(port)) for part in command]
     output = log.open("w") if log is not None else subprocess.DEVNULL
-    server = subprocess.Popen(["taskset", "-c", str(core), sys.executable, *command], env=env, cwd=ROOT,
+    server = subprocess.Popen(["taskset", "-c", str(core), sys.executable, *command], env=env, cwd=tree,
                               stdout=output, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
