@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, ROOT, cpu_seconds, free_port, machine, prepare, rss_mib, write_section
+from bench.common import RESULTS, ROOT, cpu_seconds, free_port, machine, prepare, py_spy, rss_mib, write_section
 
 RELAYED = ("hai-phong", "can-tho")  # provinces served by a relay
 DIRECT = ("thai-nguyen", "son-la")  # and two without one
@@ -220,7 +220,7 @@ def _measure(mode: str, hub: subprocess.Popen[str], relays: list[subprocess.Pope
             relay_start = [cpu_seconds(process.pid) for process in relays]
             if PROFILE:
                 # Where the hub's time goes over the window (py-spy, if installed: `pip install py-spy`).
-                subprocess.Popen(["py-spy", "record", "--pid", str(hub.pid), "--duration", str(int(seconds)), "--rate", "250",
+                subprocess.Popen([py_spy(), "record", "--pid", str(hub.pid), "--duration", str(int(seconds)), "--rate", "250",
                                   "--nonblocking",
                                   "--format", "raw", "--output", f"{PROFILE}-{mode}-{viewers}.txt"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

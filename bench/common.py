@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -29,6 +30,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def py_spy() -> str:
+    """py-spy for a profile on request (not a project dependency: `pip install py-spy` into the venv)."""
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from bench.common import (
     cpu_seconds,
     machine,
     prepare,
+    py_spy,
     rss_mib,
     serving,
     start_session,
@@ -114,8 +114,7 @@ def run_one(viewers: int, seconds: float, size: str, naive: bool = False,
                     load_start = cpu_seconds(load.pid)
                     lag_start, counters_start = ({}, {}) if naive else scrape(url)
                     if PROFILE:
-                        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-                        subprocess.Popen([spy, "record", "--pid", str(server.pid), "--duration",
+                        subprocess.Popen([py_spy(), "record", "--pid", str(server.pid), "--duration",
                                           str(int(seconds)), "--rate", "250", "--nonblocking", "--format", "raw",
                                           "--output", f"{PROFILE}-{viewers}.txt"],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

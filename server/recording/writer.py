@@ -106,9 +106,9 @@ class PartWriter:
     def put(self, kind: Kind, data: bytes, ms: int, keyframe: bool) -> bool:
         """Queue one packet (``ms``: its time in the part, strictly increasing per kind); False if dropped.
 
-        No lock: the event loop must never wait for the writer thread (a lock it held while muxing
-        kept the loop waiting for the GIL, 7 % of the server's samples at 100 viewers). The
-        queue's own size bounds it; only this method counts drops.
+        No lock: the event loop never waits for the writer thread on one (a lock the writer took
+        for every packet made a loop that found it taken sleep until the writer gave up the GIL).
+        The queue's own size bounds it; only this method counts drops.
         """
         if self.error or self._queue.qsize() >= QUEUE_LIMIT:
             self.dropped += 1
