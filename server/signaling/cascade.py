@@ -59,6 +59,8 @@ class RelayWatch:
         self._units_above = units_above
         self._ticket = ticket
         self._units: dict[int, tuple[float, tuple[int, ...]]] = {}
+        # unit id -> (until, the live sessions its relays carry): what every heartbeat answers.
+        self._carried: dict[int, tuple[float, list[dict[str, object]]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._alive: dict[str, NodeInfo] = {}
         self._alive_at = -1e9
@@ -66,7 +68,33 @@ class RelayWatch:
         self._work: set[asyncio.Task[None]] = set()
 
     def subscribe(self, bus: EventBus) -> Subscription:
-        return bus.subscribe(dispatcher({ev.FloorGranted: self._floor_granted}), name="relay-watch")
+        forget = self._forget_carried
+        return bus.subscribe(dispatcher({ev.FloorGranted: self._floor_granted, ev.SessionStarted: forget,
+                                         ev.SessionResumed: forget, ev.SessionEnded: forget,
+                                         ev.SessionChanged: forget}), name="relay-watch")
+
+    async def _forget_carried(self, event: ev.Event) -> None:
+        # A session went live, ended or changed its invitations: every relay's answer is read again.
+        self._carried.clear()
+
+    async def carried(self, unit_id: int,
+                      load: Callable[[int], Awaitable[list[dict[str, object]]]]) -> list[dict[str, object]]:
+        """The live sessions a relay of ``unit_id`` carries, from ``load`` once until a session changes.
+
+        Every relay asks at every heartbeat (68 relays every 2 s in the plan
+        for 7,439 points): the sessions change only when one goes live, ends
+        or is edited (events this watch hears); the units below a relay's only
+        when an admin moves one, read again after UNITS_FOR_SECONDS.
+        """
+        now = time.monotonic()
+        cached = self._carried.get(unit_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        sessions = await load(unit_id)
+        if len(self._carried) > 10_000:
+            self._carried.clear()
+        self._carried[unit_id] = (now + UNITS_FOR_SECONDS, sessions)
+        return sessions
 
     async def _floor_granted(self, event: ev.FloorGranted) -> None:
         # Published under the room's lock: the views are ended by a task of its own, after it.

@@ -78,10 +78,16 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
         seen[relay.id] = now
         async with request.app[keys.DATABASE].session() as db:
             await relay_store.saw(db, relay.id, datetime.fromtimestamp(now, timezone.utc))
-    async with request.app[keys.DATABASE].session() as db:
-        sessions = await relay_store.sessions_for(db, relay.unit_id)
-        parent_url = None
-        if relay.parent is not None:
+    database = request.app[keys.DATABASE]
+
+    async def load(unit_id: int) -> list[dict[str, object]]:
+        async with database.session() as db:
+            return await relay_store.sessions_for(db, unit_id)
+
+    sessions = await request.app[keys.RELAY_WATCH].carried(relay.unit_id, load)
+    parent_url = None
+    if relay.parent is not None:
+        async with database.session() as db:
             parent_url = next((r.url for r in await relay_store.list_relays(db) if r.name == relay.parent), None)
     # The viewers the hub still holds for this relay: one it ended (removed, signed out, expired) goes there too.
     live = request.app[keys.LIVE]

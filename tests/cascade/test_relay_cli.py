@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from server import keys
 from server.storage.db import Database
 from server.storage.relays import create_relay
 from tests.conftest import Seed, bearer
@@ -118,6 +119,50 @@ async def test_a_relay_token_opens_the_relay_api_and_nothing_else(client: TestCl
     forged = await client.post("/api/v1/relay/heartbeat", json={},
                                headers={"Authorization": f"Bearer bcr_{'x' * 40}"})
     assert forged.status == 401 and (await forged.json())["error"]["code"] == "invalid_token"
+
+
+async def test_a_heartbeat_answers_the_sessions_of_the_moment_though_the_hub_reads_them_once(
+        client: TestClient, seed: Seed, sqlite_database: Database) -> None:
+    """The sessions a relay carries are read once, not at every heartbeat, and again as soon as one starts or ends."""
+    from tests.signaling.helpers import add_session
+
+    token = await _relay_token(sqlite_database, seed)
+    relay = {"Authorization": f"Bearer {token}"}
+
+    async def carried() -> list[int]:
+        beat = await client.post("/api/v1/relay/heartbeat", json={"sessions": [], "viewers": 0}, headers=relay)
+        assert beat.status == 200
+        return [session["id"] for session in (await beat.json())["sessions"]]
+
+    session_id = await add_session(sqlite_database, seed, [seed.point_a.id])
+    assert await carried() == []
+    speaker = bearer(client.app, seed.speaker)
+    started = await client.post(f"/api/v1/sessions/{session_id}/start", headers=speaker)
+    assert started.status == 200, await started.text()
+    assert await carried() == [session_id]  # went live: the next heartbeat carries it
+    loads = 0
+    watch = client.app[keys.RELAY_WATCH]
+    carried_by_watch = watch.carried
+
+    async def counting(unit_id: int, load: Any) -> Any:
+        async def counted(unit: int) -> Any:
+            nonlocal loads
+            loads += 1
+            return await load(unit)
+        return await carried_by_watch(unit_id, counted)
+
+    watch.carried = counting
+    for _ in range(3):
+        assert await carried() == [session_id]
+    assert loads == 0  # read once, when it went live
+    # A second session of province A goes live, then the first ends: each is read again at once.
+    second = await add_session(sqlite_database, seed, [seed.point_a.id, seed.point_b.id])
+    assert (await client.post(f"/api/v1/sessions/{second}/start", headers=speaker)).status == 200
+    assert await carried() == [session_id, second] and loads == 1
+    ended = await client.post(f"/api/v1/sessions/{session_id}/end", headers=speaker)
+    assert ended.status == 200, await ended.text()
+    assert await carried() == [second] and loads == 2
+    assert await carried() == [second] and loads == 2
 
 
 @pytest.mark.parametrize(("method", "path", "body"), [
