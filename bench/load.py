@@ -222,7 +222,8 @@ class CountingViewer:
                         received = protocol.datagram_received
 
                         def datagram_received(data: bytes, addr: Any) -> None:
-                            if 127 < data[0] < 192 and not 192 <= data[1] <= 223:  # RTP (RTCP types are 192-223)
+                            if len(data) >= 12 and 127 < data[0] < 192 and not 192 <= data[1] <= 223:
+                                # RTP (RTCP's packet types are 192-223)
                                 self._count_header(data)
                             else:
                                 received(data, addr)

@@ -6,9 +6,10 @@ sender packs the shared packet (its own headers and SRTP only, no encoder): an
 Opus for audio.  A viewer's sender (``hooks.send_encoded``) takes each packet
 as it is pushed, in the fan-out's own loop (``deliver``): no queue and no task
 switch per packet per viewer.  Otherwise (a recorder, a relay's uplink, a
-sender that cannot send at once) the packet waits in the track's queue.  A viewer that cannot keep up never holds back the others and never
-grows a queue without bound: when its queue is full it drops what it holds
-and waits for the next keyframe (video), or drops the oldest packet (audio).
+sender that cannot send at once) the packet waits in the track's queue.  A
+viewer that cannot keep up never holds back the others and never grows a
+queue without bound: when its queue is full it drops what it holds and waits
+for the next keyframe (video), or drops the oldest packet (audio).
 """
 
 from __future__ import annotations

@@ -61,6 +61,7 @@ class RelayWatch:
         self._units: dict[int, tuple[float, tuple[int, ...]]] = {}
         # unit id -> (until, the live sessions its relays carry): what every heartbeat answers.
         self._carried: dict[int, tuple[float, list[dict[str, object]]]] = {}
+        self._carried_generation = 0  # moves on at each change: a read begun before one is not kept
         self._task: asyncio.Task[None] | None = None
         self._alive: dict[str, NodeInfo] = {}
         self._alive_at = -1e9
@@ -74,7 +75,8 @@ class RelayWatch:
                                          ev.SessionChanged: forget}), name="relay-watch")
 
     async def _forget_carried(self, event: ev.Event) -> None:
-        # A session went live, ended or changed its invitations: every relay's answer is read again.
+        # A session went live, ended or changed: every relay's answer is read again.
+        self._carried_generation += 1
         self._carried.clear()
 
     async def carried(self, unit_id: int,
@@ -90,10 +92,12 @@ class RelayWatch:
         cached = self._carried.get(unit_id)
         if cached is not None and cached[0] > now:
             return cached[1]
+        generation = self._carried_generation
         sessions = await load(unit_id)
-        if len(self._carried) > 10_000:
-            self._carried.clear()
-        self._carried[unit_id] = (now + UNITS_FOR_SECONDS, sessions)
+        if generation == self._carried_generation:  # else a session changed while it was read
+            if len(self._carried) > 10_000:
+                self._carried.clear()
+            self._carried[unit_id] = (now + UNITS_FOR_SECONDS, sessions)
         return sessions
 
     async def _floor_granted(self, event: ev.FloorGranted) -> None:

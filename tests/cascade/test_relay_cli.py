@@ -257,3 +257,35 @@ async def test_a_relays_whep_answers_cors_for_the_hubs_pages(aiohttp_client: Any
     assert plain.status == 204 and plain.headers["Accept-Post"] == "application/sdp"
     health = await relay.get("/healthz", headers=page)
     assert "Access-Control-Allow-Origin" not in health.headers
+
+
+async def test_a_sessions_read_that_a_change_overtakes_is_not_kept() -> None:
+    """A heartbeat's read of the sessions begun before a session started is answered, not kept for 30 s."""
+    import asyncio
+
+    from server.live import events as ev
+    from server.live.nodes import InMemoryNodeRegistry
+    from server.signaling.cascade import RelayWatch
+
+    watch = RelayWatch(InMemoryNodeRegistry(), None)  # type: ignore[arg-type]  # carried() needs no room
+    reading, release = asyncio.Event(), asyncio.Event()
+    loads: list[int] = []
+
+    async def slow(unit_id: int) -> list[dict[str, object]]:
+        loads.append(unit_id)
+        reading.set()
+        await release.wait()
+        return []  # what the database said before the start
+
+    stale = asyncio.create_task(watch.carried(7, slow))
+    await reading.wait()
+    await watch._forget_carried(ev.make(ev.SessionStarted, session_id=1))  # the session goes live meanwhile
+    release.set()
+    assert await stale == []
+
+    async def fresh(unit_id: int) -> list[dict[str, object]]:
+        loads.append(unit_id)
+        return [{"id": 1, "title": "Live"}]
+
+    assert await watch.carried(7, fresh) == [{"id": 1, "title": "Live"}] and loads == [7, 7]
+    assert await watch.carried(7, fresh) == [{"id": 1, "title": "Live"}] and loads == [7, 7]  # kept now
