@@ -54,7 +54,7 @@ test: $(VENV)/.deps-test browsers
 
 # Benchmarks print their figures and rewrite their sections of docs/benchmarks.md.
 # e.g. make bench FANOUT_ARGS="--viewers 0,1,10 --naive-viewers '' --seconds 10"
-FANOUT_ARGS ?= --viewers 0,1,10,50,100 --naive-viewers 0,1,2,3 --seconds 15
+FANOUT_ARGS ?= --viewers 0,1,10,50,100,150 --naive-viewers 0,1,2,3 --seconds 15 --clear-headers
 SIGNALING_ARGS ?= --endpoints 2000 --storm 200 --storm-seconds 10 --changes 10
 bench: $(VENV)/.deps-test
 	$(PY) -m bench.fanout $(FANOUT_ARGS)
