@@ -128,7 +128,6 @@ def run_one(viewers: int, seconds: float, size: str, naive: bool = False,
                         result["loop_lag"] = lag_summary(lag_start, lag_end)
                         result["during_window"] = {name.removeprefix("bridgecast_"): value - counters_start.get(name, 0)
                                                    for name, value in counters_end.items()}
-                        result["layer_moves"] = counters_end.get("bridgecast_layer_moves_total", 0)
             load.wait(timeout=60)
             result.update({"server": "naive" if naive else "bridgecast", "viewers": viewers,
                            "server_cpu_percent": round(cpu, 1), "load_cpu_percent": round(load_cpu, 1),
